@@ -1,0 +1,2 @@
+DROP TABLE labgate_meta;
+DROP TABLE instances;

@@ -1,0 +1,125 @@
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use secrecy::SecretSlice;
+
+use super::{KeyId, MasterKey};
+
+/// Layout of a sealed value: `version (1) | key id (8) | nonce (24) | ciphertext + tag`.
+const VERSION: u8 = 1;
+const HEADER_LEN: usize = 1 + 8 + 24;
+
+/// Seals secrets at rest with XChaCha20-Poly1305 under the master key. The associated data
+/// names the table, column and row, so a ciphertext copied into another row does not open.
+pub struct Sealer {
+    key_id: KeyId,
+    cipher: XChaCha20Poly1305,
+}
+
+/// Where a sealed value lives; bound into the ciphertext as associated data.
+#[derive(Debug, Clone, Copy)]
+pub struct SealedField<'a> {
+    pub table: &'a str,
+    pub column: &'a str,
+    pub row_id: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("sealed under key {found}, but the configured master key is {configured}")]
+    OtherKey { found: KeyId, configured: KeyId },
+    #[error("sealed value is malformed")]
+    Malformed,
+    #[error("sealed value does not open: tampered with, or moved from another row")]
+    Forged,
+}
+
+impl Sealer {
+    pub fn new(key: &MasterKey) -> Self {
+        Self { key_id: key.id(), cipher: XChaCha20Poly1305::new(key.expose().into()) }
+    }
+
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    pub fn seal(&self, field: SealedField<'_>, plaintext: &[u8]) -> Vec<u8> {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let aad = field.associated_data();
+        let ciphertext = self
+            .cipher
+            .encrypt(&nonce, Payload { msg: plaintext, aad: &aad })
+            .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
+        let mut sealed = Vec::with_capacity(HEADER_LEN + ciphertext.len());
+        sealed.push(VERSION);
+        sealed.extend_from_slice(self.key_id.as_bytes());
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ciphertext);
+        sealed
+    }
+
+    pub fn open(&self, field: SealedField<'_>, sealed: &[u8]) -> Result<SecretSlice<u8>, SealError> {
+        if sealed.len() < HEADER_LEN || sealed[0] != VERSION {
+            return Err(SealError::Malformed);
+        }
+        let found = KeyId::from_bytes(sealed[1..9].try_into().map_err(|_| SealError::Malformed)?);
+        if found != self.key_id {
+            return Err(SealError::OtherKey { found, configured: self.key_id });
+        }
+        let nonce = XNonce::from_slice(&sealed[9..HEADER_LEN]);
+        let aad = field.associated_data();
+        self.cipher
+            .decrypt(nonce, Payload { msg: &sealed[HEADER_LEN..], aad: &aad })
+            .map(SecretSlice::from)
+            .map_err(|_| SealError::Forged)
+    }
+}
+
+impl SealedField<'_> {
+    fn associated_data(&self) -> Vec<u8> {
+        format!("labgate/v{VERSION}/{}.{}/{}", self.table, self.column, self.row_id).into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn field(row_id: &str) -> SealedField<'_> {
+        SealedField { table: "instances", column: "client_secret", row_id }
+    }
+
+    #[test]
+    fn opens_what_it_sealed_and_hides_the_plaintext() {
+        let sealer = Sealer::new(&MasterKey::generate());
+        let sealed = sealer.seal(field("row-1"), b"gloas-secret");
+        assert!(!sealed.windows(12).any(|w| w == b"gloas-secret"));
+        assert_eq!(sealer.open(field("row-1"), &sealed).unwrap().expose_secret(), b"gloas-secret");
+    }
+
+    #[test]
+    fn refuses_a_value_moved_to_another_row_or_column() {
+        let sealer = Sealer::new(&MasterKey::generate());
+        let sealed = sealer.seal(field("row-1"), b"gloas-secret");
+        assert!(matches!(sealer.open(field("row-2"), &sealed), Err(SealError::Forged)));
+        let other_column = SealedField { column: "access_token", ..field("row-1") };
+        assert!(matches!(sealer.open(other_column, &sealed), Err(SealError::Forged)));
+    }
+
+    #[test]
+    fn refuses_tampering_and_names_a_foreign_key() {
+        let sealer = Sealer::new(&MasterKey::generate());
+        let mut sealed = sealer.seal(field("row-1"), b"gloas-secret");
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert!(matches!(sealer.open(field("row-1"), &sealed), Err(SealError::Forged)));
+
+        let foreign = Sealer::new(&MasterKey::generate()).seal(field("row-1"), b"x");
+        match sealer.open(field("row-1"), &foreign) {
+            Err(SealError::OtherKey { configured, .. }) => assert_eq!(configured, sealer.key_id()),
+            other => panic!("expected OtherKey, got {other:?}"),
+        }
+        assert!(matches!(sealer.open(field("row-1"), b"short"), Err(SealError::Malformed)));
+    }
+}

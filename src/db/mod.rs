@@ -1,0 +1,17 @@
+//! Storage: the pool, embedded migrations for both backends, and blocking repository
+//! functions that return `diesel::QueryResult`. Nothing here knows about HTTP.
+
+pub mod instances;
+pub mod meta;
+mod pool;
+pub mod schema;
+
+pub use pool::{DbConnection, DbPool, connect, has_pending_migrations, run_migrations};
+
+/// Whether an insert failed only because the row exists already.
+pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

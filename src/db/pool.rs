@@ -1,0 +1,99 @@
+use std::error::Error;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection, Pool, R2D2Connection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use secrecy::ExposeSecret;
+
+use crate::config::{DatabaseSettings, DatabaseUrl};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Serialises migrations between processes that start at once against one PostgreSQL database.
+const MIGRATION_LOCK_ID: i64 = 0x6c61_6267_6174_65;
+
+/// One connection type for both backends; repository code is written once against it.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = Pool<Manager>;
+
+/// Opens the backend the URL names, rather than letting each backend try the string in turn.
+pub struct Manager(DatabaseUrl);
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match &self.0 {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers and the writer proceed together; busy_timeout makes
+                // concurrent writers wait instead of failing with "database is locked".
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url.expose_secret())
+                .map(DbConnection::Postgres)
+                .map_err(r2d2::Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.ping().map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// Builds the pool and opens one connection, so a wrong URL fails start-up, not a request.
+pub fn connect(settings: &DatabaseSettings) -> Result<DbPool, String> {
+    if let DatabaseUrl::Sqlite(path) = &settings.url {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the directory {} for SQLite: {e}", dir.display()))?;
+        }
+    }
+    Pool::builder()
+        .max_size(settings.pool_size)
+        .connection_timeout(settings.pool_timeout)
+        .build(Manager(settings.url.clone()))
+        .map_err(|e| format!("cannot open the database: {e}"))
+}
+
+type MigrationResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// Applies the migrations this binary embeds for the connection's backend; returns how many ran.
+pub fn run_migrations(conn: &mut DbConnection) -> MigrationResult<usize> {
+    match conn {
+        DbConnection::Sqlite(conn) => Ok(conn.run_pending_migrations(SQLITE_MIGRATIONS)?.len()),
+        DbConnection::Postgres(conn) => {
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))?;
+            let applied = conn.run_pending_migrations(POSTGRES_MIGRATIONS).map(|done| done.len());
+            conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))?;
+            Ok(applied?)
+        }
+    }
+}
+
+pub fn has_pending_migrations(conn: &mut DbConnection) -> MigrationResult<bool> {
+    match conn {
+        DbConnection::Sqlite(conn) => conn.has_pending_migration(SQLITE_MIGRATIONS),
+        DbConnection::Postgres(conn) => conn.has_pending_migration(POSTGRES_MIGRATIONS),
+    }
+}

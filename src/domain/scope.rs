@@ -1,0 +1,101 @@
+use std::collections::BTreeSet;
+use std::fmt;
+
+use super::Invalid;
+
+/// The OAuth scopes GitLab knows (GITLAB.md, "Scopes"). A scope outside this list makes
+/// GitLab refuse the authorize request, so it is refused here first.
+const GITLAB_SCOPES: &[&str] = &[
+    "api",
+    "read_api",
+    "read_user",
+    "read_repository",
+    "write_repository",
+    "read_registry",
+    "write_registry",
+    "read_virtual_registry",
+    "write_virtual_registry",
+    "create_runner",
+    "manage_runner",
+    "k8s_proxy",
+    "ai_features",
+    "sudo",
+    "admin_mode",
+    "openid",
+    "profile",
+    "email",
+];
+
+/// A set of GitLab scopes, kept sorted so that equal sets compare and print the same.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScopeSet(BTreeSet<String>);
+
+impl ScopeSet {
+    /// Scopes for an instance's application: known to GitLab, at least one, `openid` among them
+    /// (labgate always requests it to learn who connected).
+    pub fn parse_registered<S: AsRef<str>>(scopes: &[S]) -> Result<Self, Invalid> {
+        let set = Self::parse(scopes)?;
+        if !set.0.contains("openid") {
+            return Err(Invalid::new(
+                "must include \"openid\": labgate always requests it to verify who connected, \
+                 so tick it in GitLab's application too",
+            ));
+        }
+        Ok(set)
+    }
+
+    pub fn parse<S: AsRef<str>>(scopes: &[S]) -> Result<Self, Invalid> {
+        let mut set = BTreeSet::new();
+        for scope in scopes {
+            let scope = scope.as_ref().trim();
+            if !GITLAB_SCOPES.contains(&scope) {
+                return Err(Invalid::new(format!(
+                    "{scope:?} is not a GitLab scope (known: {})",
+                    GITLAB_SCOPES.join(", ")
+                )));
+            }
+            set.insert(scope.to_owned());
+        }
+        if set.is_empty() {
+            return Err(Invalid::new("must name at least one scope"));
+        }
+        Ok(Self(set))
+    }
+
+    /// Reads the space-separated form this type writes with `Display` (the stored form).
+    pub fn from_stored(stored: &str) -> Result<Self, Invalid> {
+        Self::parse(&stored.split_whitespace().collect::<Vec<_>>())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl fmt::Display for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.iter().collect::<Vec<_>>().join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_dedups_and_round_trips() {
+        let set = ScopeSet::parse_registered(&["read_api", "openid", "read_api"]).unwrap();
+        assert_eq!(set.to_string(), "openid read_api");
+        assert_eq!(ScopeSet::from_stored(&set.to_string()).unwrap(), set);
+    }
+
+    #[test]
+    fn refuses_unknown_empty_and_missing_openid() {
+        let unknown = ScopeSet::parse(&["read_api", "write_everything"]).unwrap_err();
+        assert!(unknown.0.contains("\"write_everything\" is not a GitLab scope"));
+        let empty: [&str; 0] = [];
+        assert!(ScopeSet::parse(&empty).unwrap_err().0.contains("at least one"));
+        let no_openid = ScopeSet::parse_registered(&["read_api"]).unwrap_err();
+        assert!(no_openid.0.contains("must include \"openid\""));
+    }
+}
