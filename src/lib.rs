@@ -1,6 +1,15 @@
 //! labgate: a self-hosted OAuth broker for GitLab installations.
+//!
+//! Dependencies point one way: `http` → `service` → {`db`, `oauth`, `crypto`} → `domain`;
+//! `config` and `telemetry` depend on nothing of ours; `startup` wires everything together.
 
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod http;
+pub mod oauth;
+pub mod service;
+pub mod startup;
+pub mod telemetry;

@@ -1,1 +1,14 @@
-fn main() {}
+use clap::Parser;
+
+#[actix_web::main]
+async fn main() -> std::process::ExitCode {
+    let cli = labgate::cli::Cli::parse();
+    labgate::telemetry::init();
+    match cli.run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("labgate: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

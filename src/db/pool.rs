@@ -37,11 +37,12 @@ impl ManageConnection for Manager {
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(&path.to_string_lossy())
                     .map_err(r2d2::Error::ConnectionError)?;
-                // WAL lets readers and the writer proceed together; busy_timeout makes
-                // concurrent writers wait instead of failing with "database is locked".
+                // busy_timeout first: it makes concurrent writers (switching to WAL is one)
+                // wait instead of failing with "database is locked". WAL lets readers and the
+                // writer proceed together.
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
@@ -71,6 +72,7 @@ pub fn connect(settings: &DatabaseSettings) -> Result<DbPool, String> {
     }
     Pool::builder()
         .max_size(settings.pool_size)
+        .min_idle(Some(1))
         .connection_timeout(settings.pool_timeout)
         .build(Manager(settings.url.clone()))
         .map_err(|e| format!("cannot open the database: {e}"))

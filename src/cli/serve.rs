@@ -1,0 +1,7 @@
+use crate::startup::Application;
+
+pub async fn run() -> anyhow::Result<()> {
+    let settings = crate::config::load()?;
+    Application::build(settings).await?.run().await?;
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! `/api/v1/instances`: the admin API for registered GitLab instances.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, web};
+use chrono::NaiveDateTime;
+use secrecy::SecretString;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::ApiError;
+use super::auth::Admin;
+use crate::oauth::CheckStep;
+use crate::service::instances::{self, Instance, InstanceForm};
+use crate::service::{Context, FieldError};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/instances", web::post().to(create))
+        .route("/instances", web::get().to(list))
+        .route("/instances/{name}", web::get().to(show))
+        .route("/instances/{name}", web::patch().to(change))
+        .route("/instances/{name}", web::delete().to(remove))
+        .route("/instances/{name}/check", web::post().to(check));
+}
+
+async fn create(_: Admin, ctx: web::Data<Context>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+    let instance = instances::register(&ctx, instance_form(body.into_inner())?).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((LOCATION, format!("/api/v1/instances/{}", instance.name)))
+        .json(InstanceBody::from(&instance)))
+}
+
+async fn list(_: Admin, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
+    let all = instances::list(&ctx).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "instances": all.iter().map(InstanceBody::from).collect::<Vec<_>>() })))
+}
+
+async fn show(_: Admin, ctx: web::Data<Context>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(InstanceBody::from(&instances::get(&ctx, &name).await?)))
+}
+
+async fn change(
+    _: Admin,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let instance = instances::change(&ctx, &name, instance_form(body.into_inner())?).await?;
+    Ok(HttpResponse::Ok().json(InstanceBody::from(&instance)))
+}
+
+async fn remove(_: Admin, ctx: web::Data<Context>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    instances::remove(&ctx, &name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn check(_: Admin, ctx: web::Data<Context>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let (report, instance) = instances::check(&ctx, &name).await?;
+    Ok(HttpResponse::Ok().json(CheckBody {
+        name: instance.name.as_str(),
+        ok: report.failure().is_none(),
+        checked_at: timestamp(instance.last_check.at),
+        steps: &report.steps,
+    }))
+}
+
+const FIELDS: &str = "name, base_url, client_id, client_secret, ca_pem, scopes";
+
+/// Reads a JSON object into the form the service parses. Type errors name the field and the
+/// expected type only: a value, which may be a secret, is never repeated back.
+fn instance_form(body: Value) -> Result<InstanceForm, ApiError> {
+    let Value::Object(fields) = body else {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    };
+    let mut errors = Vec::new();
+    let mut form = InstanceForm::default();
+    for (key, value) in fields {
+        match key.as_str() {
+            "name" => form.name = text(&mut errors, &key, value),
+            "base_url" => form.base_url = text(&mut errors, &key, value),
+            "client_id" => form.client_id = text(&mut errors, &key, value),
+            "client_secret" => form.client_secret = text(&mut errors, &key, value).map(SecretString::from),
+            "ca_pem" if value.is_null() => form.ca_pem = Some(None),
+            "ca_pem" => form.ca_pem = text(&mut errors, &key, value).map(Some),
+            "scopes" => form.scopes = scope_list(&mut errors, value),
+            _ => errors.push(FieldError::new(key, format!("is not a field of an instance (fields: {FIELDS})"))),
+        }
+    }
+    if errors.is_empty() { Ok(form) } else { Err(ApiError::invalid_fields(errors)) }
+}
+
+fn text(errors: &mut Vec<FieldError>, key: &str, value: Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text),
+        _ => {
+            errors.push(FieldError::new(key, "must be a string"));
+            None
+        }
+    }
+}
+
+/// A JSON array of scope names, or GitLab's own space-separated form.
+fn scope_list(errors: &mut Vec<FieldError>, value: Value) -> Option<Vec<String>> {
+    match value {
+        Value::String(text) => Some(text.split_whitespace().map(str::to_owned).collect()),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            Some(items.into_iter().filter_map(|item| item.as_str().map(str::to_owned)).collect())
+        }
+        _ => {
+            errors.push(FieldError::new("scopes", "must be an array of scope names, e.g. [\"openid\", \"read_api\"]"));
+            None
+        }
+    }
+}
+
+/// An instance as the admin API shows it. There is deliberately no secret field.
+#[derive(Serialize)]
+struct InstanceBody<'a> {
+    name: &'a str,
+    base_url: &'a str,
+    client_id: &'a str,
+    scopes: Vec<&'a str>,
+    ca_pem: Option<&'a str>,
+    ca_subjects: &'a [String],
+    redirect_url: &'a str,
+    endpoints: BTreeMap<&'static str, &'a str>,
+    last_check: CheckBody<'a>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Serialize)]
+struct CheckBody<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    ok: bool,
+    checked_at: String,
+    steps: &'a [CheckStep],
+}
+
+impl<'a> From<&'a Instance> for InstanceBody<'a> {
+    fn from(instance: &'a Instance) -> Self {
+        Self {
+            name: instance.name.as_str(),
+            base_url: instance.base_url.as_str(),
+            client_id: &instance.client_id,
+            scopes: instance.scopes.iter().collect(),
+            ca_pem: instance.ca.as_ref().map(|ca| ca.pem()),
+            ca_subjects: instance.ca.as_ref().map_or(&[], |ca| ca.subjects()),
+            redirect_url: &instance.redirect_url,
+            endpoints: instance.discovery.endpoints().into_iter().collect(),
+            last_check: CheckBody {
+                name: "",
+                ok: instance.last_check.ok,
+                checked_at: timestamp(instance.last_check.at),
+                steps: &instance.last_check.steps,
+            },
+            created_at: timestamp(instance.created_at),
+            updated_at: timestamp(instance.updated_at),
+        }
+    }
+}
+
+fn timestamp(at: NaiveDateTime) -> String {
+    at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,33 @@
+//! The HTTP edge: routes, request and response shapes, the one `ApiError`, authentication.
+//! Handlers parse, call one use case, and render; they hold no rules of their own.
+
+mod auth;
+mod error;
+mod health;
+mod instances;
+mod request_span;
+
+use actix_web::web;
+
+pub use error::ApiError;
+pub use request_span::RequestSpan;
+
+/// Request bodies larger than this are refused with 413 before they are parsed.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(MAX_BODY_BYTES)
+            .error_handler(|error, _| ApiError::from_json_error(error).into()),
+    )
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz))
+    .service(web::scope("/api/v1").configure(instances::routes));
+}
+
+/// Answers any path that has no route.
+pub async fn no_route() -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::not_found("no_such_endpoint", "there is no endpoint at this path").error_response()
+}

@@ -1,0 +1,12 @@
+//! Talking to GitLab instances: one HTTP client per instance with that instance's trust roots,
+//! and the check that proves an instance is reachable and is the GitLab it claims to be.
+
+mod check;
+mod client;
+mod discovery;
+mod tls;
+
+pub use check::{CheckReport, CheckStep, StepStatus, check_instance};
+pub use client::instance_http_client;
+pub use discovery::Discovery;
+pub use tls::TrustRoots;

@@ -1,0 +1,44 @@
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::oauth::CheckReport;
+
+/// One refused input field, for the person who filled it in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The instance check failed; the report says which step and why. Nothing was saved.
+    #[error("instance check failed")]
+    CheckFailed(CheckReport),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<DieselError> for ServiceError {
+    fn from(error: DieselError) -> Self {
+        match error {
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                Self::Unavailable(info.message().to_owned())
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Registering GitLab instances: create, read, change, check and remove.
+
+use anyhow::Context as _;
+use chrono::{NaiveDateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Context, FieldError, ServiceError};
+use crate::crypto::SealedField;
+use crate::db::{self, instances::InstanceRow};
+use crate::domain::{BaseUrl, CaBundle, InstanceName, Invalid, ScopeSet};
+use crate::oauth::{CheckReport, CheckStep, Discovery, check_instance};
+
+/// Instance fields as a person or program typed them, before parsing. Both the admin API and
+/// the admin pages fill this, so both give the same messages.
+#[derive(Debug, Default)]
+pub struct InstanceForm {
+    pub name: Option<String>,
+    pub base_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    /// `Some(None)`: remove the CA; `None`: leave it as it is (on change).
+    pub ca_pem: Option<Option<String>>,
+    pub scopes: Option<Vec<String>>,
+}
+
+/// A registered instance as readers see it: everything but the secret.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub name: InstanceName,
+    pub base_url: BaseUrl,
+    pub client_id: String,
+    pub ca: Option<CaBundle>,
+    pub scopes: ScopeSet,
+    pub redirect_url: String,
+    pub discovery: Discovery,
+    pub last_check: LastCheck,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct LastCheck {
+    pub ok: bool,
+    pub steps: Vec<CheckStep>,
+    pub at: NaiveDateTime,
+}
+
+pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, ServiceError> {
+    let mut errors = Vec::new();
+    let name = required(&mut errors, "name", form.name, |v| InstanceName::parse(&v));
+    let base_url = required(&mut errors, "base_url", form.base_url, |v| BaseUrl::parse(&v));
+    let client_id = required(&mut errors, "client_id", form.client_id, parse_client_id);
+    let client_secret = required(&mut errors, "client_secret", form.client_secret, parse_client_secret);
+    let ca = parse_ca(&mut errors, form.ca_pem.flatten());
+    let scopes = required(&mut errors, "scopes", form.scopes, |v| ScopeSet::parse_registered(&v));
+    let (Some(name), Some(base_url), Some(client_id), Some(client_secret), Some(ca), Some(scopes)) =
+        (name, base_url, client_id, client_secret, ca, scopes)
+    else {
+        return Err(ServiceError::Invalid(errors));
+    };
+
+    let taken = name.clone();
+    if ctx.db(move |conn| db::instances::find_by_name(conn, taken.as_str())).await?.is_some() {
+        return Err(already_registered(&name));
+    }
+    let report = passing_check(ctx, &base_url, ca.as_ref()).await?;
+
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = Utc::now().naive_utc();
+    let row = InstanceRow {
+        client_secret_sealed: seal_secret(ctx, &id, &client_secret),
+        id,
+        name: name.to_string(),
+        base_url: base_url.to_string(),
+        client_id,
+        ca_pem: ca.as_ref().map(|ca| ca.pem().to_owned()),
+        scopes: scopes.to_string(),
+        discovery: encode(&report.discovery)?,
+        last_check_ok: true,
+        last_check_report: encode(&report.steps)?,
+        last_checked_at: now,
+        created_at: now,
+        updated_at: now,
+    };
+    let stored = row.clone();
+    let inserted = ctx
+        .db(move |conn| match db::instances::insert(conn, &stored) {
+            Err(e) if db::is_unique_violation(&e) => Ok(false),
+            other => other.map(|()| true),
+        })
+        .await?;
+    if !inserted {
+        return Err(already_registered(&name));
+    }
+    tracing::info!(instance.name = %name, instance.base_url = %base_url, "instance registered");
+    to_instance(ctx, row)
+}
+
+pub async fn list(ctx: &Context) -> Result<Vec<Instance>, ServiceError> {
+    let rows = ctx.db(db::instances::list).await?;
+    rows.into_iter().map(|row| to_instance(ctx, row)).collect()
+}
+
+pub async fn get(ctx: &Context, name: &str) -> Result<Instance, ServiceError> {
+    to_instance(ctx, find(ctx, name).await?)
+}
+
+/// Applies the given changes, checks the result against GitLab, and saves only if it passes.
+pub async fn change(ctx: &Context, name: &str, form: InstanceForm) -> Result<Instance, ServiceError> {
+    let mut row = find(ctx, name).await?;
+    let mut errors = Vec::new();
+    if form.name.as_deref().is_some_and(|new| new != row.name) {
+        errors.push(FieldError::new("name", "cannot be changed: register the instance again under the new name"));
+    }
+    let base_url = match form.base_url {
+        Some(v) => field(&mut errors, "base_url", BaseUrl::parse(&v)),
+        None => Some(BaseUrl::parse(&row.base_url).context("stored base_url")?),
+    };
+    let client_id = form.client_id.and_then(|v| field(&mut errors, "client_id", parse_client_id(v)));
+    let client_secret = form.client_secret.and_then(|v| field(&mut errors, "client_secret", parse_client_secret(v)));
+    let ca = match form.ca_pem {
+        Some(pem) => parse_ca(&mut errors, pem),
+        None => Some(stored_ca(&row)?),
+    };
+    let scopes = form.scopes.and_then(|v| field(&mut errors, "scopes", ScopeSet::parse_registered(&v)));
+    let (Some(base_url), Some(ca)) = (base_url, ca) else {
+        return Err(ServiceError::Invalid(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ServiceError::Invalid(errors));
+    }
+
+    let report = passing_check(ctx, &base_url, ca.as_ref()).await?;
+    let now = Utc::now().naive_utc();
+    row.base_url = base_url.to_string();
+    row.ca_pem = ca.as_ref().map(|ca| ca.pem().to_owned());
+    if let Some(client_id) = client_id {
+        row.client_id = client_id;
+    }
+    if let Some(secret) = client_secret {
+        row.client_secret_sealed = seal_secret(ctx, &row.id, &secret);
+    }
+    if let Some(scopes) = scopes {
+        row.scopes = scopes.to_string();
+    }
+    row.discovery = encode(&report.discovery)?;
+    row.last_check_ok = true;
+    row.last_check_report = encode(&report.steps)?;
+    row.last_checked_at = now;
+    row.updated_at = now;
+    save(ctx, row.clone()).await?;
+    tracing::info!(instance.name = %row.name, "instance changed");
+    to_instance(ctx, row)
+}
+
+/// Runs the checks again and records the outcome; a failure is reported, not an error.
+pub async fn check(ctx: &Context, name: &str) -> Result<(CheckReport, Instance), ServiceError> {
+    let mut row = find(ctx, name).await?;
+    let base_url = BaseUrl::parse(&row.base_url).context("stored base_url")?;
+    let report = check_instance(&base_url, stored_ca(&row)?.as_ref(), &ctx.outbound).await;
+    if let Some(discovery) = &report.discovery {
+        row.discovery = encode(discovery)?;
+    }
+    row.last_check_ok = report.failure().is_none();
+    row.last_check_report = encode(&report.steps)?;
+    row.last_checked_at = Utc::now().naive_utc();
+    save(ctx, row.clone()).await?;
+    Ok((report, to_instance(ctx, row)?))
+}
+
+pub async fn remove(ctx: &Context, name: &str) -> Result<(), ServiceError> {
+    let owned = name.to_owned();
+    if ctx.db(move |conn| db::instances::delete(conn, &owned)).await? {
+        tracing::info!(instance.name = %name, "instance removed");
+        Ok(())
+    } else {
+        Err(not_found(name))
+    }
+}
+
+async fn find(ctx: &Context, name: &str) -> Result<InstanceRow, ServiceError> {
+    let owned = name.to_owned();
+    ctx.db(move |conn| db::instances::find_by_name(conn, &owned)).await?.ok_or_else(|| not_found(name))
+}
+
+async fn save(ctx: &Context, row: InstanceRow) -> Result<(), ServiceError> {
+    let name = row.name.clone();
+    if ctx.db(move |conn| db::instances::update(conn, &row)).await? {
+        Ok(())
+    } else {
+        Err(not_found(&name))
+    }
+}
+
+async fn passing_check(ctx: &Context, base_url: &BaseUrl, ca: Option<&CaBundle>) -> Result<CheckReport, ServiceError> {
+    let report = check_instance(base_url, ca, &ctx.outbound).await;
+    if report.failure().is_some() { Err(ServiceError::CheckFailed(report)) } else { Ok(report) }
+}
+
+fn seal_secret(ctx: &Context, row_id: &str, secret: &SecretString) -> Vec<u8> {
+    let field = SealedField { table: "instances", column: "client_secret", row_id };
+    ctx.sealer.seal(field, secret.expose_secret().as_bytes())
+}
+
+fn to_instance(ctx: &Context, row: InstanceRow) -> Result<Instance, ServiceError> {
+    let name = InstanceName::parse(&row.name).context("stored instance name")?;
+    Ok(Instance {
+        redirect_url: ctx.redirect_url(&name),
+        base_url: BaseUrl::parse(&row.base_url).context("stored base_url")?,
+        ca: stored_ca(&row)?,
+        scopes: ScopeSet::from_stored(&row.scopes).context("stored scopes")?,
+        discovery: serde_json::from_str(&row.discovery).context("stored discovery")?,
+        last_check: LastCheck {
+            ok: row.last_check_ok,
+            steps: serde_json::from_str(&row.last_check_report).context("stored check report")?,
+            at: row.last_checked_at,
+        },
+        name,
+        client_id: row.client_id,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+fn stored_ca(row: &InstanceRow) -> Result<Option<CaBundle>, ServiceError> {
+    Ok(row.ca_pem.as_deref().map(CaBundle::parse).transpose().context("stored CA bundle")?)
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, ServiceError> {
+    Ok(serde_json::to_string(value).context("encoding a stored value")?)
+}
+
+fn not_found(name: &str) -> ServiceError {
+    ServiceError::NotFound(format!("no instance is registered under the name {name:?}"))
+}
+
+fn already_registered(name: &InstanceName) -> ServiceError {
+    ServiceError::Conflict(format!("an instance named {name:?} is registered already"))
+}
+
+fn parse_client_id(value: String) -> Result<String, Invalid> {
+    let value = value.trim().to_owned();
+    if value.is_empty() || value.len() > 255 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Invalid::new("must be the application ID GitLab shows: 1 to 255 characters, no spaces"));
+    }
+    Ok(value)
+}
+
+fn parse_client_secret(value: SecretString) -> Result<SecretString, Invalid> {
+    let secret = value.expose_secret();
+    if secret.trim().is_empty() || secret.len() > 1024 {
+        // Never echo the value: the message speaks only of its shape.
+        return Err(Invalid::new("must be the application secret GitLab shows (1 to 1024 characters)"));
+    }
+    Ok(SecretString::from(secret.trim().to_owned()))
+}
+
+/// `Some(None)`: no CA (platform roots); `None`: the CA given was refused (error recorded).
+fn parse_ca(errors: &mut Vec<FieldError>, pem: Option<String>) -> Option<Option<CaBundle>> {
+    match pem.filter(|p| !p.trim().is_empty()) {
+        None => Some(None),
+        Some(pem) => field(errors, "ca_pem", CaBundle::parse(&pem)).map(Some),
+    }
+}
+
+fn required<T, U>(
+    errors: &mut Vec<FieldError>,
+    name: &str,
+    value: Option<T>,
+    parse: impl FnOnce(T) -> Result<U, Invalid>,
+) -> Option<U> {
+    match value {
+        Some(value) => field(errors, name, parse(value)),
+        None => {
+            errors.push(FieldError::new(name, "is required"));
+            None
+        }
+    }
+}
+
+fn field<U>(errors: &mut Vec<FieldError>, name: &str, parsed: Result<U, Invalid>) -> Option<U> {
+    parsed.map_err(|e| errors.push(FieldError::new(name, e.0))).ok()
+}

@@ -1,0 +1,52 @@
+//! The use cases. Each takes the shared `Context`, parsed domain input, and returns domain
+//! output or a `ServiceError`; storage runs on blocking threads, never on the async workers.
+
+mod error;
+pub mod health;
+pub mod instances;
+
+use std::sync::Arc;
+
+use diesel::QueryResult;
+use url::Url;
+
+pub use error::{FieldError, ServiceError};
+
+use crate::config::OutboundSettings;
+use crate::crypto::{Sealer, TokenHash};
+use crate::db::{DbConnection, DbPool};
+use crate::domain::InstanceName;
+
+/// What every use case may need, built once at start-up.
+#[derive(Clone)]
+pub struct Context {
+    pub pool: DbPool,
+    pub sealer: Arc<Sealer>,
+    pub admin_token: TokenHash,
+    /// The URL GitLab and browsers reach labgate at, without a trailing slash.
+    pub public_url: Url,
+    pub outbound: OutboundSettings,
+}
+
+impl Context {
+    /// Runs `work` with a pooled connection on a blocking thread. Waiting for a connection is
+    /// bounded by the pool's timeout, after which the caller gets `Unavailable` (503).
+    pub async fn db<T, F>(&self, work: F) -> Result<T, ServiceError>
+    where
+        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            work(&mut conn).map_err(ServiceError::from)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// `{public_url}/oauth/{name}/callback`: what the administrator pastes into GitLab.
+    pub fn redirect_url(&self, name: &InstanceName) -> String {
+        format!("{}/oauth/{name}/callback", self.public_url.as_str().trim_end_matches('/'))
+    }
+}

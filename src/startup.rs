@@ -1,0 +1,144 @@
+//! The one start-up path, for `labgate serve` and every test: open storage, apply migrations,
+//! load key material, bind the HTTP server (port 0 allowed).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::{Context as _, bail};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use secrecy::ExposeSecret;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::{ConfigError, Settings, TlsFiles};
+use crate::crypto::{MasterKey, Sealer, TokenHash, generate_token};
+use crate::db::{self, DbPool, meta};
+use crate::http::{self, RequestSpan};
+use crate::service::Context;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = open_database(&settings)?;
+        let (sealer, admin_token) = {
+            let pool = pool.clone();
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || load_key_material(&pool, &settings)).await??
+        };
+        let ctx = web::Data::new(Context {
+            pool,
+            sealer: Arc::new(sealer),
+            admin_token,
+            public_url: settings.server.public_url.clone(),
+            outbound: settings.outbound.clone(),
+        });
+
+        let listener = TcpListener::bind(settings.server.listen)
+            .with_context(|| format!("cannot listen on {} (server.listen)", settings.server.listen))?;
+        let port = listener.local_addr()?.port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::<RequestSpan>::new())
+                .app_data(ctx.clone())
+                .configure(http::routes)
+                .default_service(web::to(http::no_route))
+        });
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = match &settings.server.tls {
+            Some(files) => server.listen_rustls_0_23(listener, tls_server_config(files)?)?,
+            None => server.listen(listener)?,
+        };
+        let scheme = if settings.server.tls.is_some() { "https" } else { "http" };
+        tracing::info!(
+            listen = %settings.server.listen, port, scheme, public_url = %settings.server.public_url,
+            "labgate is listening"
+        );
+        Ok(Self { port, server: server.run() })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server when called; for tests that restart labgate.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Opens the pool and applies pending migrations, as `labgate serve` and `labgate migrate` do.
+pub fn open_database(settings: &Settings) -> anyhow::Result<DbPool> {
+    let pool = db::connect(&settings.database).map_err(|e| ConfigError::invalid("database.url", e))?;
+    let mut conn = pool.get().context("cannot get a database connection")?;
+    let applied = db::run_migrations(&mut conn).map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
+    if applied > 0 {
+        tracing::info!(migrations = applied, "database migrations applied");
+    }
+    Ok(pool)
+}
+
+/// The sealing key (configured, or created on first start) and the admin token's hash.
+fn load_key_material(pool: &DbPool, settings: &Settings) -> anyhow::Result<(Sealer, TokenHash)> {
+    let key = match &settings.security.master_key {
+        Some(encoded) => {
+            MasterKey::from_base64(encoded).map_err(|e| ConfigError::invalid("security.master_key", e.to_string()))?
+        }
+        None => MasterKey::load_or_create(&settings.security.generated_master_key_path)
+            .map_err(|e| ConfigError::invalid("security.generated_master_key_path", e.to_string()))?,
+    };
+    let mut conn = pool.get().context("cannot get a database connection")?;
+    let key_id = key.id().to_string();
+    let recorded = meta::get_or_insert(&mut conn, meta::MASTER_KEY_ID, &key_id)?;
+    if recorded != key_id {
+        bail!(
+            "this database holds secrets sealed under master key {recorded}, but the configured key is \
+             {key_id}: configure the original key (security.master_key or security.master_key_file)"
+        );
+    }
+
+    let admin_token = match &settings.admin.token {
+        Some(token) => TokenHash::of_secret(token),
+        None => {
+            let candidate = generate_token("lgadm_");
+            let candidate_hash = TokenHash::of_secret(&candidate).to_hex();
+            let stored = meta::get_or_insert(&mut conn, meta::ADMIN_TOKEN_HASH, &candidate_hash)?;
+            if stored == candidate_hash {
+                // Printed once, to the terminal that started labgate; only the hash is kept.
+                println!(
+                    "\nlabgate generated an admin token. It is shown only this once; store it now:\n\n    {}\n",
+                    candidate.expose_secret()
+                );
+            }
+            TokenHash::from_hex(&stored).context("the stored admin token hash is malformed")?
+        }
+    };
+    Ok((Sealer::new(&key), admin_token))
+}
+
+fn tls_server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| ConfigError::invalid("server.tls_cert", format!("cannot read {}: {e}", files.cert.display())))?;
+    if chain.is_empty() {
+        return Err(ConfigError::invalid("server.tls_cert", "the file holds no certificate").into());
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| ConfigError::invalid("server.tls_key", format!("cannot read {}: {e}", files.key.display())))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| ConfigError::invalid("server.tls_key", format!("does not match the certificate: {e}")).into())
+}
