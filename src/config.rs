@@ -76,13 +76,21 @@ pub enum ConfigError {
     #[error("configuration could not be read: {0}")]
     Unreadable(#[from] config::ConfigError),
     #[error("{key} ({env}): {message}")]
-    Invalid { key: &'static str, env: String, message: String },
+    Invalid {
+        key: &'static str,
+        env: String,
+        message: String,
+    },
 }
 
 impl ConfigError {
     pub fn invalid(key: &'static str, message: impl Into<String>) -> Self {
         let env = format!("LABGATE__{}", key.replace('.', "__").to_uppercase());
-        Self::Invalid { key, env, message: message.into() }
+        Self::Invalid {
+            key,
+            env,
+            message: message.into(),
+        }
     }
 }
 
@@ -93,7 +101,10 @@ pub fn load() -> Result<Settings, ConfigError> {
 }
 
 /// Loads settings from `env` (variables as `std::env::vars` would give them) and an optional file.
-pub fn load_from(env: HashMap<String, String>, config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+pub fn load_from(
+    env: HashMap<String, String>,
+    config_file: Option<&Path>,
+) -> Result<Settings, ConfigError> {
     let mut builder = Config::builder()
         .add_source(File::from_str(BUILT_IN_DEFAULTS, FileFormat::Toml))
         .add_source(File::new("config/default.toml", FileFormat::Toml).required(false));
@@ -166,10 +177,17 @@ impl RawSettings {
         let url = secret("database.url", self.database.url, self.database.url_file)?
             .ok_or_else(|| ConfigError::invalid("database.url", "is required"))?;
         if self.database.pool_size == 0 {
-            return Err(ConfigError::invalid("database.pool_size", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "database.pool_size",
+                "must be at least 1",
+            ));
         }
-        if self.outbound.connect_timeout_seconds == 0 || self.outbound.request_timeout_seconds == 0 {
-            return Err(ConfigError::invalid("outbound.request_timeout_seconds", "timeouts must be at least 1 second"));
+        if self.outbound.connect_timeout_seconds == 0 || self.outbound.request_timeout_seconds == 0
+        {
+            return Err(ConfigError::invalid(
+                "outbound.request_timeout_seconds",
+                "timeouts must be at least 1 second",
+            ));
         }
         Ok(Settings {
             server,
@@ -179,10 +197,16 @@ impl RawSettings {
                 pool_timeout: Duration::from_secs(self.database.pool_timeout_seconds.max(1)),
             },
             security: SecuritySettings {
-                master_key: secret("security.master_key", self.security.master_key, self.security.master_key_file)?,
+                master_key: secret(
+                    "security.master_key",
+                    self.security.master_key,
+                    self.security.master_key_file,
+                )?,
                 generated_master_key_path: self.security.generated_master_key_path,
             },
-            admin: AdminSettings { token: secret("admin.token", self.admin.token, self.admin.token_file)? },
+            admin: AdminSettings {
+                token: secret("admin.token", self.admin.token, self.admin.token_file)?,
+            },
             outbound: OutboundSettings {
                 connect_timeout: Duration::from_secs(self.outbound.connect_timeout_seconds),
                 request_timeout: Duration::from_secs(self.outbound.request_timeout_seconds),
@@ -194,27 +218,55 @@ impl RawSettings {
 impl RawServer {
     fn validate(self) -> Result<ServerSettings, ConfigError> {
         let listen = self.listen.parse().map_err(|e| {
-            ConfigError::invalid("server.listen", format!("{:?} is not an address like 127.0.0.1:8080 ({e})", self.listen))
+            ConfigError::invalid(
+                "server.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:8080 ({e})",
+                    self.listen
+                ),
+            )
         })?;
         let public_url = parse_public_url(&self.public_url, self.allow_insecure_public_url)?;
         let tls = match (non_empty(self.tls_cert), non_empty(self.tls_key)) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            (Some(_), None) => return Err(ConfigError::invalid("server.tls_key", "is required when server.tls_cert is set")),
-            (None, Some(_)) => return Err(ConfigError::invalid("server.tls_cert", "is required when server.tls_key is set")),
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "server.tls_key",
+                    "is required when server.tls_cert is set",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "server.tls_cert",
+                    "is required when server.tls_key is set",
+                ));
+            }
         };
-        Ok(ServerSettings { listen, public_url, tls, workers: self.workers })
+        Ok(ServerSettings {
+            listen,
+            public_url,
+            tls,
+            workers: self.workers,
+        })
     }
 }
 
 fn parse_public_url(input: &str, allow_insecure: bool) -> Result<Url, ConfigError> {
     let key = "server.public_url";
-    let mut url = Url::parse(input).map_err(|e| ConfigError::invalid(key, format!("{input:?} is not a URL ({e})")))?;
+    let mut url = Url::parse(input)
+        .map_err(|e| ConfigError::invalid(key, format!("{input:?} is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::invalid(key, format!("{input:?} must be an http or https URL with a host")));
+        return Err(ConfigError::invalid(
+            key,
+            format!("{input:?} must be an http or https URL with a host"),
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(ConfigError::invalid(key, "must not have a query string or fragment"));
+        return Err(ConfigError::invalid(
+            key,
+            "must not have a query string or fragment",
+        ));
     }
     let loopback = match url.host() {
         Some(url::Host::Domain(domain)) => domain == "localhost",
@@ -241,13 +293,19 @@ impl DatabaseUrl {
         let url = url.expose_secret();
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
-                return Err(ConfigError::invalid("database.url", "sqlite:// needs a file path, e.g. sqlite://data/labgate.db"));
+                return Err(ConfigError::invalid(
+                    "database.url",
+                    "sqlite:// needs a file path, e.g. sqlite://data/labgate.db",
+                ));
             }
             Ok(Self::Sqlite(PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres(SecretString::from(url.to_owned())))
         } else {
-            Err(ConfigError::invalid("database.url", "must start with sqlite:// or postgres://"))
+            Err(ConfigError::invalid(
+                "database.url",
+                "must start with sqlite:// or postgres://",
+            ))
         }
     }
 }
@@ -257,15 +315,30 @@ fn non_empty(path: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 /// A secret given inline or as `{key}_file`; both at once is a mistake worth stopping for.
-fn secret(key: &'static str, inline: Option<String>, file: Option<PathBuf>) -> Result<Option<SecretString>, ConfigError> {
+fn secret(
+    key: &'static str,
+    inline: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<SecretString>, ConfigError> {
     match (inline.filter(|v| !v.is_empty()), non_empty(file)) {
-        (Some(_), Some(_)) => Err(ConfigError::invalid(key, format!("set either {key} or {key}_file, not both"))),
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            key,
+            format!("set either {key} or {key}_file, not both"),
+        )),
         (Some(value), None) => Ok(Some(SecretString::from(value))),
         (None, Some(path)) => {
             let contents = fs::read_to_string(&path).map_err(|e| {
-                ConfigError::invalid(key, format!("cannot read the file {} named by {key}_file: {e}", path.display()))
+                ConfigError::invalid(
+                    key,
+                    format!(
+                        "cannot read the file {} named by {key}_file: {e}",
+                        path.display()
+                    ),
+                )
             })?;
-            Ok(Some(SecretString::from(contents.trim_end_matches(['\r', '\n']).to_owned())))
+            Ok(Some(SecretString::from(
+                contents.trim_end_matches(['\r', '\n']).to_owned(),
+            )))
         }
         (None, None) => Ok(None),
     }
@@ -276,7 +349,10 @@ mod tests {
     use super::*;
 
     fn load_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let env = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         load_from(env, None)
     }
 
@@ -288,8 +364,13 @@ mod tests {
     fn defaults_run_on_sqlite_on_loopback() {
         let settings = load_env(&[]).unwrap();
         assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(settings.server.public_url.as_str(), "http://127.0.0.1:8080/");
-        assert!(matches!(settings.database.url, DatabaseUrl::Sqlite(ref p) if p == Path::new("data/labgate.db")));
+        assert_eq!(
+            settings.server.public_url.as_str(),
+            "http://127.0.0.1:8080/"
+        );
+        assert!(
+            matches!(settings.database.url, DatabaseUrl::Sqlite(ref p) if p == Path::new("data/labgate.db"))
+        );
         assert!(settings.security.master_key.is_none() && settings.admin.token.is_none());
         assert!(settings.server.tls.is_none());
     }
@@ -298,11 +379,21 @@ mod tests {
     fn environment_overrides_files() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("labgate.toml");
-        fs::write(&file, "[server]\nlisten = \"0.0.0.0:9000\"\npublic_url = \"https://file.example\"\n").unwrap();
-        let env = HashMap::from([("LABGATE__SERVER__PUBLIC_URL".to_owned(), "https://env.example/lg/".to_owned())]);
+        fs::write(
+            &file,
+            "[server]\nlisten = \"0.0.0.0:9000\"\npublic_url = \"https://file.example\"\n",
+        )
+        .unwrap();
+        let env = HashMap::from([(
+            "LABGATE__SERVER__PUBLIC_URL".to_owned(),
+            "https://env.example/lg/".to_owned(),
+        )]);
         let settings = load_from(env, Some(&file)).unwrap();
         assert_eq!(settings.server.listen.to_string(), "0.0.0.0:9000");
-        assert_eq!(settings.server.public_url.as_str(), "https://env.example/lg");
+        assert_eq!(
+            settings.server.public_url.as_str(),
+            "https://env.example/lg"
+        );
     }
 
     #[test]
@@ -314,21 +405,45 @@ mod tests {
         let settings = load_env(&[("LABGATE__ADMIN__TOKEN_FILE", path)]).unwrap();
         assert_eq!(settings.admin.token.unwrap().expose_secret(), "from-file");
 
-        let both = message(load_env(&[("LABGATE__ADMIN__TOKEN_FILE", path), ("LABGATE__ADMIN__TOKEN", "inline")]));
-        assert!(both.contains("set either admin.token or admin.token_file, not both"), "{both}");
-        let missing = message(load_env(&[("LABGATE__SECURITY__MASTER_KEY_FILE", "/nonexistent/key")]));
-        assert!(missing.starts_with("security.master_key (LABGATE__SECURITY__MASTER_KEY)"), "{missing}");
+        let both = message(load_env(&[
+            ("LABGATE__ADMIN__TOKEN_FILE", path),
+            ("LABGATE__ADMIN__TOKEN", "inline"),
+        ]));
+        assert!(
+            both.contains("set either admin.token or admin.token_file, not both"),
+            "{both}"
+        );
+        let missing = message(load_env(&[(
+            "LABGATE__SECURITY__MASTER_KEY_FILE",
+            "/nonexistent/key",
+        )]));
+        assert!(
+            missing.starts_with("security.master_key (LABGATE__SECURITY__MASTER_KEY)"),
+            "{missing}"
+        );
         assert!(missing.contains("/nonexistent/key"), "{missing}");
     }
 
     #[test]
     fn settings_that_cannot_work_name_their_key() {
         let cases = [
-            (("LABGATE__SERVER__PUBLIC_URL", "not a url"), "server.public_url"),
-            (("LABGATE__SERVER__PUBLIC_URL", "http://labgate.corp"), "plain http"),
+            (
+                ("LABGATE__SERVER__PUBLIC_URL", "not a url"),
+                "server.public_url",
+            ),
+            (
+                ("LABGATE__SERVER__PUBLIC_URL", "http://labgate.corp"),
+                "plain http",
+            ),
             (("LABGATE__SERVER__LISTEN", "localhost"), "server.listen"),
-            (("LABGATE__DATABASE__URL", "mysql://x"), "must start with sqlite:// or postgres://"),
-            (("LABGATE__SERVER__TLS_CERT", "certs/labgate.pem"), "server.tls_key"),
+            (
+                ("LABGATE__DATABASE__URL", "mysql://x"),
+                "must start with sqlite:// or postgres://",
+            ),
+            (
+                ("LABGATE__SERVER__TLS_CERT", "certs/labgate.pem"),
+                "server.tls_key",
+            ),
         ];
         for ((key, value), expected) in cases {
             let text = message(load_env(&[(key, value)]));

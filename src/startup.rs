@@ -39,8 +39,12 @@ impl Application {
             outbound: settings.outbound.clone(),
         });
 
-        let listener = TcpListener::bind(settings.server.listen)
-            .with_context(|| format!("cannot listen on {} (server.listen)", settings.server.listen))?;
+        let listener = TcpListener::bind(settings.server.listen).with_context(|| {
+            format!(
+                "cannot listen on {} (server.listen)",
+                settings.server.listen
+            )
+        })?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -56,12 +60,19 @@ impl Application {
             Some(files) => server.listen_rustls_0_23(listener, tls_server_config(files)?)?,
             None => server.listen(listener)?,
         };
-        let scheme = if settings.server.tls.is_some() { "https" } else { "http" };
+        let scheme = if settings.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         tracing::info!(
             listen = %settings.server.listen, port, scheme, public_url = %settings.server.public_url,
             "labgate is listening"
         );
-        Ok(Self { port, server: server.run() })
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -80,9 +91,11 @@ impl Application {
 
 /// Opens the pool and applies pending migrations, as `labgate serve` and `labgate migrate` do.
 pub fn open_database(settings: &Settings) -> anyhow::Result<DbPool> {
-    let pool = db::connect(&settings.database).map_err(|e| ConfigError::invalid("database.url", e))?;
+    let pool =
+        db::connect(&settings.database).map_err(|e| ConfigError::invalid("database.url", e))?;
     let mut conn = pool.get().context("cannot get a database connection")?;
-    let applied = db::run_migrations(&mut conn).map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
+    let applied = db::run_migrations(&mut conn)
+        .map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
     if applied > 0 {
         tracing::info!(migrations = applied, "database migrations applied");
     }
@@ -92,11 +105,11 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<DbPool> {
 /// The sealing key (configured, or created on first start) and the admin token's hash.
 fn load_key_material(pool: &DbPool, settings: &Settings) -> anyhow::Result<(Sealer, TokenHash)> {
     let key = match &settings.security.master_key {
-        Some(encoded) => {
-            MasterKey::from_base64(encoded).map_err(|e| ConfigError::invalid("security.master_key", e.to_string()))?
-        }
-        None => MasterKey::load_or_create(&settings.security.generated_master_key_path)
-            .map_err(|e| ConfigError::invalid("security.generated_master_key_path", e.to_string()))?,
+        Some(encoded) => MasterKey::from_base64(encoded)
+            .map_err(|e| ConfigError::invalid("security.master_key", e.to_string()))?,
+        None => MasterKey::load_or_create(&settings.security.generated_master_key_path).map_err(
+            |e| ConfigError::invalid("security.generated_master_key_path", e.to_string()),
+        )?,
     };
     let mut conn = pool.get().context("cannot get a database connection")?;
     let key_id = key.id().to_string();
@@ -130,15 +143,32 @@ fn load_key_material(pool: &DbPool, settings: &Settings) -> anyhow::Result<(Seal
 fn tls_server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect())
-        .map_err(|e| ConfigError::invalid("server.tls_cert", format!("cannot read {}: {e}", files.cert.display())))?;
+        .map_err(|e| {
+            ConfigError::invalid(
+                "server.tls_cert",
+                format!("cannot read {}: {e}", files.cert.display()),
+            )
+        })?;
     if chain.is_empty() {
-        return Err(ConfigError::invalid("server.tls_cert", "the file holds no certificate").into());
+        return Err(
+            ConfigError::invalid("server.tls_cert", "the file holds no certificate").into(),
+        );
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| ConfigError::invalid("server.tls_key", format!("cannot read {}: {e}", files.key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+        ConfigError::invalid(
+            "server.tls_key",
+            format!("cannot read {}: {e}", files.key.display()),
+        )
+    })?;
     rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| ConfigError::invalid("server.tls_key", format!("does not match the certificate: {e}")).into())
+        .map_err(|e| {
+            ConfigError::invalid(
+                "server.tls_key",
+                format!("does not match the certificate: {e}"),
+            )
+            .into()
+        })
 }

@@ -6,7 +6,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "labgate", version, about = "Self-hosted OAuth broker for GitLab installations")]
+#[command(
+    name = "labgate",
+    version,
+    about = "Self-hosted OAuth broker for GitLab installations"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -28,7 +28,10 @@ pub enum KeyError {
     #[error("must be 32 bytes once base64-decoded, got {0}")]
     WrongLength(usize),
     #[error("cannot read or create {path}: {source}")]
-    File { path: String, source: std::io::Error },
+    File {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl MasterKey {
@@ -51,7 +54,10 @@ impl MasterKey {
 
     /// Reads the key file at `path`, or creates it (mode 0600, base64) when there is none.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        let file_error = |source| KeyError::File { path: path.display().to_string(), source };
+        let file_error = |source| KeyError::File {
+            path: path.display().to_string(),
+            source,
+        };
         match fs::read_to_string(path) {
             Ok(encoded) => Self::from_base64(&SecretString::from(encoded)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -65,7 +71,8 @@ impl MasterKey {
                     .mode(0o600)
                     .open(path)
                     .map_err(file_error)?;
-                writeln!(file, "{}", STANDARD.encode(key.bytes.expose_secret())).map_err(file_error)?;
+                writeln!(file, "{}", STANDARD.encode(key.bytes.expose_secret()))
+                    .map_err(file_error)?;
                 file.sync_all().map_err(file_error)?;
                 Ok(key)
             }
@@ -74,9 +81,18 @@ impl MasterKey {
     }
 
     fn from_bytes(bytes: [u8; 32]) -> Self {
-        let digest = Sha256::new_with_prefix(b"labgate key id\0").chain_update(bytes).finalize();
-        let id = KeyId(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"));
-        Self { bytes: SecretBox::new(Box::new(bytes)), id }
+        let digest = Sha256::new_with_prefix(b"labgate key id\0")
+            .chain_update(bytes)
+            .finalize();
+        let id = KeyId(
+            digest[..8]
+                .try_into()
+                .expect("a SHA-256 digest has 32 bytes"),
+        );
+        Self {
+            bytes: SecretBox::new(Box::new(bytes)),
+            id,
+        }
     }
 
     pub fn id(&self) -> KeyId {
@@ -122,8 +138,14 @@ mod tests {
     #[test]
     fn refuses_keys_of_the_wrong_size_or_encoding() {
         let short = SecretString::from(STANDARD.encode([1u8; 16]));
-        assert!(matches!(MasterKey::from_base64(&short), Err(KeyError::WrongLength(16))));
+        assert!(matches!(
+            MasterKey::from_base64(&short),
+            Err(KeyError::WrongLength(16))
+        ));
         let garbage = SecretString::from("not base64!".to_owned());
-        assert!(matches!(MasterKey::from_base64(&garbage), Err(KeyError::NotBase64(_))));
+        assert!(matches!(
+            MasterKey::from_base64(&garbage),
+            Err(KeyError::NotBase64(_))
+        ));
     }
 }

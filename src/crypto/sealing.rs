@@ -35,7 +35,10 @@ pub enum SealError {
 
 impl Sealer {
     pub fn new(key: &MasterKey) -> Self {
-        Self { key_id: key.id(), cipher: XChaCha20Poly1305::new(key.expose().into()) }
+        Self {
+            key_id: key.id(),
+            cipher: XChaCha20Poly1305::new(key.expose().into()),
+        }
     }
 
     pub fn key_id(&self) -> KeyId {
@@ -47,7 +50,13 @@ impl Sealer {
         let aad = field.associated_data();
         let ciphertext = self
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
         let mut sealed = Vec::with_capacity(HEADER_LEN + ciphertext.len());
         sealed.push(VERSION);
@@ -57,18 +66,31 @@ impl Sealer {
         sealed
     }
 
-    pub fn open(&self, field: SealedField<'_>, sealed: &[u8]) -> Result<SecretSlice<u8>, SealError> {
+    pub fn open(
+        &self,
+        field: SealedField<'_>,
+        sealed: &[u8],
+    ) -> Result<SecretSlice<u8>, SealError> {
         if sealed.len() < HEADER_LEN || sealed[0] != VERSION {
             return Err(SealError::Malformed);
         }
         let found = KeyId::from_bytes(sealed[1..9].try_into().map_err(|_| SealError::Malformed)?);
         if found != self.key_id {
-            return Err(SealError::OtherKey { found, configured: self.key_id });
+            return Err(SealError::OtherKey {
+                found,
+                configured: self.key_id,
+            });
         }
         let nonce = XNonce::from_slice(&sealed[9..HEADER_LEN]);
         let aad = field.associated_data();
         self.cipher
-            .decrypt(nonce, Payload { msg: &sealed[HEADER_LEN..], aad: &aad })
+            .decrypt(
+                nonce,
+                Payload {
+                    msg: &sealed[HEADER_LEN..],
+                    aad: &aad,
+                },
+            )
             .map(SecretSlice::from)
             .map_err(|_| SealError::Forged)
     }
@@ -76,7 +98,11 @@ impl Sealer {
 
 impl SealedField<'_> {
     fn associated_data(&self) -> Vec<u8> {
-        format!("labgate/v{VERSION}/{}.{}/{}", self.table, self.column, self.row_id).into_bytes()
+        format!(
+            "labgate/v{VERSION}/{}.{}/{}",
+            self.table, self.column, self.row_id
+        )
+        .into_bytes()
     }
 }
 
@@ -87,7 +113,11 @@ mod tests {
     use super::*;
 
     fn field(row_id: &str) -> SealedField<'_> {
-        SealedField { table: "instances", column: "client_secret", row_id }
+        SealedField {
+            table: "instances",
+            column: "client_secret",
+            row_id,
+        }
     }
 
     #[test]
@@ -95,16 +125,31 @@ mod tests {
         let sealer = Sealer::new(&MasterKey::generate());
         let sealed = sealer.seal(field("row-1"), b"gloas-secret");
         assert!(!sealed.windows(12).any(|w| w == b"gloas-secret"));
-        assert_eq!(sealer.open(field("row-1"), &sealed).unwrap().expose_secret(), b"gloas-secret");
+        assert_eq!(
+            sealer
+                .open(field("row-1"), &sealed)
+                .unwrap()
+                .expose_secret(),
+            b"gloas-secret"
+        );
     }
 
     #[test]
     fn refuses_a_value_moved_to_another_row_or_column() {
         let sealer = Sealer::new(&MasterKey::generate());
         let sealed = sealer.seal(field("row-1"), b"gloas-secret");
-        assert!(matches!(sealer.open(field("row-2"), &sealed), Err(SealError::Forged)));
-        let other_column = SealedField { column: "access_token", ..field("row-1") };
-        assert!(matches!(sealer.open(other_column, &sealed), Err(SealError::Forged)));
+        assert!(matches!(
+            sealer.open(field("row-2"), &sealed),
+            Err(SealError::Forged)
+        ));
+        let other_column = SealedField {
+            column: "access_token",
+            ..field("row-1")
+        };
+        assert!(matches!(
+            sealer.open(other_column, &sealed),
+            Err(SealError::Forged)
+        ));
     }
 
     #[test]
@@ -113,13 +158,19 @@ mod tests {
         let mut sealed = sealer.seal(field("row-1"), b"gloas-secret");
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
-        assert!(matches!(sealer.open(field("row-1"), &sealed), Err(SealError::Forged)));
+        assert!(matches!(
+            sealer.open(field("row-1"), &sealed),
+            Err(SealError::Forged)
+        ));
 
         let foreign = Sealer::new(&MasterKey::generate()).seal(field("row-1"), b"x");
         match sealer.open(field("row-1"), &foreign) {
             Err(SealError::OtherKey { configured, .. }) => assert_eq!(configured, sealer.key_id()),
             other => panic!("expected OtherKey, got {other:?}"),
         }
-        assert!(matches!(sealer.open(field("row-1"), b"short"), Err(SealError::Malformed)));
+        assert!(matches!(
+            sealer.open(field("row-1"), b"short"),
+            Err(SealError::Malformed)
+        ));
     }
 }

@@ -26,7 +26,10 @@ pub struct InstanceRow {
 }
 
 pub fn insert(conn: &mut DbConnection, row: &InstanceRow) -> QueryResult<()> {
-    diesel::insert_into(instances::table).values(row).execute(conn).map(drop)
+    diesel::insert_into(instances::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
 }
 
 pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<InstanceRow>> {
@@ -38,12 +41,18 @@ pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<I
 }
 
 pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<InstanceRow>> {
-    instances::table.order(instances::name).select(InstanceRow::as_select()).load(conn)
+    instances::table
+        .order(instances::name)
+        .select(InstanceRow::as_select())
+        .load(conn)
 }
 
 /// Replaces every column of the row with the same id; returns whether it still existed.
 pub fn update(conn: &mut DbConnection, row: &InstanceRow) -> QueryResult<bool> {
-    diesel::update(instances::table.find(&row.id)).set(row).execute(conn).map(|n| n == 1)
+    diesel::update(instances::table.find(&row.id))
+        .set(row)
+        .execute(conn)
+        .map(|n| n == 1)
 }
 
 pub fn record_check(
@@ -64,5 +73,7 @@ pub fn record_check(
 }
 
 pub fn delete(conn: &mut DbConnection, name: &str) -> QueryResult<bool> {
-    diesel::delete(instances::table.filter(instances::name.eq(name))).execute(conn).map(|n| n == 1)
+    diesel::delete(instances::table.filter(instances::name.eq(name)))
+        .execute(conn)
+        .map(|n| n == 1)
 }

@@ -9,15 +9,24 @@ pub const ADMIN_TOKEN_HASH: &str = "admin_token_sha256";
 pub const MASTER_KEY_ID: &str = "master_key_id";
 
 pub fn get(conn: &mut DbConnection, key: &str) -> QueryResult<Option<String>> {
-    labgate_meta.filter(name.eq(key)).select(value).first(conn).optional()
+    labgate_meta
+        .filter(name.eq(key))
+        .select(value)
+        .first(conn)
+        .optional()
 }
 
 /// Stores `new_value` unless the key has one already; returns the value that holds afterwards,
 /// so two processes starting together agree on one.
 pub fn get_or_insert(conn: &mut DbConnection, key: &str, new_value: &str) -> QueryResult<String> {
-    match diesel::insert_into(labgate_meta).values((name.eq(key), value.eq(new_value))).execute(conn) {
+    match diesel::insert_into(labgate_meta)
+        .values((name.eq(key), value.eq(new_value)))
+        .execute(conn)
+    {
         Ok(_) => Ok(new_value.to_owned()),
-        Err(e) if super::is_unique_violation(&e) => labgate_meta.filter(name.eq(key)).select(value).first(conn),
+        Err(e) if super::is_unique_violation(&e) => {
+            labgate_meta.filter(name.eq(key)).select(value).first(conn)
+        }
         Err(e) => Err(e),
     }
 }

@@ -1,10 +1,10 @@
 use std::error::Error;
 
+use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, Pool, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
-use diesel::Connection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::ExposeSecret;
 
@@ -14,7 +14,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// Serialises migrations between processes that start at once against one PostgreSQL database.
-const MIGRATION_LOCK_ID: i64 = 0x6c61_6267_6174_65;
+const MIGRATION_LOCK_ID: i64 = 0x006c_6162_6761_7465;
 
 /// One connection type for both backends; repository code is written once against it.
 #[derive(diesel::MultiConnection)]
@@ -64,11 +64,15 @@ impl ManageConnection for Manager {
 
 /// Builds the pool and opens one connection, so a wrong URL fails start-up, not a request.
 pub fn connect(settings: &DatabaseSettings) -> Result<DbPool, String> {
-    if let DatabaseUrl::Sqlite(path) = &settings.url {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create the directory {} for SQLite: {e}", dir.display()))?;
-        }
+    if let DatabaseUrl::Sqlite(path) = &settings.url
+        && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "cannot create the directory {} for SQLite: {e}",
+                dir.display()
+            )
+        })?;
     }
     Pool::builder()
         .max_size(settings.pool_size)
@@ -86,7 +90,9 @@ pub fn run_migrations(conn: &mut DbConnection) -> MigrationResult<usize> {
         DbConnection::Sqlite(conn) => Ok(conn.run_pending_migrations(SQLITE_MIGRATIONS)?.len()),
         DbConnection::Postgres(conn) => {
             conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))?;
-            let applied = conn.run_pending_migrations(POSTGRES_MIGRATIONS).map(|done| done.len());
+            let applied = conn
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|done| done.len());
             conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))?;
             Ok(applied?)
         }

@@ -76,8 +76,14 @@ mod tests {
     fn keeps_sub_path_and_drops_trailing_slash() {
         let url = BaseUrl::parse("https://Git.Corp:8443/gitlab/").unwrap();
         assert_eq!(url.as_str(), "https://git.corp:8443/gitlab");
-        assert_eq!(url.join("/oauth/token"), "https://git.corp:8443/gitlab/oauth/token");
-        assert_eq!(BaseUrl::parse("https://git.corp/").unwrap().as_str(), "https://git.corp");
+        assert_eq!(
+            url.join("/oauth/token"),
+            "https://git.corp:8443/gitlab/oauth/token"
+        );
+        assert_eq!(
+            BaseUrl::parse("https://git.corp/").unwrap().as_str(),
+            "https://git.corp"
+        );
         assert_eq!(BaseUrl::parse("https://git.corp").unwrap().port(), 443);
     }
 

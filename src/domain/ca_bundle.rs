@@ -26,7 +26,9 @@ impl CaBundle {
                 SectionKind::Certificate => {
                     let number = certificates.len() + 1;
                     let (_, cert) = X509Certificate::from_der(&der).map_err(|e| {
-                        Invalid::new(format!("certificate #{number} is not a valid X.509 certificate ({e})"))
+                        Invalid::new(format!(
+                            "certificate #{number} is not a valid X.509 certificate ({e})"
+                        ))
                     })?;
                     let subject = cert.subject().to_string();
                     if !cert.is_ca() {
@@ -38,7 +40,9 @@ impl CaBundle {
                     subjects.push(subject);
                     certificates.push(CertificateDer::from(der));
                 }
-                SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey => {
+                SectionKind::PrivateKey
+                | SectionKind::RsaPrivateKey
+                | SectionKind::EcPrivateKey => {
                     return Err(Invalid::new(
                         "contains a private key: remove it, labgate needs only the CA certificate",
                     ));
@@ -51,7 +55,11 @@ impl CaBundle {
                 "contains no certificate: expected a PEM block starting with -----BEGIN CERTIFICATE-----",
             ));
         }
-        Ok(Self { pem: pem.trim().to_owned() + "\n", certificates, subjects })
+        Ok(Self {
+            pem: pem.trim().to_owned() + "\n",
+            certificates,
+            subjects,
+        })
     }
 
     pub fn pem(&self) -> &str {

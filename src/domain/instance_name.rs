@@ -47,7 +47,15 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        for bad in ["", "-corp", "Corp", "corp_git", "corp.git", "cörp", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-corp",
+            "Corp",
+            "corp_git",
+            "corp.git",
+            "cörp",
+            &"a".repeat(64),
+        ] {
             let err = InstanceName::parse(bad).unwrap_err();
             assert!(err.0.contains("lowercase letters"), "{bad}: {err}");
         }

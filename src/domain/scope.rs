@@ -92,9 +92,18 @@ mod tests {
     #[test]
     fn refuses_unknown_empty_and_missing_openid() {
         let unknown = ScopeSet::parse(&["read_api", "write_everything"]).unwrap_err();
-        assert!(unknown.0.contains("\"write_everything\" is not a GitLab scope"));
+        assert!(
+            unknown
+                .0
+                .contains("\"write_everything\" is not a GitLab scope")
+        );
         let empty: [&str; 0] = [];
-        assert!(ScopeSet::parse(&empty).unwrap_err().0.contains("at least one"));
+        assert!(
+            ScopeSet::parse(&empty)
+                .unwrap_err()
+                .0
+                .contains("at least one")
+        );
         let no_openid = ScopeSet::parse_registered(&["read_api"]).unwrap_err();
         assert!(no_openid.0.contains("must include \"openid\""));
     }

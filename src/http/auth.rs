@@ -29,12 +29,17 @@ fn authenticate(req: &HttpRequest) -> Result<Admin, ApiError> {
     if ctx.admin_token.matches(token) {
         Ok(Admin)
     } else {
-        Err(ApiError::unauthorized("the bearer token is not the admin token"))
+        Err(ApiError::unauthorized(
+            "the bearer token is not the admin token",
+        ))
     }
 }
 
 fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
 }

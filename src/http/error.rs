@@ -4,7 +4,7 @@ use actix_web::http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::oauth::CheckStep;
+use crate::oauth::{CheckStep, StepStatus};
 use crate::service::{FieldError, ServiceError};
 
 /// Every error labgate answers, rendered as RFC 9457 `application/problem+json` with a stable
@@ -39,7 +39,13 @@ struct ProblemField<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { status, code: code.into(), detail: detail.into(), errors: Vec::new(), steps: Vec::new() }
+        Self {
+            status,
+            code: code.into(),
+            detail: detail.into(),
+            errors: Vec::new(),
+            steps: Vec::new(),
+        }
     }
 
     pub fn not_found(code: &str, detail: impl Into<String>) -> Self {
@@ -57,12 +63,20 @@ impl ApiError {
     pub fn invalid_fields(errors: Vec<FieldError>) -> Self {
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         let detail = format!("invalid fields: {}", fields.join(", "));
-        Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail) }
+        Self {
+            errors,
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                detail,
+            )
+        }
     }
 
     pub fn from_json_error(error: JsonPayloadError) -> Self {
         match error {
-            JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => Self::new(
+            JsonPayloadError::OverflowKnownLength { limit, .. }
+            | JsonPayloadError::Overflow { limit } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the request body is larger than {} KiB", limit / 1024),
@@ -73,7 +87,9 @@ impl ApiError {
                 "send the request body as Content-Type: application/json",
             ),
             // serde_json's syntax messages give a position, never the offending text.
-            JsonPayloadError::Deserialize(e) => Self::bad_request(format!("the request body is not valid JSON: {e}")),
+            JsonPayloadError::Deserialize(e) => {
+                Self::bad_request(format!("the request body is not valid JSON: {e}"))
+            }
             other => Self::bad_request(format!("the request body could not be read: {other}")),
         }
     }
@@ -85,21 +101,35 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(errors) => Self::invalid_fields(errors),
             ServiceError::NotFound(detail) => Self::not_found("not_found", detail),
             ServiceError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
-            ServiceError::CheckFailed(report) => {
-                let failed = report.failure().cloned();
-                let (code, detail) = failed.map_or_else(
-                    || ("check_failed".to_owned(), "the instance check failed".to_owned()),
-                    |step| (step.code.unwrap_or_else(|| "check_failed".to_owned()), step.detail),
+            ServiceError::CheckFailed(steps) => {
+                let failed = steps.iter().find(|s| s.status == StepStatus::Failed);
+                let code = failed
+                    .and_then(|s| s.code.clone())
+                    .unwrap_or_else(|| "check_failed".to_owned());
+                let detail = failed.map_or_else(
+                    || "the instance check failed".to_owned(),
+                    |s| s.detail.clone(),
                 );
-                Self { steps: report.steps, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail) }
+                Self {
+                    steps,
+                    ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+                }
             }
             ServiceError::Unavailable(cause) => {
                 tracing::warn!(error.cause = %cause, "storage unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage is unavailable; try again shortly")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "storage is unavailable; try again shortly",
+                )
             }
             ServiceError::Internal(cause) => {
                 tracing::error!(error.cause = ?cause, "internal error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred; it has been logged")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an internal error occurred; it has been logged",
+                )
             }
         }
     }
@@ -130,7 +160,14 @@ impl ResponseError for ApiError {
             status: self.status.as_u16(),
             code: &self.code,
             detail: &self.detail,
-            errors: self.errors.iter().map(|e| ProblemField { field: &e.field, message: &e.message }).collect(),
+            errors: self
+                .errors
+                .iter()
+                .map(|e| ProblemField {
+                    field: &e.field,
+                    message: &e.message,
+                })
+                .collect(),
             steps: &self.steps,
         };
         let mut response = HttpResponse::build(self.status);

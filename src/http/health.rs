@@ -14,6 +14,10 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     match health::readiness(&ctx).await {
         Ok(()) => Ok(HttpResponse::Ok().json(json!({"status": "ready"}))),
-        Err(reason) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason)),
+        Err(reason) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            reason,
+        )),
     }
 }

@@ -24,7 +24,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/instances/{name}/check", web::post().to(check));
 }
 
-async fn create(_: Admin, ctx: web::Data<Context>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+async fn create(
+    _: Admin,
+    ctx: web::Data<Context>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
     let instance = instances::register(&ctx, instance_form(body.into_inner())?).await?;
     Ok(HttpResponse::Created()
         .insert_header((LOCATION, format!("/api/v1/instances/{}", instance.name)))
@@ -33,10 +37,16 @@ async fn create(_: Admin, ctx: web::Data<Context>, body: web::Json<Value>) -> Re
 
 async fn list(_: Admin, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     let all = instances::list(&ctx).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "instances": all.iter().map(InstanceBody::from).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(
+        serde_json::json!({ "instances": all.iter().map(InstanceBody::from).collect::<Vec<_>>() }),
+    ))
 }
 
-async fn show(_: Admin, ctx: web::Data<Context>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn show(
+    _: Admin,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(InstanceBody::from(&instances::get(&ctx, &name).await?)))
 }
 
@@ -50,12 +60,20 @@ async fn change(
     Ok(HttpResponse::Ok().json(InstanceBody::from(&instance)))
 }
 
-async fn remove(_: Admin, ctx: web::Data<Context>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn remove(
+    _: Admin,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     instances::remove(&ctx, &name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn check(_: Admin, ctx: web::Data<Context>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn check(
+    _: Admin,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let (report, instance) = instances::check(&ctx, &name).await?;
     Ok(HttpResponse::Ok().json(CheckBody {
         name: instance.name.as_str(),
@@ -71,7 +89,9 @@ const FIELDS: &str = "name, base_url, client_id, client_secret, ca_pem, scopes";
 /// expected type only: a value, which may be a secret, is never repeated back.
 fn instance_form(body: Value) -> Result<InstanceForm, ApiError> {
     let Value::Object(fields) = body else {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     };
     let mut errors = Vec::new();
     let mut form = InstanceForm::default();
@@ -80,14 +100,23 @@ fn instance_form(body: Value) -> Result<InstanceForm, ApiError> {
             "name" => form.name = text(&mut errors, &key, value),
             "base_url" => form.base_url = text(&mut errors, &key, value),
             "client_id" => form.client_id = text(&mut errors, &key, value),
-            "client_secret" => form.client_secret = text(&mut errors, &key, value).map(SecretString::from),
+            "client_secret" => {
+                form.client_secret = text(&mut errors, &key, value).map(SecretString::from)
+            }
             "ca_pem" if value.is_null() => form.ca_pem = Some(None),
             "ca_pem" => form.ca_pem = text(&mut errors, &key, value).map(Some),
             "scopes" => form.scopes = scope_list(&mut errors, value),
-            _ => errors.push(FieldError::new(key, format!("is not a field of an instance (fields: {FIELDS})"))),
+            _ => errors.push(FieldError::new(
+                key,
+                format!("is not a field of an instance (fields: {FIELDS})"),
+            )),
         }
     }
-    if errors.is_empty() { Ok(form) } else { Err(ApiError::invalid_fields(errors)) }
+    if errors.is_empty() {
+        Ok(form)
+    } else {
+        Err(ApiError::invalid_fields(errors))
+    }
 }
 
 fn text(errors: &mut Vec<FieldError>, key: &str, value: Value) -> Option<String> {
@@ -104,11 +133,17 @@ fn text(errors: &mut Vec<FieldError>, key: &str, value: Value) -> Option<String>
 fn scope_list(errors: &mut Vec<FieldError>, value: Value) -> Option<Vec<String>> {
     match value {
         Value::String(text) => Some(text.split_whitespace().map(str::to_owned).collect()),
-        Value::Array(items) if items.iter().all(Value::is_string) => {
-            Some(items.into_iter().filter_map(|item| item.as_str().map(str::to_owned)).collect())
-        }
+        Value::Array(items) if items.iter().all(Value::is_string) => Some(
+            items
+                .into_iter()
+                .filter_map(|item| item.as_str().map(str::to_owned))
+                .collect(),
+        ),
         _ => {
-            errors.push(FieldError::new("scopes", "must be an array of scope names, e.g. [\"openid\", \"read_api\"]"));
+            errors.push(FieldError::new(
+                "scopes",
+                "must be an array of scope names, e.g. [\"openid\", \"read_api\"]",
+            ));
             None
         }
     }
@@ -163,5 +198,6 @@ impl<'a> From<&'a Instance> for InstanceBody<'a> {
 }
 
 fn timestamp(at: NaiveDateTime) -> String {
-    at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    at.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

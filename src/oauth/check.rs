@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, RootCertStore};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpStream, lookup_host};
@@ -20,7 +20,14 @@ use super::{Discovery, instance_http_client};
 use crate::config::OutboundSettings;
 use crate::domain::{BaseUrl, CaBundle};
 
-const STEPS: [&str; 6] = ["resolve", "connect", "tls", "discovery", "issuer", "endpoints"];
+const STEPS: [&str; 6] = [
+    "resolve",
+    "connect",
+    "tls",
+    "discovery",
+    "issuer",
+    "endpoints",
+];
 const MAX_DISCOVERY_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,12 +68,19 @@ struct Failure {
 
 impl Failure {
     fn new(code: &'static str, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into() }
+        Self {
+            code,
+            detail: detail.into(),
+        }
     }
 }
 
 /// Runs every step against `base_url`, trusting `ca` alone when given, else the platform's roots.
-pub async fn check_instance(base_url: &BaseUrl, ca: Option<&CaBundle>, limits: &OutboundSettings) -> CheckReport {
+pub async fn check_instance(
+    base_url: &BaseUrl,
+    ca: Option<&CaBundle>,
+    limits: &OutboundSettings,
+) -> CheckReport {
     let mut steps = Vec::new();
     let outcome = run_steps(base_url, TrustRoots::of(ca), limits, &mut steps).await;
     let discovery = match outcome {
@@ -100,12 +114,21 @@ async fn run_steps(
 ) -> Result<Discovery, Failure> {
     let mut pass = |detail: String| {
         let step = STEPS[steps.len()].to_owned();
-        steps.push(CheckStep { step, status: StepStatus::Passed, code: None, detail });
+        steps.push(CheckStep {
+            step,
+            status: StepStatus::Passed,
+            code: None,
+            detail,
+        });
     };
 
     let addresses = resolve(base_url, limits).await?;
     let listed: Vec<String> = addresses.iter().map(|a| a.ip().to_string()).collect();
-    pass(format!("{} resolves to {}", base_url.host(), listed.join(", ")));
+    pass(format!(
+        "{} resolves to {}",
+        base_url.host(),
+        listed.join(", ")
+    ));
 
     let (stream, peer) = connect(&addresses, limits).await?;
     pass(format!("connected to {peer}"));
@@ -113,7 +136,10 @@ async fn run_steps(
     pass(handshake(base_url, stream, trust, limits).await?);
 
     let discovery = fetch_discovery(base_url, trust, limits).await?;
-    pass(format!("fetched {}", base_url.join("/.well-known/openid-configuration")));
+    pass(format!(
+        "fetched {}",
+        base_url.join("/.well-known/openid-configuration")
+    ));
 
     if discovery.issuer != base_url.as_str() {
         return Err(Failure::new(
@@ -132,12 +158,22 @@ async fn run_steps(
     if !problems.is_empty() {
         return Err(Failure::new("endpoints_unsupported", problems.join("; ")));
     }
-    let endpoints: Vec<String> = discovery.endpoints().iter().map(|(name, url)| format!("{name} {url}")).collect();
-    pass(format!("authorization code with PKCE S256 over https: {}", endpoints.join(", ")));
+    let endpoints: Vec<String> = discovery
+        .endpoints()
+        .iter()
+        .map(|(name, url)| format!("{name} {url}"))
+        .collect();
+    pass(format!(
+        "authorization code with PKCE S256 over https: {}",
+        endpoints.join(", ")
+    ));
     Ok(discovery)
 }
 
-async fn resolve(base_url: &BaseUrl, limits: &OutboundSettings) -> Result<Vec<SocketAddr>, Failure> {
+async fn resolve(
+    base_url: &BaseUrl,
+    limits: &OutboundSettings,
+) -> Result<Vec<SocketAddr>, Failure> {
     let host = base_url.host_for_connect();
     match timeout(limits.connect_timeout, lookup_host((host, base_url.port()))).await {
         Ok(Ok(found)) => {
@@ -148,15 +184,24 @@ async fn resolve(base_url: &BaseUrl, limits: &OutboundSettings) -> Result<Vec<So
                 Ok(addresses)
             }
         }
-        Ok(Err(e)) => Err(Failure::new("dns_failed", format!("the host name {host} does not resolve ({e})"))),
+        Ok(Err(e)) => Err(Failure::new(
+            "dns_failed",
+            format!("the host name {host} does not resolve ({e})"),
+        )),
         Err(_) => Err(Failure::new(
             "dns_failed",
-            format!("looking up {host} took longer than {} s", limits.connect_timeout.as_secs()),
+            format!(
+                "looking up {host} took longer than {} s",
+                limits.connect_timeout.as_secs()
+            ),
         )),
     }
 }
 
-async fn connect(addresses: &[SocketAddr], limits: &OutboundSettings) -> Result<(TcpStream, SocketAddr), Failure> {
+async fn connect(
+    addresses: &[SocketAddr],
+    limits: &OutboundSettings,
+) -> Result<(TcpStream, SocketAddr), Failure> {
     let mut failures = Vec::new();
     let mut all_refused = true;
     for address in addresses {
@@ -168,16 +213,28 @@ async fn connect(addresses: &[SocketAddr], limits: &OutboundSettings) -> Result<
             }
             Err(_) => {
                 all_refused = false;
-                failures.push(format!("{address}: no answer within {} s", limits.connect_timeout.as_secs()));
+                failures.push(format!(
+                    "{address}: no answer within {} s",
+                    limits.connect_timeout.as_secs()
+                ));
             }
         }
     }
     let (code, hint) = if all_refused {
-        ("connection_refused", "nothing listens on that port: check the port in base_url")
+        (
+            "connection_refused",
+            "nothing listens on that port: check the port in base_url",
+        )
     } else {
-        ("connection_failed", "check that labgate can reach GitLab through firewalls and proxies")
+        (
+            "connection_failed",
+            "check that labgate can reach GitLab through firewalls and proxies",
+        )
     };
-    Err(Failure::new(code, format!("cannot connect ({}); {hint}", failures.join("; "))))
+    Err(Failure::new(
+        code,
+        format!("cannot connect ({}); {hint}", failures.join("; ")),
+    ))
 }
 
 async fn handshake(
@@ -187,30 +244,60 @@ async fn handshake(
     limits: &OutboundSettings,
 ) -> Result<String, Failure> {
     let tls_setup = |e: rustls::Error| Failure::new("tls_handshake_failed", e.to_string());
-    let recorder = Arc::new(RecordingVerifier::new(tls::verifier(trust.root_store()).map_err(tls_setup)?));
+    let recorder = Arc::new(RecordingVerifier::new(
+        tls::verifier(trust.root_store()).map_err(tls_setup)?,
+    ));
     let config = tls::client_config(recorder.clone()).map_err(tls_setup)?;
     let host = base_url.host_for_connect();
-    let server_name = ServerName::try_from(host.to_owned())
-        .map_err(|e| Failure::new("tls_handshake_failed", format!("{host} cannot be a TLS server name ({e})")))?;
+    let server_name = ServerName::try_from(host.to_owned()).map_err(|e| {
+        Failure::new(
+            "tls_handshake_failed",
+            format!("{host} cannot be a TLS server name ({e})"),
+        )
+    })?;
     let connecting = TlsConnector::from(Arc::new(config)).connect(server_name.clone(), stream);
     match timeout(limits.connect_timeout, connecting).await {
         Err(_) => Err(Failure::new(
             "tls_handshake_failed",
-            format!("the TLS handshake did not finish within {} s", limits.connect_timeout.as_secs()),
+            format!(
+                "the TLS handshake did not finish within {} s",
+                limits.connect_timeout.as_secs()
+            ),
         )),
-        Ok(Err(e)) => Err(explain_tls_error(&e, &recorder.presented_chain(), trust, host)),
-        Ok(Ok(_)) => Ok(describe_verified(&recorder.presented_chain(), trust, &server_name)),
+        Ok(Err(e)) => Err(explain_tls_error(
+            &e,
+            &recorder.presented_chain(),
+            trust,
+            host,
+        )),
+        Ok(Ok(_)) => Ok(describe_verified(
+            &recorder.presented_chain(),
+            trust,
+            &server_name,
+        )),
     }
 }
 
 /// Turns a failed handshake into what a person can act on, naming the certificate GitLab showed.
-fn explain_tls_error(error: &io::Error, chain: &[CertificateDer<'_>], trust: TrustRoots<'_>, host: &str) -> Failure {
+fn explain_tls_error(
+    error: &io::Error,
+    chain: &[CertificateDer<'_>],
+    trust: TrustRoots<'_>,
+    host: &str,
+) -> Failure {
     let presented = chain.first().and_then(summarize);
     let shown = presented
         .as_ref()
-        .map(|c| format!("GitLab's certificate (subject {}, issued by {})", c.subject, c.issuer))
+        .map(|c| {
+            format!(
+                "GitLab's certificate (subject {}, issued by {})",
+                c.subject, c.issuer
+            )
+        })
         .unwrap_or_else(|| "GitLab's certificate".to_owned());
-    let rustls_error = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let rustls_error = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     let Some(rustls::Error::InvalidCertificate(cert_error)) = rustls_error else {
         let cause = rustls_error.map_or_else(|| error.to_string(), ToString::to_string);
         return Failure::new(
@@ -221,7 +308,9 @@ fn explain_tls_error(error: &io::Error, chain: &[CertificateDer<'_>], trust: Tru
     match cert_error {
         CertificateError::UnknownIssuer => {
             let fix = match trust {
-                TrustRoots::Platform => "set ca_pem to the private CA that signs GitLab's certificate",
+                TrustRoots::Platform => {
+                    "set ca_pem to the private CA that signs GitLab's certificate"
+                }
                 TrustRoots::Bundle(_) => "set ca_pem to the CA that issued it",
             };
             Failure::new(
@@ -230,11 +319,20 @@ fn explain_tls_error(error: &io::Error, chain: &[CertificateDer<'_>], trust: Tru
             )
         }
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-            let when = presented.as_ref().map(|c| format!(" on {}", c.not_after)).unwrap_or_default();
-            Failure::new("tls_certificate_expired", format!("{shown} expired{when}: renew it on the GitLab server"))
+            let when = presented
+                .as_ref()
+                .map(|c| format!(" on {}", c.not_after))
+                .unwrap_or_default();
+            Failure::new(
+                "tls_certificate_expired",
+                format!("{shown} expired{when}: renew it on the GitLab server"),
+            )
         }
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            let names = presented.as_ref().map(|c| c.names.join(", ")).unwrap_or_default();
+            let names = presented
+                .as_ref()
+                .map(|c| c.names.join(", "))
+                .unwrap_or_default();
             Failure::new(
                 "tls_hostname_mismatch",
                 format!(
@@ -243,22 +341,39 @@ fn explain_tls_error(error: &io::Error, chain: &[CertificateDer<'_>], trust: Tru
                 ),
             )
         }
-        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => Failure::new(
-            "tls_certificate_not_yet_valid",
-            format!("{shown} is not valid yet: check the clocks of GitLab and labgate"),
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            Failure::new(
+                "tls_certificate_not_yet_valid",
+                format!("{shown} is not valid yet: check the clocks of GitLab and labgate"),
+            )
+        }
+        other => Failure::new(
+            "tls_invalid_certificate",
+            format!("{shown} was refused: {other:?}"),
         ),
-        other => Failure::new("tls_invalid_certificate", format!("{shown} was refused: {other:?}")),
     }
 }
 
-fn describe_verified(chain: &[CertificateDer<'_>], trust: TrustRoots<'_>, server_name: &ServerName<'_>) -> String {
-    let subject = chain.first().and_then(summarize).map(|c| c.subject).unwrap_or_default();
+fn describe_verified(
+    chain: &[CertificateDer<'_>],
+    trust: TrustRoots<'_>,
+    server_name: &ServerName<'_>,
+) -> String {
+    let subject = chain
+        .first()
+        .and_then(summarize)
+        .map(|c| c.subject)
+        .unwrap_or_default();
     let verified_by = match trust {
         TrustRoots::Bundle(bundle) => verifying_ca(chain, bundle, server_name)
             .map(|ca| format!("the configured CA {ca}"))
             .unwrap_or_else(|| trust.describe()),
         TrustRoots::Platform => {
-            let top_issuer = chain.last().and_then(summarize).map(|c| c.issuer).unwrap_or_default();
+            let top_issuer = chain
+                .last()
+                .and_then(summarize)
+                .map(|c| c.issuer)
+                .unwrap_or_default();
             format!("the platform's trusted CAs (chain issued by {top_issuer})")
         }
     };
@@ -266,17 +381,25 @@ fn describe_verified(chain: &[CertificateDer<'_>], trust: TrustRoots<'_>, server
 }
 
 /// Which CA of the bundle the chain leads to: each root is tried on its own.
-fn verifying_ca<'a>(chain: &[CertificateDer<'_>], bundle: &'a CaBundle, server_name: &ServerName<'_>) -> Option<&'a str> {
+fn verifying_ca<'a>(
+    chain: &[CertificateDer<'_>],
+    bundle: &'a CaBundle,
+    server_name: &ServerName<'_>,
+) -> Option<&'a str> {
     let (end_entity, intermediates) = chain.split_first()?;
-    bundle.certificates().iter().zip(bundle.subjects()).find_map(|(root, subject)| {
-        let mut store = RootCertStore::empty();
-        store.add(root.clone()).ok()?;
-        let verifier = tls::verifier(Arc::new(store)).ok()?;
-        verifier
-            .verify_server_cert(end_entity, intermediates, server_name, &[], UnixTime::now())
-            .ok()
-            .map(|_| subject.as_str())
-    })
+    bundle
+        .certificates()
+        .iter()
+        .zip(bundle.subjects())
+        .find_map(|(root, subject)| {
+            let mut store = RootCertStore::empty();
+            store.add(root.clone()).ok()?;
+            let verifier = tls::verifier(Arc::new(store)).ok()?;
+            verifier
+                .verify_server_cert(end_entity, intermediates, server_name, &[], UnixTime::now())
+                .ok()
+                .map(|_| subject.as_str())
+        })
 }
 
 struct CertificateSummary {
@@ -320,17 +443,35 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
-async fn fetch_discovery(base_url: &BaseUrl, trust: TrustRoots<'_>, limits: &OutboundSettings) -> Result<Discovery, Failure> {
+async fn fetch_discovery(
+    base_url: &BaseUrl,
+    trust: TrustRoots<'_>,
+    limits: &OutboundSettings,
+) -> Result<Discovery, Failure> {
     let url = base_url.join("/.well-known/openid-configuration");
-    let client = instance_http_client(trust, limits).map_err(|e| Failure::new("discovery_failed", e))?;
-    let mut response = client.get(&url).header(ACCEPT, "application/json").send().await.map_err(|e| {
-        let code = if e.is_timeout() { "discovery_timeout" } else { "discovery_failed" };
-        Failure::new(code, format!("GET {url} failed: {}", error_chain(&e)))
-    })?;
+    let client =
+        instance_http_client(trust, limits).map_err(|e| Failure::new("discovery_failed", e))?;
+    let mut response = client
+        .get(&url)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| {
+            let code = if e.is_timeout() {
+                "discovery_timeout"
+            } else {
+                "discovery_failed"
+            };
+            Failure::new(code, format!("GET {url} failed: {}", error_chain(&e)))
+        })?;
 
     let status = response.status();
     if status.is_redirection() {
-        let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nowhere");
         return Err(Failure::new(
             "discovery_redirected",
             format!(
@@ -345,7 +486,10 @@ async fn fetch_discovery(base_url: &BaseUrl, trust: TrustRoots<'_>, limits: &Out
         } else {
             ""
         };
-        return Err(Failure::new("discovery_http_status", format!("{url} answered HTTP {status}{hint}")));
+        return Err(Failure::new(
+            "discovery_http_status",
+            format!("{url} answered HTTP {status}{hint}"),
+        ));
     }
 
     let content_type = response
@@ -356,11 +500,17 @@ async fn fetch_discovery(base_url: &BaseUrl, trust: TrustRoots<'_>, limits: &Out
         .to_owned();
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| {
-        Failure::new("discovery_failed", format!("reading {url} failed: {}", error_chain(&e)))
+        Failure::new(
+            "discovery_failed",
+            format!("reading {url} failed: {}", error_chain(&e)),
+        )
     })? {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_DISCOVERY_BYTES {
-            return Err(Failure::new("discovery_invalid", format!("{url} answered more than 1 MiB")));
+            return Err(Failure::new(
+                "discovery_invalid",
+                format!("{url} answered more than 1 MiB"),
+            ));
         }
     }
     let document: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
@@ -370,7 +520,10 @@ async fn fetch_discovery(base_url: &BaseUrl, trust: TrustRoots<'_>, limits: &Out
         )
     })?;
     serde_json::from_value(document).map_err(|e| {
-        Failure::new("discovery_invalid", format!("{url} is not an OpenID Connect discovery document ({e})"))
+        Failure::new(
+            "discovery_invalid",
+            format!("{url} is not an OpenID Connect discovery document ({e})"),
+        )
     })
 }
 

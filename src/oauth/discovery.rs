@@ -27,7 +27,10 @@ impl Discovery {
     /// The endpoints labgate will call, by name, for reports and responses.
     pub fn endpoints(&self) -> Vec<(&'static str, &str)> {
         let mut endpoints = vec![
-            ("authorization_endpoint", self.authorization_endpoint.as_str()),
+            (
+                "authorization_endpoint",
+                self.authorization_endpoint.as_str(),
+            ),
             ("token_endpoint", self.token_endpoint.as_str()),
             ("jwks_uri", self.jwks_uri.as_str()),
         ];
@@ -36,7 +39,11 @@ impl Discovery {
             ("revocation_endpoint", &self.revocation_endpoint),
             ("introspection_endpoint", &self.introspection_endpoint),
         ];
-        endpoints.extend(optional.into_iter().filter_map(|(name, url)| Some((name, url.as_deref()?))));
+        endpoints.extend(
+            optional
+                .into_iter()
+                .filter_map(|(name, url)| Some((name, url.as_deref()?))),
+        );
         endpoints
     }
 
@@ -46,8 +53,13 @@ impl Discovery {
         if !self.response_types_supported.iter().any(|t| t == "code") {
             problems.push("response_types_supported does not list \"code\"".to_owned());
         }
-        if !self.code_challenge_methods_supported.iter().any(|m| m == "S256") {
-            problems.push("code_challenge_methods_supported does not list \"S256\" (PKCE)".to_owned());
+        if !self
+            .code_challenge_methods_supported
+            .iter()
+            .any(|m| m == "S256")
+        {
+            problems
+                .push("code_challenge_methods_supported does not list \"S256\" (PKCE)".to_owned());
         }
         for (name, url) in self.endpoints() {
             if !url.starts_with("https://") {

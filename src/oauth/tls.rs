@@ -62,13 +62,17 @@ fn platform_roots() -> Arc<RootCertStore> {
         .clone()
 }
 
-pub(super) fn verifier(roots: Arc<RootCertStore>) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+pub(super) fn verifier(
+    roots: Arc<RootCertStore>,
+) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
     WebPkiServerVerifier::builder_with_provider(roots, provider())
         .build()
         .map_err(|e| rustls::Error::General(format!("no usable trust roots: {e}")))
 }
 
-pub(super) fn client_config(verifier: Arc<dyn ServerCertVerifier>) -> Result<ClientConfig, rustls::Error> {
+pub(super) fn client_config(
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<ClientConfig, rustls::Error> {
     Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -86,12 +90,18 @@ pub(super) struct RecordingVerifier {
 
 impl RecordingVerifier {
     pub(super) fn new(inner: Arc<WebPkiServerVerifier>) -> Self {
-        Self { inner, presented: Mutex::new(Vec::new()) }
+        Self {
+            inner,
+            presented: Mutex::new(Vec::new()),
+        }
     }
 
     /// End-entity first, then intermediates; empty when no certificate was presented.
     pub(super) fn presented_chain(&self) -> Vec<CertificateDer<'static>> {
-        self.presented.lock().map(|chain| chain.clone()).unwrap_or_default()
+        self.presented
+            .lock()
+            .map(|chain| chain.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -110,7 +120,8 @@ impl ServerCertVerifier for RecordingVerifier {
                 .map(|cert| cert.clone().into_owned())
                 .collect();
         }
-        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(

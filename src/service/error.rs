@@ -1,6 +1,6 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use crate::oauth::CheckReport;
+use crate::oauth::CheckStep;
 
 /// One refused input field, for the person who filled it in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +11,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -23,9 +26,9 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    /// The instance check failed; the report says which step and why. Nothing was saved.
+    /// The instance check failed; its steps say which one and why. Nothing was saved.
     #[error("instance check failed")]
-    CheckFailed(CheckReport),
+    CheckFailed(Vec<CheckStep>),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]

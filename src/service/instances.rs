@@ -48,11 +48,20 @@ pub struct LastCheck {
 pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, ServiceError> {
     let mut errors = Vec::new();
     let name = required(&mut errors, "name", form.name, |v| InstanceName::parse(&v));
-    let base_url = required(&mut errors, "base_url", form.base_url, |v| BaseUrl::parse(&v));
+    let base_url = required(&mut errors, "base_url", form.base_url, |v| {
+        BaseUrl::parse(&v)
+    });
     let client_id = required(&mut errors, "client_id", form.client_id, parse_client_id);
-    let client_secret = required(&mut errors, "client_secret", form.client_secret, parse_client_secret);
+    let client_secret = required(
+        &mut errors,
+        "client_secret",
+        form.client_secret,
+        parse_client_secret,
+    );
     let ca = parse_ca(&mut errors, form.ca_pem.flatten());
-    let scopes = required(&mut errors, "scopes", form.scopes, |v| ScopeSet::parse_registered(&v));
+    let scopes = required(&mut errors, "scopes", form.scopes, |v| {
+        ScopeSet::parse_registered(&v)
+    });
     let (Some(name), Some(base_url), Some(client_id), Some(client_secret), Some(ca), Some(scopes)) =
         (name, base_url, client_id, client_secret, ca, scopes)
     else {
@@ -60,7 +69,11 @@ pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, Ser
     };
 
     let taken = name.clone();
-    if ctx.db(move |conn| db::instances::find_by_name(conn, taken.as_str())).await?.is_some() {
+    if ctx
+        .db(move |conn| db::instances::find_by_name(conn, taken.as_str()))
+        .await?
+        .is_some()
+    {
         return Err(already_registered(&name));
     }
     let report = passing_check(ctx, &base_url, ca.as_ref()).await?;
@@ -106,23 +119,36 @@ pub async fn get(ctx: &Context, name: &str) -> Result<Instance, ServiceError> {
 }
 
 /// Applies the given changes, checks the result against GitLab, and saves only if it passes.
-pub async fn change(ctx: &Context, name: &str, form: InstanceForm) -> Result<Instance, ServiceError> {
+pub async fn change(
+    ctx: &Context,
+    name: &str,
+    form: InstanceForm,
+) -> Result<Instance, ServiceError> {
     let mut row = find(ctx, name).await?;
     let mut errors = Vec::new();
     if form.name.as_deref().is_some_and(|new| new != row.name) {
-        errors.push(FieldError::new("name", "cannot be changed: register the instance again under the new name"));
+        errors.push(FieldError::new(
+            "name",
+            "cannot be changed: register the instance again under the new name",
+        ));
     }
     let base_url = match form.base_url {
         Some(v) => field(&mut errors, "base_url", BaseUrl::parse(&v)),
         None => Some(BaseUrl::parse(&row.base_url).context("stored base_url")?),
     };
-    let client_id = form.client_id.and_then(|v| field(&mut errors, "client_id", parse_client_id(v)));
-    let client_secret = form.client_secret.and_then(|v| field(&mut errors, "client_secret", parse_client_secret(v)));
+    let client_id = form
+        .client_id
+        .and_then(|v| field(&mut errors, "client_id", parse_client_id(v)));
+    let client_secret = form
+        .client_secret
+        .and_then(|v| field(&mut errors, "client_secret", parse_client_secret(v)));
     let ca = match form.ca_pem {
         Some(pem) => parse_ca(&mut errors, pem),
         None => Some(stored_ca(&row)?),
     };
-    let scopes = form.scopes.and_then(|v| field(&mut errors, "scopes", ScopeSet::parse_registered(&v)));
+    let scopes = form
+        .scopes
+        .and_then(|v| field(&mut errors, "scopes", ScopeSet::parse_registered(&v)));
     let (Some(base_url), Some(ca)) = (base_url, ca) else {
         return Err(ServiceError::Invalid(errors));
     };
@@ -170,7 +196,10 @@ pub async fn check(ctx: &Context, name: &str) -> Result<(CheckReport, Instance),
 
 pub async fn remove(ctx: &Context, name: &str) -> Result<(), ServiceError> {
     let owned = name.to_owned();
-    if ctx.db(move |conn| db::instances::delete(conn, &owned)).await? {
+    if ctx
+        .db(move |conn| db::instances::delete(conn, &owned))
+        .await?
+    {
         tracing::info!(instance.name = %name, "instance removed");
         Ok(())
     } else {
@@ -180,25 +209,42 @@ pub async fn remove(ctx: &Context, name: &str) -> Result<(), ServiceError> {
 
 async fn find(ctx: &Context, name: &str) -> Result<InstanceRow, ServiceError> {
     let owned = name.to_owned();
-    ctx.db(move |conn| db::instances::find_by_name(conn, &owned)).await?.ok_or_else(|| not_found(name))
+    ctx.db(move |conn| db::instances::find_by_name(conn, &owned))
+        .await?
+        .ok_or_else(|| not_found(name))
 }
 
 async fn save(ctx: &Context, row: InstanceRow) -> Result<(), ServiceError> {
     let name = row.name.clone();
-    if ctx.db(move |conn| db::instances::update(conn, &row)).await? {
+    if ctx
+        .db(move |conn| db::instances::update(conn, &row))
+        .await?
+    {
         Ok(())
     } else {
         Err(not_found(&name))
     }
 }
 
-async fn passing_check(ctx: &Context, base_url: &BaseUrl, ca: Option<&CaBundle>) -> Result<CheckReport, ServiceError> {
+async fn passing_check(
+    ctx: &Context,
+    base_url: &BaseUrl,
+    ca: Option<&CaBundle>,
+) -> Result<CheckReport, ServiceError> {
     let report = check_instance(base_url, ca, &ctx.outbound).await;
-    if report.failure().is_some() { Err(ServiceError::CheckFailed(report)) } else { Ok(report) }
+    if report.failure().is_some() {
+        Err(ServiceError::CheckFailed(report.steps))
+    } else {
+        Ok(report)
+    }
 }
 
 fn seal_secret(ctx: &Context, row_id: &str, secret: &SecretString) -> Vec<u8> {
-    let field = SealedField { table: "instances", column: "client_secret", row_id };
+    let field = SealedField {
+        table: "instances",
+        column: "client_secret",
+        row_id,
+    };
     ctx.sealer.seal(field, secret.expose_secret().as_bytes())
 }
 
@@ -223,7 +269,12 @@ fn to_instance(ctx: &Context, row: InstanceRow) -> Result<Instance, ServiceError
 }
 
 fn stored_ca(row: &InstanceRow) -> Result<Option<CaBundle>, ServiceError> {
-    Ok(row.ca_pem.as_deref().map(CaBundle::parse).transpose().context("stored CA bundle")?)
+    Ok(row
+        .ca_pem
+        .as_deref()
+        .map(CaBundle::parse)
+        .transpose()
+        .context("stored CA bundle")?)
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, ServiceError> {
@@ -240,8 +291,13 @@ fn already_registered(name: &InstanceName) -> ServiceError {
 
 fn parse_client_id(value: String) -> Result<String, Invalid> {
     let value = value.trim().to_owned();
-    if value.is_empty() || value.len() > 255 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Invalid::new("must be the application ID GitLab shows: 1 to 255 characters, no spaces"));
+    if value.is_empty()
+        || value.len() > 255
+        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Invalid::new(
+            "must be the application ID GitLab shows: 1 to 255 characters, no spaces",
+        ));
     }
     Ok(value)
 }
@@ -250,7 +306,9 @@ fn parse_client_secret(value: SecretString) -> Result<SecretString, Invalid> {
     let secret = value.expose_secret();
     if secret.trim().is_empty() || secret.len() > 1024 {
         // Never echo the value: the message speaks only of its shape.
-        return Err(Invalid::new("must be the application secret GitLab shows (1 to 1024 characters)"));
+        return Err(Invalid::new(
+            "must be the application secret GitLab shows (1 to 1024 characters)",
+        ));
     }
     Ok(SecretString::from(secret.trim().to_owned()))
 }
@@ -279,5 +337,7 @@ fn required<T, U>(
 }
 
 fn field<U>(errors: &mut Vec<FieldError>, name: &str, parsed: Result<U, Invalid>) -> Option<U> {
-    parsed.map_err(|e| errors.push(FieldError::new(name, e.0))).ok()
+    parsed
+        .map_err(|e| errors.push(FieldError::new(name, e.0)))
+        .ok()
 }

@@ -38,7 +38,9 @@ impl Context {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            let mut conn = pool
+                .get()
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
             work(&mut conn).map_err(ServiceError::from)
         })
         .await
@@ -47,6 +49,9 @@ impl Context {
 
     /// `{public_url}/oauth/{name}/callback`: what the administrator pastes into GitLab.
     pub fn redirect_url(&self, name: &InstanceName) -> String {
-        format!("{}/oauth/{name}/callback", self.public_url.as_str().trim_end_matches('/'))
+        format!(
+            "{}/oauth/{name}/callback",
+            self.public_url.as_str().trim_end_matches('/')
+        )
     }
 }

@@ -1,0 +1,106 @@
+//! A fake GitLab on real TLS, installed under the sub-path `/gitlab`, answering discovery as
+//! GitLab (Doorkeeper + doorkeeper-openid_connect) does: see ../shared/docs/GITLAB.md.
+
+use std::net::TcpListener;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde_json::json;
+
+use crate::certs::ServerCert;
+
+pub const SUB_PATH: &str = "/gitlab";
+
+/// How the fake deviates from a well-configured GitLab, for the failure tests.
+#[derive(Clone, Default)]
+pub enum Discovery {
+    #[default]
+    Correct,
+    /// GitLab's `external_url` names another issuer than the URL it is reached at.
+    Issuer(String),
+    /// A reverse proxy answers an HTML page instead.
+    Html,
+    /// Discovery redirects elsewhere, as a moved installation would.
+    Redirect(String),
+    /// An old or crippled provider without PKCE S256.
+    WithoutS256,
+}
+
+pub struct FakeGitLab {
+    pub port: u16,
+    handle: ServerHandle,
+}
+
+impl FakeGitLab {
+    pub async fn start(cert: &ServerCert, discovery: Discovery) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let issuer = format!("https://localhost:{port}{SUB_PATH}");
+        let state = web::Data::new((issuer, discovery));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .service(web::scope(SUB_PATH).route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(openid_configuration),
+                ))
+        })
+        .workers(1)
+        .listen_rustls_0_23(listener, cert.rustls_server_config())
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self { port, handle }
+    }
+
+    /// The URL an administrator registers: host, port and the sub-path, no trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("https://localhost:{}{SUB_PATH}", self.port)
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+async fn openid_configuration(state: web::Data<(String, Discovery)>) -> HttpResponse {
+    let (base, mode) = state.get_ref();
+    let issuer = match mode {
+        Discovery::Issuer(other) => other.clone(),
+        _ => base.clone(),
+    };
+    let pkce = match mode {
+        Discovery::WithoutS256 => json!(["plain"]),
+        _ => json!(["plain", "S256"]),
+    };
+    match mode {
+        Discovery::Html => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body("<!DOCTYPE html><html><body>Sign in</body></html>"),
+        Discovery::Redirect(to) => HttpResponse::Found().insert_header(("Location", to.as_str())).finish(),
+        _ => HttpResponse::Ok().json(json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{base}/oauth/authorize"),
+            "token_endpoint": format!("{base}/oauth/token"),
+            "revocation_endpoint": format!("{base}/oauth/revoke"),
+            "introspection_endpoint": format!("{base}/oauth/introspect"),
+            "userinfo_endpoint": format!("{base}/oauth/userinfo"),
+            "jwks_uri": format!("{base}/oauth/discovery/keys"),
+            "scopes_supported": ["api", "read_api", "read_user", "read_repository", "write_repository",
+                                 "openid", "profile", "email"],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query", "fragment"],
+            "grant_types_supported": ["authorization_code", "password", "client_credentials",
+                                      "device_code", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "claim_types_supported": ["normal"],
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "sub_legacy", "name", "nickname",
+                                 "preferred_username", "email", "email_verified", "website", "profile",
+                                 "picture", "groups", "groups_direct"],
+            "code_challenge_methods_supported": pkce,
+        })),
+    }
+}

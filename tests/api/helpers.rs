@@ -1,0 +1,301 @@
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use diesel::{Connection, PgConnection, RunQueryDsl, sql_query};
+use labgate::config::{
+    AdminSettings, DatabaseSettings, DatabaseUrl, OutboundSettings, SecuritySettings,
+    ServerSettings, Settings,
+};
+use labgate::startup::Application;
+use reqwest::{Method, RequestBuilder, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::certs::{TestCa, Validity};
+use crate::fake_gitlab::{Discovery, FakeGitLab};
+
+pub const PUBLIC_URL: &str = "https://labgate.test";
+pub const CLIENT_SECRET: &str =
+    "gloas-5f3c1e0d9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d";
+
+/// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$test(crate::helpers::Backend::Sqlite).await
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                match crate::helpers::Backend::postgres() {
+                    Some(backend) => super::$test(backend).await,
+                    None => eprintln!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL not tested"),
+                }
+            }
+        }
+    )*};
+}
+
+pub enum Backend {
+    Sqlite,
+    /// A URL of a PostgreSQL server where the test may create and drop a database.
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn postgres() -> Option<Self> {
+        std::env::var("LABGATE_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+            .map(Self::Postgres)
+    }
+}
+
+/// A database of the test's own, with a directory for its files; dropped when the test ends.
+pub struct TestDatabase {
+    pub url: DatabaseUrl,
+    postgres: Option<(String, String)>,
+    dir: TempDir,
+}
+
+impl TestDatabase {
+    pub fn create(backend: &Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => Self {
+                url: DatabaseUrl::Sqlite(dir.path().join("labgate.db")),
+                postgres: None,
+                dir,
+            },
+            Backend::Postgres(server_url) => {
+                let name = format!("labgate_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = PgConnection::establish(server_url).unwrap_or_else(|e| {
+                    panic!("LABGATE_TEST_POSTGRES_URL is set but PostgreSQL does not answer: {e}")
+                });
+                sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .unwrap();
+                let mut url = url::Url::parse(server_url).unwrap();
+                url.set_path(&name);
+                let url = DatabaseUrl::Postgres(SecretString::from(url.to_string()));
+                Self {
+                    url,
+                    postgres: Some((server_url.clone(), name)),
+                    dir,
+                }
+            }
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Every byte the database holds, as a stolen disk (SQLite file and WAL) or a dump
+    /// (`pg_dump`) would reveal it.
+    pub fn raw_contents(&self) -> Vec<u8> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut bytes = fs::read(path).unwrap();
+                for suffix in ["-wal", "-shm"] {
+                    bytes.extend(
+                        fs::read(format!("{}{suffix}", path.display())).unwrap_or_default(),
+                    );
+                }
+                bytes
+            }
+            DatabaseUrl::Postgres(url) => {
+                let dump = std::process::Command::new("pg_dump")
+                    .args(["--data-only", "--inserts", "--dbname", url.expose_secret()])
+                    .output()
+                    .expect("pg_dump runs (PostgreSQL client tools are installed by .ci/run)");
+                assert!(
+                    dump.status.success(),
+                    "pg_dump failed: {}",
+                    String::from_utf8_lossy(&dump.stderr)
+                );
+                dump.stdout
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((server_url, name)) = &self.postgres
+            && let Ok(mut conn) = PgConnection::establish(server_url)
+        {
+            let _ = sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn);
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub admin_token: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub db: TestDatabase,
+    handle: ServerHandle,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        let db = TestDatabase::create(&backend);
+        let settings = Self::settings_for(&db);
+        Self::start(db, settings).await
+    }
+
+    /// Settings as an operator would leave them: no master key (labgate creates one in the
+    /// test's directory), an admin token, a public https URL.
+    pub fn settings_for(db: &TestDatabase) -> Settings {
+        Settings {
+            server: ServerSettings {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                public_url: url::Url::parse(PUBLIC_URL).unwrap(),
+                tls: None,
+                workers: 1,
+            },
+            database: DatabaseSettings {
+                url: db.url.clone(),
+                pool_size: 4,
+                pool_timeout: Duration::from_secs(5),
+            },
+            security: SecuritySettings {
+                master_key: None,
+                generated_master_key_path: db.dir().join("master.key"),
+            },
+            admin: AdminSettings {
+                token: Some(SecretString::from(format!(
+                    "test-admin-{}",
+                    uuid::Uuid::new_v4()
+                ))),
+            },
+            outbound: OutboundSettings {
+                connect_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(5),
+            },
+        }
+    }
+
+    pub async fn start(db: TestDatabase, settings: Settings) -> Self {
+        let app = Application::build(settings.clone())
+            .await
+            .expect("labgate starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        actix_web::rt::spawn(app.run());
+        let admin_token = settings
+            .admin
+            .token
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+            .to_owned();
+        Self {
+            address,
+            admin_token,
+            client: reqwest::Client::new(),
+            settings,
+            db,
+            handle,
+        }
+    }
+
+    /// Stops the server and hands back its database, for a restart.
+    pub async fn stop(self) -> (TestDatabase, Settings) {
+        self.handle.stop(true).await;
+        (self.db, self.settings)
+    }
+
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(&self.admin_token)
+    }
+
+    pub async fn register(&self, body: &Value) -> Response {
+        self.admin(Method::POST, "/api/v1/instances")
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn instance_names(&self) -> Vec<String> {
+        let list: Value = self
+            .admin(Method::GET, "/api/v1/instances")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// A private CA and a GitLab behind a certificate it signed, for `localhost` and 127.0.0.1.
+pub struct GitLabWorld {
+    pub ca: TestCa,
+    pub gitlab: FakeGitLab,
+}
+
+impl GitLabWorld {
+    pub async fn start() -> Self {
+        Self::start_with(
+            Validity::Current,
+            &["localhost", "127.0.0.1"],
+            Discovery::Correct,
+        )
+        .await
+    }
+
+    pub async fn start_with(validity: Validity, names: &[&str], discovery: Discovery) -> Self {
+        let ca = TestCa::new("Corp Test Root CA");
+        let gitlab = FakeGitLab::start(&ca.issue(names, validity), discovery).await;
+        Self { ca, gitlab }
+    }
+
+    /// A complete, valid registration body for this GitLab.
+    pub fn registration(&self, name: &str) -> Value {
+        json!({
+            "name": name,
+            "base_url": self.gitlab.base_url(),
+            "client_id": "3b8a1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
+            "client_secret": CLIENT_SECRET,
+            "ca_pem": self.ca.pem(),
+            "scopes": ["openid", "read_api", "read_repository"],
+        })
+    }
+}
+
+/// Asserts an RFC 9457 problem with the given status and code, and returns its body.
+pub async fn expect_problem(response: Response, status: u16, code: &str) -> Value {
+    assert_eq!(
+        response.status().as_u16(),
+        status,
+        "status of {}",
+        response.url()
+    );
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "problem: {body}");
+    assert_eq!(body["status"], status);
+    body
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real application on port 0, its own database per test (SQLite, and
+//! PostgreSQL when LABGATE_TEST_POSTGRES_URL is set), and a fake GitLab on real TLS.
+
+#[macro_use]
+mod helpers;
+mod certs;
+mod fake_gitlab;
+
+mod admin_auth;
+mod instance_checks;
+mod instances;
+mod lifecycle;
+mod secrets;
