@@ -228,15 +228,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GETs an admin path and parses its JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.admin(Method::GET, path).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
     pub async fn instance_names(&self) -> Vec<String> {
-        let list: Value = self
-            .admin(Method::GET, "/api/v1/instances")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = self.get_json("/api/v1/instances").await;
         list["instances"]
             .as_array()
             .unwrap()

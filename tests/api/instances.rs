@@ -113,14 +113,7 @@ async fn a_registered_instance_is_listed_and_shown(backend: Backend) {
     );
 
     assert_eq!(app.instance_names().await, ["corp", "corp-staging"]);
-    let shown: Value = app
-        .admin(Method::GET, "/api/v1/instances/corp-staging")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = app.get_json("/api/v1/instances/corp-staging").await;
     assert_eq!(shown["name"], "corp-staging");
     assert_eq!(
         shown["redirect_url"],
@@ -159,14 +152,7 @@ async fn a_second_instance_with_the_same_name_is_refused(backend: Backend) {
             .contains("registered already")
     );
 
-    let kept: Value = app
-        .admin(Method::GET, "/api/v1/instances/corp")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let kept = app.get_json("/api/v1/instances/corp").await;
     assert_eq!(
         kept["client_id"],
         world.registration("corp")["client_id"],
@@ -364,14 +350,7 @@ async fn changes_are_checked_before_they_are_saved(backend: Backend) {
     .await;
     assert_eq!(renamed["errors"][0]["field"], "name");
 
-    let kept: Value = app
-        .admin(Method::GET, "/api/v1/instances/corp")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let kept = app.get_json("/api/v1/instances/corp").await;
     assert_eq!(
         kept["ca_subjects"], registered["ca_subjects"],
         "a refused change saves nothing"
@@ -452,14 +431,7 @@ async fn check_reports_every_step_and_records_the_outcome(backend: Backend) {
     assert_eq!(failing["steps"][1]["code"], "connection_refused");
     assert!(statuses[2..].iter().all(|(_, status)| status == "skipped"));
 
-    let shown: Value = app
-        .admin(Method::GET, "/api/v1/instances/corp")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = app.get_json("/api/v1/instances/corp").await;
     assert_eq!(
         shown["last_check"]["ok"], false,
         "the last check is recorded"

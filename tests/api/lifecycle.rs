@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use labgate::config::TlsFiles;
 use labgate::startup::Application;
-use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -43,14 +42,7 @@ async fn instances_survive_a_restart_under_the_generated_key(backend: Backend) {
         key_before,
         "the key file is reused, not replaced"
     );
-    let shown: Value = app
-        .admin(Method::GET, "/api/v1/instances/corp")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = app.get_json("/api/v1/instances/corp").await;
     for field in [
         "redirect_url",
         "base_url",
