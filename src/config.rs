@@ -27,7 +27,7 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
-    /// No trailing slash: `{public_url}/oauth/...` is built by appending.
+    /// Any path is kept without its trailing slash (a root URL still prints as `https://host/`).
     pub public_url: Url,
     pub tls: Option<TlsFiles>,
     /// 0: one worker per core.
@@ -74,13 +74,32 @@ pub struct OutboundSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration could not be read: {0}")]
-    Unreadable(#[from] config::ConfigError),
+    Unreadable(String),
     #[error("{key} ({env}): {message}")]
     Invalid {
         key: &'static str,
         env: String,
         message: String,
     },
+}
+
+impl From<config::ConfigError> for ConfigError {
+    /// A TOML parse error quotes the offending line, which may hold a secret: keep the
+    /// position and the reason, drop the quoted source.
+    fn from(error: config::ConfigError) -> Self {
+        match error {
+            config::ConfigError::FileParse { uri, cause } => {
+                let text = cause.to_string();
+                let reason: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.contains('|') && !l.trim().is_empty())
+                    .collect();
+                let file = uri.unwrap_or_else(|| "built-in defaults".to_owned());
+                Self::Unreadable(format!("{file} is not valid TOML: {}", reason.join(": ")))
+            }
+            other => Self::Unreadable(other.to_string()),
+        }
+    }
 }
 
 impl ConfigError {
@@ -116,7 +135,6 @@ pub fn load_from(
             Environment::with_prefix("LABGATE")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true)
                 .source(Some(env)),
         )
         .build()?
@@ -182,11 +200,16 @@ impl RawSettings {
                 "must be at least 1",
             ));
         }
-        if self.outbound.connect_timeout_seconds == 0 || self.outbound.request_timeout_seconds == 0
-        {
+        if self.outbound.connect_timeout_seconds == 0 {
+            return Err(ConfigError::invalid(
+                "outbound.connect_timeout_seconds",
+                "must be at least 1 second",
+            ));
+        }
+        if self.outbound.request_timeout_seconds == 0 {
             return Err(ConfigError::invalid(
                 "outbound.request_timeout_seconds",
-                "timeouts must be at least 1 second",
+                "must be at least 1 second",
             ));
         }
         Ok(Settings {
@@ -300,6 +323,13 @@ impl DatabaseUrl {
             }
             Ok(Self::Sqlite(PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // libpq quotes a malformed URL back, password included: refuse it here, unquoted.
+            if Url::parse(url).is_err() || has_malformed_percent_escape(url) {
+                return Err(ConfigError::invalid(
+                    "database.url",
+                    "is not a valid postgres:// URL: percent-encode special characters in the user name and password",
+                ));
+            }
             Ok(Self::Postgres(SecretString::from(url.to_owned())))
         } else {
             Err(ConfigError::invalid(
@@ -308,6 +338,16 @@ impl DatabaseUrl {
             ))
         }
     }
+}
+
+fn has_malformed_percent_escape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !(bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)))
+    })
 }
 
 fn non_empty(path: Option<PathBuf>) -> Option<PathBuf> {
@@ -449,6 +489,46 @@ mod tests {
             let text = message(load_env(&[(key, value)]));
             assert!(text.contains(expected), "{key}={value}: {text}");
         }
+    }
+
+    #[test]
+    fn secrets_are_taken_as_written_and_never_quoted_in_errors() {
+        let settings = load_env(&[("LABGATE__ADMIN__TOKEN", "000123")]).unwrap();
+        assert_eq!(settings.admin.token.unwrap().expose_secret(), "000123");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broken.toml");
+        fs::write(&file, "[admin]\ntoken = \"s3cret-admin-token\n").unwrap();
+        let text = load_from(HashMap::new(), Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("is not valid TOML") && text.contains("line 2"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret-admin-token"), "{text}");
+
+        let url = "postgres://labgate:p%zzword@db/labgate";
+        let text = message(load_env(&[("LABGATE__DATABASE__URL", url)]));
+        assert!(
+            text.contains("database.url") && !text.contains("p%zzword"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn numbers_and_booleans_come_from_the_environment_as_text() {
+        let settings = load_env(&[
+            ("LABGATE__SERVER__WORKERS", "3"),
+            ("LABGATE__OUTBOUND__CONNECT_TIMEOUT_SECONDS", "0"),
+        ]);
+        let text = message(settings);
+        assert!(
+            text.starts_with("outbound.connect_timeout_seconds"),
+            "{text}"
+        );
+        let settings = load_env(&[("LABGATE__SERVER__WORKERS", "3")]).unwrap();
+        assert_eq!(settings.server.workers, 3);
     }
 
     #[test]

@@ -25,11 +25,14 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = open_database(&settings)?;
-        let (sealer, admin_token) = {
-            let pool = pool.clone();
+        let (pool, sealer, admin_token) = {
             let settings = settings.clone();
-            tokio::task::spawn_blocking(move || load_key_material(&pool, &settings)).await??
+            tokio::task::spawn_blocking(move || {
+                let pool = open_database(&settings)?;
+                let (sealer, admin_token) = load_key_material(&pool, &settings)?;
+                anyhow::Ok((pool, sealer, admin_token))
+            })
+            .await??
         };
         let ctx = web::Data::new(Context {
             pool,

@@ -47,7 +47,11 @@ impl Sealer {
 
     pub fn seal(&self, field: SealedField<'_>, plaintext: &[u8]) -> Vec<u8> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let aad = field.associated_data();
+        let mut sealed = Vec::with_capacity(HEADER_LEN + plaintext.len() + 16);
+        sealed.push(VERSION);
+        sealed.extend_from_slice(self.key_id.as_bytes());
+        let aad = field.associated_data(&sealed);
+        sealed.extend_from_slice(&nonce);
         let ciphertext = self
             .cipher
             .encrypt(
@@ -58,10 +62,6 @@ impl Sealer {
                 },
             )
             .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
-        let mut sealed = Vec::with_capacity(HEADER_LEN + ciphertext.len());
-        sealed.push(VERSION);
-        sealed.extend_from_slice(self.key_id.as_bytes());
-        sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&ciphertext);
         sealed
     }
@@ -82,7 +82,7 @@ impl Sealer {
             });
         }
         let nonce = XNonce::from_slice(&sealed[9..HEADER_LEN]);
-        let aad = field.associated_data();
+        let aad = field.associated_data(&sealed[..9]);
         self.cipher
             .decrypt(
                 nonce,
@@ -97,12 +97,12 @@ impl Sealer {
 }
 
 impl SealedField<'_> {
-    fn associated_data(&self) -> Vec<u8> {
-        format!(
-            "labgate/v{VERSION}/{}.{}/{}",
-            self.table, self.column, self.row_id
-        )
-        .into_bytes()
+    /// The place the value belongs to, and the header (version, key id) it was sealed with.
+    fn associated_data(&self, header: &[u8]) -> Vec<u8> {
+        let mut aad =
+            format!("labgate/{}.{}/{}/", self.table, self.column, self.row_id).into_bytes();
+        aad.extend_from_slice(header);
+        aad
     }
 }
 

@@ -47,29 +47,51 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<InstanceRow>> {
         .load(conn)
 }
 
-/// Replaces every column of the row with the same id; returns whether it still existed.
-pub fn update(conn: &mut DbConnection, row: &InstanceRow) -> QueryResult<bool> {
-    diesel::update(instances::table.find(&row.id))
-        .set(row)
-        .execute(conn)
-        .map(|n| n == 1)
+/// Replaces every column of the row, if nobody changed it since `seen_at` (its `updated_at`
+/// when read): a change computed from a stale read must not overwrite a newer one.
+pub fn update_if_unchanged(
+    conn: &mut DbConnection,
+    row: &InstanceRow,
+    seen_at: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        instances::table
+            .find(&row.id)
+            .filter(instances::updated_at.eq(seen_at)),
+    )
+    .set(row)
+    .execute(conn)
+    .map(|n| n == 1)
 }
 
+/// Records a check's outcome, and the discovery document when the check passed. Touches no
+/// other column, so it cannot undo a concurrent change.
 pub fn record_check(
     conn: &mut DbConnection,
     id: &str,
-    ok: bool,
     report: &str,
     at: NaiveDateTime,
+    discovery: Option<&str>,
 ) -> QueryResult<bool> {
-    diesel::update(instances::table.find(id))
-        .set((
-            instances::last_check_ok.eq(ok),
-            instances::last_check_report.eq(report),
-            instances::last_checked_at.eq(at),
-        ))
-        .execute(conn)
-        .map(|n| n == 1)
+    let target = instances::table.find(id);
+    let recorded = match discovery {
+        Some(discovery) => diesel::update(target)
+            .set((
+                instances::last_check_ok.eq(true),
+                instances::last_check_report.eq(report),
+                instances::last_checked_at.eq(at),
+                instances::discovery.eq(discovery),
+            ))
+            .execute(conn)?,
+        None => diesel::update(target)
+            .set((
+                instances::last_check_ok.eq(false),
+                instances::last_check_report.eq(report),
+                instances::last_checked_at.eq(at),
+            ))
+            .execute(conn)?,
+    };
+    Ok(recorded == 1)
 }
 
 pub fn delete(conn: &mut DbConnection, name: &str) -> QueryResult<bool> {

@@ -8,14 +8,6 @@ use super::schema::labgate_meta::dsl::{labgate_meta, name, value};
 pub const ADMIN_TOKEN_HASH: &str = "admin_token_sha256";
 pub const MASTER_KEY_ID: &str = "master_key_id";
 
-pub fn get(conn: &mut DbConnection, key: &str) -> QueryResult<Option<String>> {
-    labgate_meta
-        .filter(name.eq(key))
-        .select(value)
-        .first(conn)
-        .optional()
-}
-
 /// Stores `new_value` unless the key has one already; returns the value that holds afterwards,
 /// so two processes starting together agree on one.
 pub fn get_or_insert(conn: &mut DbConnection, key: &str, new_value: &str) -> QueryResult<String> {

@@ -1,12 +1,15 @@
 //! Storage: the pool, embedded migrations for both backends, and blocking repository
 //! functions that return `diesel::QueryResult`. Nothing here knows about HTTP.
 
+pub mod connect_sessions;
+pub mod connections;
 pub mod instances;
 pub mod meta;
 mod pool;
 pub mod schema;
+pub mod services;
 
-pub use pool::{DbConnection, DbPool, connect, has_pending_migrations, run_migrations};
+pub use pool::{DbConnection, DbPool, connect, has_pending_migrations, ping, run_migrations};
 
 /// Whether an insert failed only because the row exists already.
 pub fn is_unique_violation(error: &diesel::result::Error) -> bool {

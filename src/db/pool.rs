@@ -1,12 +1,13 @@
 use std::error::Error;
 
 use diesel::Connection;
+use diesel::ConnectionError;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, Pool, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{DatabaseSettings, DatabaseUrl};
 
@@ -49,7 +50,12 @@ impl ManageConnection for Manager {
             }
             DatabaseUrl::Postgres(url) => PgConnection::establish(url.expose_secret())
                 .map(DbConnection::Postgres)
-                .map_err(r2d2::Error::ConnectionError),
+                .map_err(|e| {
+                    r2d2::Error::ConnectionError(ConnectionError::BadConnection(redact_password(
+                        &e.to_string(),
+                        url,
+                    )))
+                }),
         }
     }
 
@@ -60,6 +66,30 @@ impl ManageConnection for Manager {
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
         conn.is_broken()
     }
+}
+
+/// Is the database there? For readiness checks.
+pub fn ping(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    conn.batch_execute("SELECT 1")
+}
+
+/// libpq's messages may quote the connection URL; r2d2 logs them and start-up prints them.
+fn redact_password(message: &str, url: &SecretString) -> String {
+    let Some(password) = url::Url::parse(url.expose_secret())
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+    else {
+        return message.to_owned();
+    };
+    let decoded = percent_encoding::percent_decode_str(&password)
+        .decode_utf8_lossy()
+        .into_owned();
+    [password, decoded]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .fold(message.to_owned(), |text, secret| {
+            text.replace(secret.as_str(), "***")
+        })
 }
 
 /// Builds the pool and opens one connection, so a wrong URL fails start-up, not a request.
@@ -103,5 +133,22 @@ pub fn has_pending_migrations(conn: &mut DbConnection) -> MigrationResult<bool> 
     match conn {
         DbConnection::Sqlite(conn) => conn.has_pending_migration(SQLITE_MIGRATIONS),
         DbConnection::Postgres(conn) => conn.has_pending_migration(POSTGRES_MIGRATIONS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_errors_never_show_the_password() {
+        let url =
+            SecretString::from("postgres://labgate:p%40ss%2Fw0rd@db.internal/labgate".to_owned());
+        let message = "could not connect to postgres://labgate:p%40ss%2Fw0rd@db.internal (password p@ss/w0rd)";
+        let redacted = redact_password(message, &url);
+        assert_eq!(
+            redacted,
+            "could not connect to postgres://labgate:***@db.internal (password ***)"
+        );
     }
 }

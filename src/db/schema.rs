@@ -25,4 +25,65 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(instances, labgate_meta);
+diesel::table! {
+    services (id) {
+        id -> Text,
+        name -> Text,
+        client_id -> Text,
+        secret_hash -> Text,
+        instances -> Text,
+        scopes -> Text,
+        return_origins -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    connect_sessions (id) {
+        id -> Text,
+        service_id -> Text,
+        instance_id -> Text,
+        subject -> Text,
+        scopes -> Text,
+        return_to -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        state_hash -> Nullable<Text>,
+        nonce -> Nullable<Text>,
+        pkce_verifier_sealed -> Nullable<Binary>,
+        finished_at -> Nullable<Timestamp>,
+        outcome -> Nullable<Text>,
+        connection_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    connections (id) {
+        id -> Text,
+        instance_id -> Text,
+        subject -> Text,
+        scopes -> Text,
+        gitlab_user_id -> Text,
+        gitlab_username -> Text,
+        access_token_sealed -> Binary,
+        refresh_token_sealed -> Binary,
+        expires_at -> Timestamp,
+        status -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        refreshed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(connect_sessions -> instances (instance_id));
+diesel::joinable!(connect_sessions -> services (service_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    instances,
+    labgate_meta,
+    services,
+    connect_sessions,
+    connections
+);

@@ -37,8 +37,12 @@ impl CaBundle {
                              that signed GitLab's certificate, not the server certificate itself"
                         )));
                     }
+                    let certificate = CertificateDer::from(der);
+                    rustls::RootCertStore::empty().add(certificate.clone()).map_err(|e| {
+                        Invalid::new(format!("certificate #{number} ({subject}) cannot serve as a trust root ({e})"))
+                    })?;
                     subjects.push(subject);
-                    certificates.push(CertificateDer::from(der));
+                    certificates.push(certificate);
                 }
                 SectionKind::PrivateKey
                 | SectionKind::RsaPrivateKey

@@ -1,15 +1,21 @@
-//! Newtypes and rules: what a valid instance name, base URL, CA bundle or scope set is.
+//! Newtypes and rules: what a valid name, base URL, CA bundle, scope set, subject or origin is.
 //! Everything here parses untrusted input once, at the edge, into a type that cannot be wrong.
 
 mod base_url;
 mod ca_bundle;
-mod instance_name;
+mod connection_status;
+mod names;
 mod scope;
+mod service_policy;
+mod subject;
 
 pub use base_url::BaseUrl;
 pub use ca_bundle::CaBundle;
-pub use instance_name::InstanceName;
+pub use connection_status::ConnectionStatus;
+pub use names::{InstanceName, ServiceName};
 pub use scope::ScopeSet;
+pub use service_policy::{InstanceAccess, ReturnOrigin};
+pub use subject::Subject;
 
 /// Why a value was refused, worded for the person who typed it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -26,6 +26,9 @@ const GITLAB_SCOPES: &[&str] = &[
     "email",
 ];
 
+/// Scopes that say who someone is, and give no access: never counted against a service's limit.
+const IDENTITY_SCOPES: &[&str] = &["openid", "profile", "email"];
+
 /// A set of GitLab scopes, kept sorted so that equal sets compare and print the same.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ScopeSet(BTreeSet<String>);
@@ -70,6 +73,31 @@ impl ScopeSet {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }
+
+    /// The scopes of `self` that `allowed` does not hold.
+    pub fn outside(&self, allowed: &ScopeSet) -> Vec<&str> {
+        self.iter().filter(|s| !allowed.0.contains(*s)).collect()
+    }
+
+    /// The access scopes of `self` beyond a service's limit; identity scopes are always allowed.
+    pub fn beyond_policy(&self, policy: &ScopeSet) -> Vec<&str> {
+        self.outside(policy)
+            .into_iter()
+            .filter(|s| !IDENTITY_SCOPES.contains(s))
+            .collect()
+    }
+
+    /// The scopes both sets hold, plus `openid`, which every authorization asks for.
+    pub fn common_with_openid(&self, other: &ScopeSet) -> Self {
+        let mut common: BTreeSet<String> = self.0.intersection(&other.0).cloned().collect();
+        common.insert("openid".to_owned());
+        Self(common)
+    }
+
+    pub fn with_openid(mut self) -> Self {
+        self.0.insert("openid".to_owned());
+        self
+    }
 }
 
 impl fmt::Display for ScopeSet {
@@ -87,6 +115,26 @@ mod tests {
         let set = ScopeSet::parse_registered(&["read_api", "openid", "read_api"]).unwrap();
         assert_eq!(set.to_string(), "openid read_api");
         assert_eq!(ScopeSet::from_stored(&set.to_string()).unwrap(), set);
+    }
+
+    #[test]
+    fn policy_checks_ignore_identity_scopes() {
+        let policy = ScopeSet::parse(&["read_api", "read_repository"]).unwrap();
+        let asked = ScopeSet::parse(&["openid", "email", "read_api", "write_repository"]).unwrap();
+        assert_eq!(asked.beyond_policy(&policy), ["write_repository"]);
+        assert_eq!(
+            asked.outside(&policy),
+            ["email", "openid", "write_repository"]
+        );
+        let registered = ScopeSet::parse(&["openid", "read_api", "api"]).unwrap();
+        assert_eq!(
+            policy.common_with_openid(&registered).to_string(),
+            "openid read_api"
+        );
+        assert_eq!(
+            policy.with_openid().to_string(),
+            "openid read_api read_repository"
+        );
     }
 
     #[test]

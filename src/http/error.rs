@@ -4,8 +4,7 @@ use actix_web::http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::oauth::{CheckStep, StepStatus};
-use crate::service::{FieldError, ServiceError};
+use crate::service::{CheckStep, FieldError, ServiceError, StepStatus};
 
 /// Every error labgate answers, rendered as RFC 9457 `application/problem+json` with a stable
 /// `code`. The detail is written for the caller; internal causes are logged, never sent.

@@ -11,17 +11,28 @@ use serde_json::Value;
 
 use super::ApiError;
 use super::auth::Admin;
-use crate::oauth::CheckStep;
 use crate::service::instances::{self, Instance, InstanceForm};
-use crate::service::{Context, FieldError};
+use crate::service::{CheckStep, Context, FieldError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/instances", web::post().to(create))
-        .route("/instances", web::get().to(list))
-        .route("/instances/{name}", web::get().to(show))
-        .route("/instances/{name}", web::patch().to(change))
-        .route("/instances/{name}", web::delete().to(remove))
-        .route("/instances/{name}/check", web::post().to(check));
+    cfg.service(
+        web::resource("/instances")
+            .route(web::post().to(create))
+            .route(web::get().to(list))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/instances/{name}")
+            .route(web::get().to(show))
+            .route(web::patch().to(change))
+            .route(web::delete().to(remove))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/instances/{name}/check")
+            .route(web::post().to(check))
+            .default_service(web::to(super::method_not_allowed)),
+    );
 }
 
 async fn create(
@@ -142,7 +153,7 @@ fn scope_list(errors: &mut Vec<FieldError>, value: Value) -> Option<Vec<String>>
         _ => {
             errors.push(FieldError::new(
                 "scopes",
-                "must be an array of scope names, e.g. [\"openid\", \"read_api\"]",
+                "must be an array of scope names such as [\"openid\", \"read_api\"], or one string of names separated by spaces",
             ));
             None
         }

@@ -7,7 +7,8 @@ mod health;
 mod instances;
 mod request_span;
 
-use actix_web::web;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
 pub use error::ApiError;
 pub use request_span::RequestSpan;
@@ -27,7 +28,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Answers any path that has no route.
-pub async fn no_route() -> actix_web::HttpResponse {
-    use actix_web::ResponseError;
+pub async fn no_route() -> HttpResponse {
     ApiError::not_found("no_such_endpoint", "there is no endpoint at this path").error_response()
+}
+
+/// Answers a known path asked with a method it does not serve.
+pub async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    let detail = format!(
+        "{} is not supported at {}",
+        request.method(),
+        request.path()
+    );
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", detail).error_response()
 }

@@ -154,7 +154,7 @@ async fn run_steps(
     }
     pass(format!("issuer is {:?}, as expected", discovery.issuer));
 
-    let problems = discovery.unsupported_features();
+    let problems = discovery.problems(base_url.as_str());
     if !problems.is_empty() {
         return Err(Failure::new("endpoints_unsupported", problems.join("; ")));
     }

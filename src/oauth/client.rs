@@ -7,6 +7,7 @@ use crate::config::OutboundSettings;
 
 /// The HTTP client for one instance: only that instance's trust roots, https only, no
 /// redirects followed (a redirect from GitLab is a configuration to fix, or an SSRF lure),
+/// no proxy from the environment (the check's steps must describe the connection used),
 /// and bounded connect and total times.
 pub fn instance_http_client(
     trust: TrustRoots<'_>,
@@ -17,6 +18,7 @@ pub fn instance_http_client(
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .https_only(true)
+        .no_proxy()
         .redirect(Policy::none())
         .connect_timeout(limits.connect_timeout)
         .timeout(limits.request_timeout)

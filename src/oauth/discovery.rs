@@ -19,8 +19,6 @@ pub struct Discovery {
     pub code_challenge_methods_supported: Vec<String>,
     #[serde(default)]
     pub id_token_signing_alg_values_supported: Vec<String>,
-    #[serde(default)]
-    pub scopes_supported: Vec<String>,
 }
 
 impl Discovery {
@@ -48,7 +46,9 @@ impl Discovery {
     }
 
     /// What keeps labgate from running a PKCE authorization-code flow against these endpoints.
-    pub fn unsupported_features(&self) -> Vec<String> {
+    /// Every endpoint must lie under `base_url`, as GitLab's do: the client secret and users'
+    /// tokens are sent there, and to nowhere else.
+    pub fn problems(&self, base_url: &str) -> Vec<String> {
         let mut problems = Vec::new();
         if !self.response_types_supported.iter().any(|t| t == "code") {
             problems.push("response_types_supported does not list \"code\"".to_owned());
@@ -61,9 +61,18 @@ impl Discovery {
             problems
                 .push("code_challenge_methods_supported does not list \"S256\" (PKCE)".to_owned());
         }
+        if !self
+            .id_token_signing_alg_values_supported
+            .iter()
+            .any(|a| a == "RS256")
+        {
+            problems
+                .push("id_token_signing_alg_values_supported does not list \"RS256\"".to_owned());
+        }
+        let prefix = format!("{base_url}/");
         for (name, url) in self.endpoints() {
-            if !url.starts_with("https://") {
-                problems.push(format!("{name} {url:?} is not https"));
+            if !url.starts_with(&prefix) {
+                problems.push(format!("{name} {url:?} is not under base_url {prefix:?}"));
             }
         }
         problems

@@ -146,3 +146,36 @@ impl ServerCertVerifier for RecordingVerifier {
         self.inner.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+    use super::*;
+
+    #[test]
+    fn a_bundle_trusts_its_own_roots_and_nothing_else() {
+        let ca_pem = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+                .self_signed(&KeyPair::generate().unwrap())
+                .unwrap()
+                .pem()
+        };
+        let bundle = CaBundle::parse(&format!("{}{}", ca_pem("Root A"), ca_pem("Root B"))).unwrap();
+        let store = TrustRoots::Bundle(&bundle).root_store();
+        assert_eq!(
+            store.len(),
+            2,
+            "exactly the bundle's roots, no platform roots beside them"
+        );
+        assert!(
+            TrustRoots::Platform.root_store().len() != 2
+                || store.roots != TrustRoots::Platform.root_store().roots
+        );
+    }
+}

@@ -1,6 +1,5 @@
 //! Readiness: can this process serve requests that need storage?
 
-use diesel::connection::SimpleConnection;
 use diesel::result::Error as DieselError;
 
 use super::{Context, ServiceError};
@@ -10,7 +9,7 @@ use crate::db;
 pub async fn readiness(ctx: &Context) -> Result<(), String> {
     let pending = ctx
         .db(|conn| {
-            conn.batch_execute("SELECT 1")?;
+            db::ping(conn)?;
             db::has_pending_migrations(conn).map_err(DieselError::QueryBuilderError)
         })
         .await;

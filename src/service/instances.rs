@@ -157,6 +157,7 @@ pub async fn change(
     }
 
     let report = passing_check(ctx, &base_url, ca.as_ref()).await?;
+    let seen_at = row.updated_at;
     let now = Utc::now().naive_utc();
     row.base_url = base_url.to_string();
     row.ca_pem = ca.as_ref().map(|ca| ca.pem().to_owned());
@@ -174,24 +175,31 @@ pub async fn change(
     row.last_check_report = encode(&report.steps)?;
     row.last_checked_at = now;
     row.updated_at = now;
-    save(ctx, row.clone()).await?;
+    let stored = row.clone();
+    if !ctx
+        .db(move |conn| db::instances::update_if_unchanged(conn, &stored, seen_at))
+        .await?
+    {
+        find(ctx, name).await?;
+        return Err(ServiceError::Conflict(format!(
+            "the instance {name:?} was changed by someone else meanwhile: read it again and retry"
+        )));
+    }
     tracing::info!(instance.name = %row.name, "instance changed");
     to_instance(ctx, row)
 }
 
 /// Runs the checks again and records the outcome; a failure is reported, not an error.
 pub async fn check(ctx: &Context, name: &str) -> Result<(CheckReport, Instance), ServiceError> {
-    let mut row = find(ctx, name).await?;
+    let row = find(ctx, name).await?;
     let base_url = BaseUrl::parse(&row.base_url).context("stored base_url")?;
     let report = check_instance(&base_url, stored_ca(&row)?.as_ref(), &ctx.outbound).await;
-    if let Some(discovery) = &report.discovery {
-        row.discovery = encode(discovery)?;
-    }
-    row.last_check_ok = report.failure().is_none();
-    row.last_check_report = encode(&report.steps)?;
-    row.last_checked_at = Utc::now().naive_utc();
-    save(ctx, row.clone()).await?;
-    Ok((report, to_instance(ctx, row)?))
+    let steps = encode(&report.steps)?;
+    let discovery = report.discovery.as_ref().map(encode).transpose()?;
+    let (id, at) = (row.id.clone(), Utc::now().naive_utc());
+    ctx.db(move |conn| db::instances::record_check(conn, &id, &steps, at, discovery.as_deref()))
+        .await?;
+    Ok((report, get(ctx, name).await?))
 }
 
 pub async fn remove(ctx: &Context, name: &str) -> Result<(), ServiceError> {
@@ -212,18 +220,6 @@ async fn find(ctx: &Context, name: &str) -> Result<InstanceRow, ServiceError> {
     ctx.db(move |conn| db::instances::find_by_name(conn, &owned))
         .await?
         .ok_or_else(|| not_found(name))
-}
-
-async fn save(ctx: &Context, row: InstanceRow) -> Result<(), ServiceError> {
-    let name = row.name.clone();
-    if ctx
-        .db(move |conn| db::instances::update(conn, &row))
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(not_found(&name))
-    }
 }
 
 async fn passing_check(

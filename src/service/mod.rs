@@ -10,6 +10,7 @@ use std::sync::Arc;
 use diesel::QueryResult;
 use url::Url;
 
+pub use crate::oauth::{CheckStep, StepStatus};
 pub use error::{FieldError, ServiceError};
 
 use crate::config::OutboundSettings;
@@ -23,7 +24,7 @@ pub struct Context {
     pub pool: DbPool,
     pub sealer: Arc<Sealer>,
     pub admin_token: TokenHash,
-    /// The URL GitLab and browsers reach labgate at, without a trailing slash.
+    /// The URL GitLab and browsers reach labgate at.
     pub public_url: Url,
     pub outbound: OutboundSettings,
 }

@@ -64,6 +64,16 @@ async fn health_is_open_and_unknown_paths_are_problems() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    let wrong_method = app
+        .admin(Method::PUT, "/api/v1/instances/corp")
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(wrong_method, 405, "method_not_allowed").await;
+    assert_eq!(
+        problem["detail"],
+        "PUT is not supported at /api/v1/instances/corp"
+    );
     let unknown = app
         .client
         .get(format!("{}/api/v1/nothing-here", app.address))

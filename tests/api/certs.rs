@@ -11,6 +11,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
+    /// PEMs of the intermediates between this CA and its root, this CA first (empty for a root).
+    intermediates: Vec<String>,
 }
 
 /// A server certificate and its key, PEM-encoded, as a web server is given them.
@@ -27,15 +29,29 @@ pub enum Validity {
 
 impl TestCa {
     pub fn new(common_name: &str) -> Self {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Self { issuer }
+        let issuer =
+            CertifiedIssuer::self_signed(ca_params(common_name), KeyPair::generate().unwrap())
+                .unwrap();
+        Self {
+            issuer,
+            intermediates: Vec::new(),
+        }
+    }
+
+    /// An intermediate CA under this one, as corporate PKIs issue server certificates.
+    pub fn intermediate(&self, common_name: &str) -> Self {
+        let issuer = CertifiedIssuer::signed_by(
+            ca_params(common_name),
+            KeyPair::generate().unwrap(),
+            &self.issuer,
+        )
+        .unwrap();
+        let mut intermediates = vec![issuer.pem()];
+        intermediates.extend(self.intermediates.iter().cloned());
+        Self {
+            issuer,
+            intermediates,
+        }
     }
 
     pub fn pem(&self) -> String {
@@ -55,11 +71,25 @@ impl TestCa {
         }
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let chain_pem = std::iter::once(cert.pem())
+            .chain(self.intermediates.iter().cloned())
+            .collect();
         ServerCert {
-            chain_pem: cert.pem(),
+            chain_pem,
             key_pem: key.serialize_pem(),
         }
     }
+}
+
+fn ca_params(common_name: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
 }
 
 impl ServerCert {

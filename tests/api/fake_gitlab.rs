@@ -24,6 +24,8 @@ pub enum Discovery {
     Redirect(String),
     /// An old or crippled provider without PKCE S256.
     WithoutS256,
+    /// A discovery document that sends the token endpoint to another host.
+    ForeignTokenEndpoint(String),
 }
 
 pub struct FakeGitLab {
@@ -82,7 +84,10 @@ async fn openid_configuration(state: web::Data<(String, Discovery)>) -> HttpResp
         _ => HttpResponse::Ok().json(json!({
             "issuer": issuer,
             "authorization_endpoint": format!("{base}/oauth/authorize"),
-            "token_endpoint": format!("{base}/oauth/token"),
+            "token_endpoint": match mode {
+                Discovery::ForeignTokenEndpoint(url) => url.clone(),
+                _ => format!("{base}/oauth/token"),
+            },
             "revocation_endpoint": format!("{base}/oauth/revoke"),
             "introspection_endpoint": format!("{base}/oauth/introspect"),
             "userinfo_endpoint": format!("{base}/oauth/userinfo"),

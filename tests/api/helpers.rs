@@ -272,6 +272,18 @@ impl GitLabWorld {
         Self { ca, gitlab }
     }
 
+    /// GitLab's certificate comes from an intermediate CA; `ca_pem` holds only the root.
+    pub async fn start_behind_intermediate() -> Self {
+        let ca = TestCa::new("Corp Test Root CA");
+        let issuing = ca.intermediate("Corp Issuing CA 1");
+        let gitlab = FakeGitLab::start(
+            &issuing.issue(&["localhost"], Validity::Current),
+            Discovery::Correct,
+        )
+        .await;
+        Self { ca, gitlab }
+    }
+
     /// A complete, valid registration body for this GitLab.
     pub fn registration(&self, name: &str) -> Value {
         json!({

@@ -17,6 +17,7 @@ on_both_backends!(
     a_page_that_is_not_json_is_refused,
     a_redirect_is_reported_not_followed,
     a_provider_without_pkce_s256_is_refused,
+    an_endpoint_outside_the_base_url_is_refused,
     a_closed_port_is_refused,
     a_host_that_does_not_resolve_is_refused,
 );
@@ -184,4 +185,17 @@ async fn a_host_that_does_not_resolve_is_refused(backend: Backend) {
 
     let detail = refused(&app, &body, "dns_failed").await;
     assert!(detail.contains("gitlab.does-not-exist.invalid"), "{detail}");
+}
+
+async fn an_endpoint_outside_the_base_url_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let elsewhere = "https://collector.attacker.example/oauth/token".to_owned();
+    let discovery = Discovery::ForeignTokenEndpoint(elsewhere.clone());
+    let world = GitLabWorld::start_with(Validity::Current, &["localhost"], discovery).await;
+
+    let detail = refused(&app, &world.registration("corp"), "endpoints_unsupported").await;
+    assert!(
+        detail.contains(&elsewhere) && detail.contains("is not under base_url"),
+        "{detail}"
+    );
 }

@@ -8,6 +8,7 @@ use crate::helpers::{Backend, GitLabWorld, TestApp, expect_problem};
 
 on_both_backends!(
     registering_returns_the_redirect_url_and_discovered_endpoints,
+    a_certificate_from_an_intermediate_ca_verifies_against_the_root,
     a_registered_instance_is_listed_and_shown,
     a_second_instance_with_the_same_name_is_refused,
     each_bad_field_is_named_and_nothing_is_saved,
@@ -94,6 +95,25 @@ async fn registering_returns_the_redirect_url_and_discovered_endpoints(backend: 
         tls.as_str()
             .unwrap()
             .contains("verified by the configured CA CN=Corp Test Root CA"),
+        "{tls}"
+    );
+}
+
+async fn a_certificate_from_an_intermediate_ca_verifies_against_the_root(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let world = GitLabWorld::start_behind_intermediate().await;
+
+    let response = app.register(&world.registration("corp")).await;
+
+    let status = response.status();
+    let instance: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{instance}");
+    let tls = instance["last_check"]["steps"][2]["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        tls.contains("verified by the configured CA CN=Corp Test Root CA"),
         "{tls}"
     );
 }

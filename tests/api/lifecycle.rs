@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use diesel::RunQueryDsl;
 use labgate::config::TlsFiles;
 use labgate::startup::Application;
 use secrecy::SecretString;
@@ -73,14 +74,27 @@ async fn a_different_master_key_is_refused_at_start(backend: Backend) {
 
 async fn readiness_needs_the_database_and_the_migrations(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let readyz = || app.client.get(format!("{}/readyz", app.address)).send();
+    let ready = readyz().await.unwrap();
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.json::<Value>().await.unwrap()["status"], "ready");
+
+    // As if an older binary had migrated this database: the newest migration is missing.
+    let pool = labgate::db::connect(&app.settings.database).unwrap();
+    diesel::sql_query(
+        "DELETE FROM __diesel_schema_migrations \
+         WHERE version = (SELECT MAX(version) FROM __diesel_schema_migrations)",
+    )
+    .execute(&mut pool.get().unwrap())
+    .unwrap();
+    let problem = crate::helpers::expect_problem(readyz().await.unwrap(), 503, "not_ready").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("migrations are pending"),
+        "{problem}"
+    );
 }
 
 async fn labgate_migrate_applies_the_schema(backend: Backend) {

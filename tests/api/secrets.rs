@@ -42,7 +42,9 @@ async fn the_client_secret_is_never_shown_nor_stored_in_clear(backend: Backend) 
         if let Some(body) = body {
             request = request.json(&body);
         }
-        responses.push(request.send().await.unwrap().text().await.unwrap());
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        responses.push(response.text().await.unwrap());
     }
     for text in &responses {
         let parsed: Value = serde_json::from_str(text).unwrap();

@@ -1,0 +1,3 @@
+DROP TABLE connections;
+DROP TABLE connect_sessions;
+DROP TABLE services;
