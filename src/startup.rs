@@ -7,15 +7,18 @@ use std::sync::Arc;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context as _, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::{ConfigError, Settings, TlsFiles};
-use crate::crypto::{MasterKey, Sealer, TokenHash, generate_token};
-use crate::db::{self, DbPool, meta};
+use crate::crypto::{MasterKey, SealedField, Sealer, ServiceTokenKeys, TokenHash, generate_token};
+use crate::db::{self, DbConnection, DbPool, meta};
 use crate::http::{self, RequestSpan};
+use crate::oauth::InstanceClients;
 use crate::service::Context;
 
 pub struct Application {
@@ -25,19 +28,21 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let (pool, sealer, admin_token) = {
+        let (pool, keys) = {
             let settings = settings.clone();
             tokio::task::spawn_blocking(move || {
                 let pool = open_database(&settings)?;
-                let (sealer, admin_token) = load_key_material(&pool, &settings)?;
-                anyhow::Ok((pool, sealer, admin_token))
+                let keys = load_key_material(&pool, &settings)?;
+                anyhow::Ok((pool, keys))
             })
             .await??
         };
         let ctx = web::Data::new(Context {
             pool,
-            sealer: Arc::new(sealer),
-            admin_token,
+            sealer: Arc::new(keys.sealer),
+            admin_token: keys.admin_token,
+            service_tokens: Arc::new(keys.service_tokens),
+            clients: Arc::new(InstanceClients::default()),
             public_url: settings.server.public_url.clone(),
             outbound: settings.outbound.clone(),
         });
@@ -105,8 +110,15 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<DbPool> {
     Ok(pool)
 }
 
-/// The sealing key (configured, or created on first start) and the admin token's hash.
-fn load_key_material(pool: &DbPool, settings: &Settings) -> anyhow::Result<(Sealer, TokenHash)> {
+struct KeyMaterial {
+    sealer: Sealer,
+    admin_token: TokenHash,
+    service_tokens: ServiceTokenKeys,
+}
+
+/// The sealing key (configured, or created on first start), the admin token's hash, and the
+/// key that signs service tokens (created once, sealed, shared by every process).
+fn load_key_material(pool: &DbPool, settings: &Settings) -> anyhow::Result<KeyMaterial> {
     let key = match &settings.security.master_key {
         Some(encoded) => MasterKey::from_base64(encoded)
             .map_err(|e| ConfigError::invalid("security.master_key", e.to_string()))?,
@@ -140,7 +152,33 @@ fn load_key_material(pool: &DbPool, settings: &Settings) -> anyhow::Result<(Seal
             TokenHash::from_hex(&stored).context("the stored admin token hash is malformed")?
         }
     };
-    Ok((Sealer::new(&key), admin_token))
+    let sealer = Sealer::new(&key);
+    let service_tokens = load_service_token_keys(&mut conn, &sealer)?;
+    Ok(KeyMaterial {
+        sealer,
+        admin_token,
+        service_tokens,
+    })
+}
+
+fn load_service_token_keys(
+    conn: &mut DbConnection,
+    sealer: &Sealer,
+) -> anyhow::Result<ServiceTokenKeys> {
+    let field = SealedField {
+        table: "labgate_meta",
+        column: "value",
+        row_id: meta::SERVICE_TOKEN_KEY,
+    };
+    let candidate = STANDARD.encode(sealer.seal(field, &ServiceTokenKeys::generate_pkcs8()));
+    let stored = meta::get_or_insert(conn, meta::SERVICE_TOKEN_KEY, &candidate)?;
+    let sealed = STANDARD
+        .decode(stored)
+        .context("the stored service token key is not base64")?;
+    let pkcs8 = sealer
+        .open(field, &sealed)
+        .context("the stored service token key does not open")?;
+    ServiceTokenKeys::from_pkcs8(pkcs8.expose_secret()).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn tls_server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {

@@ -2,8 +2,12 @@
 
 mod master_key;
 mod sealing;
+mod service_token;
 mod token;
 
 pub use master_key::{KeyError, KeyId, MasterKey};
 pub use sealing::{SealError, SealedField, Sealer};
+pub use service_token::{
+    AUDIENCE, LIFETIME_SECONDS, ServiceClaims, ServiceTokenKeys, TokenRejected,
+};
 pub use token::{TokenHash, generate_token};

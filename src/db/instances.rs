@@ -40,6 +40,14 @@ pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<I
         .optional()
 }
 
+pub fn find_by_id(conn: &mut DbConnection, id: &str) -> QueryResult<Option<InstanceRow>> {
+    instances::table
+        .find(id)
+        .select(InstanceRow::as_select())
+        .first(conn)
+        .optional()
+}
+
 pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<InstanceRow>> {
     instances::table
         .order(instances::name)

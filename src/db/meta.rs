@@ -7,6 +7,7 @@ use super::schema::labgate_meta::dsl::{labgate_meta, name, value};
 
 pub const ADMIN_TOKEN_HASH: &str = "admin_token_sha256";
 pub const MASTER_KEY_ID: &str = "master_key_id";
+pub const SERVICE_TOKEN_KEY: &str = "service_token_key";
 
 /// Stores `new_value` unless the key has one already; returns the value that holds afterwards,
 /// so two processes starting together agree on one.

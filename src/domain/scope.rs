@@ -65,6 +65,17 @@ impl ScopeSet {
         Ok(Self(set))
     }
 
+    /// Scopes as GitLab granted them, taken as they are: GitLab may know scopes labgate does not.
+    pub fn granted<S: AsRef<str>>(scopes: impl IntoIterator<Item = S>) -> Self {
+        Self(
+            scopes
+                .into_iter()
+                .map(|s| s.as_ref().trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )
+    }
+
     /// Reads the space-separated form this type writes with `Display` (the stored form).
     pub fn from_stored(stored: &str) -> Result<Self, Invalid> {
         Self::parse(&stored.split_whitespace().collect::<Vec<_>>())

@@ -100,6 +100,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(errors) => Self::invalid_fields(errors),
             ServiceError::NotFound(detail) => Self::not_found("not_found", detail),
             ServiceError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", detail),
+            ServiceError::Unauthenticated(detail) => {
+                Self::new(StatusCode::UNAUTHORIZED, "invalid_service_token", detail)
+            }
+            ServiceError::Forbidden { code, detail } => {
+                Self::new(StatusCode::FORBIDDEN, code, detail)
+            }
             ServiceError::CheckFailed(steps) => {
                 let failed = steps.iter().find(|s| s.status == StepStatus::Failed);
                 let code = failed

@@ -11,8 +11,9 @@ use serde_json::Value;
 
 use super::ApiError;
 use super::auth::Admin;
+use super::fields::Fields;
 use crate::service::instances::{self, Instance, InstanceForm};
-use crate::service::{CheckStep, Context, FieldError};
+use crate::service::{CheckStep, Context};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -94,70 +95,29 @@ async fn check(
     }))
 }
 
-const FIELDS: &str = "name, base_url, client_id, client_secret, ca_pem, scopes";
-
-/// Reads a JSON object into the form the service parses. Type errors name the field and the
-/// expected type only: a value, which may be a secret, is never repeated back.
+/// Reads an instance's fields; what each must be is the service's to say.
 fn instance_form(body: Value) -> Result<InstanceForm, ApiError> {
-    let Value::Object(fields) = body else {
-        return Err(ApiError::bad_request(
-            "the request body must be a JSON object",
-        ));
+    let mut fields = Fields::of(
+        body,
+        &[
+            "name",
+            "base_url",
+            "client_id",
+            "client_secret",
+            "ca_pem",
+            "scopes",
+        ],
+    )?;
+    let form = InstanceForm {
+        name: fields.text("name"),
+        base_url: fields.text("base_url"),
+        client_id: fields.text("client_id"),
+        client_secret: fields.text("client_secret").map(SecretString::from),
+        ca_pem: fields.nullable_text("ca_pem"),
+        scopes: fields.words("scopes"),
     };
-    let mut errors = Vec::new();
-    let mut form = InstanceForm::default();
-    for (key, value) in fields {
-        match key.as_str() {
-            "name" => form.name = text(&mut errors, &key, value),
-            "base_url" => form.base_url = text(&mut errors, &key, value),
-            "client_id" => form.client_id = text(&mut errors, &key, value),
-            "client_secret" => {
-                form.client_secret = text(&mut errors, &key, value).map(SecretString::from)
-            }
-            "ca_pem" if value.is_null() => form.ca_pem = Some(None),
-            "ca_pem" => form.ca_pem = text(&mut errors, &key, value).map(Some),
-            "scopes" => form.scopes = scope_list(&mut errors, value),
-            _ => errors.push(FieldError::new(
-                key,
-                format!("is not a field of an instance (fields: {FIELDS})"),
-            )),
-        }
-    }
-    if errors.is_empty() {
-        Ok(form)
-    } else {
-        Err(ApiError::invalid_fields(errors))
-    }
-}
-
-fn text(errors: &mut Vec<FieldError>, key: &str, value: Value) -> Option<String> {
-    match value {
-        Value::String(text) => Some(text),
-        _ => {
-            errors.push(FieldError::new(key, "must be a string"));
-            None
-        }
-    }
-}
-
-/// A JSON array of scope names, or GitLab's own space-separated form.
-fn scope_list(errors: &mut Vec<FieldError>, value: Value) -> Option<Vec<String>> {
-    match value {
-        Value::String(text) => Some(text.split_whitespace().map(str::to_owned).collect()),
-        Value::Array(items) if items.iter().all(Value::is_string) => Some(
-            items
-                .into_iter()
-                .filter_map(|item| item.as_str().map(str::to_owned))
-                .collect(),
-        ),
-        _ => {
-            errors.push(FieldError::new(
-                "scopes",
-                "must be an array of scope names such as [\"openid\", \"read_api\"], or one string of names separated by spaces",
-            ));
-            None
-        }
-    }
+    fields.finish()?;
+    Ok(form)
 }
 
 /// An instance as the admin API shows it. There is deliberately no secret field.

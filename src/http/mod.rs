@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod fields;
 mod health;
 mod instances;
 mod request_span;

@@ -1,9 +1,11 @@
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use reqwest::redirect::Policy;
 
 use super::tls::{self, TrustRoots};
 use crate::config::OutboundSettings;
+use crate::domain::CaBundle;
 
 /// The HTTP client for one instance: only that instance's trust roots, https only, no
 /// redirects followed (a redirect from GitLab is a configuration to fix, or an SSRF lure),
@@ -25,4 +27,34 @@ pub fn instance_http_client(
         .user_agent(concat!("labgate/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
+/// One HTTP client per instance, built on first use and kept while the instance's CA bundle
+/// stays the same; a changed bundle gets a new client.
+#[derive(Default)]
+pub struct InstanceClients {
+    clients: Mutex<HashMap<String, (Option<String>, reqwest::Client)>>,
+}
+
+impl InstanceClients {
+    pub fn client_for(
+        &self,
+        instance_id: &str,
+        ca: Option<&CaBundle>,
+        limits: &OutboundSettings,
+    ) -> Result<reqwest::Client, String> {
+        let pem = ca.map(|ca| ca.pem().to_owned());
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| "the client cache is poisoned".to_owned())?;
+        if let Some((cached_pem, client)) = clients.get(instance_id)
+            && *cached_pem == pem
+        {
+            return Ok(client.clone());
+        }
+        let client = instance_http_client(TrustRoots::of(ca), limits)?;
+        clients.insert(instance_id.to_owned(), (pem, client.clone()));
+        Ok(client)
+    }
 }

@@ -4,9 +4,11 @@
 mod check;
 mod client;
 mod discovery;
+mod gitlab;
 mod tls;
 
 pub use check::{CheckReport, CheckStep, StepStatus, check_instance};
-pub use client::instance_http_client;
+pub use client::{InstanceClients, instance_http_client};
 pub use discovery::Discovery;
+pub use gitlab::{AuthorizationRequest, GitLabApp, GitLabError, Grant};
 pub use tls::TrustRoots;

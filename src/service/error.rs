@@ -26,6 +26,12 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller did not prove who it is.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but its policy does not allow this; `code` names the rule.
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
     /// The instance check failed; its steps say which one and why. Nothing was saved.
     #[error("instance check failed")]
     CheckFailed(Vec<CheckStep>),

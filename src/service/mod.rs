@@ -1,9 +1,12 @@
 //! The use cases. Each takes the shared `Context`, parsed domain input, and returns domain
 //! output or a `ServiceError`; storage runs on blocking threads, never on the async workers.
 
+pub mod connect;
+pub mod connections;
 mod error;
 pub mod health;
 pub mod instances;
+pub mod services;
 
 use std::sync::Arc;
 
@@ -14,9 +17,10 @@ pub use crate::oauth::{CheckStep, StepStatus};
 pub use error::{FieldError, ServiceError};
 
 use crate::config::OutboundSettings;
-use crate::crypto::{Sealer, TokenHash};
+use crate::crypto::{Sealer, ServiceTokenKeys, TokenHash};
 use crate::db::{DbConnection, DbPool};
 use crate::domain::InstanceName;
+use crate::oauth::InstanceClients;
 
 /// What every use case may need, built once at start-up.
 #[derive(Clone)]
@@ -24,6 +28,8 @@ pub struct Context {
     pub pool: DbPool,
     pub sealer: Arc<Sealer>,
     pub admin_token: TokenHash,
+    pub service_tokens: Arc<ServiceTokenKeys>,
+    pub clients: Arc<InstanceClients>,
     /// The URL GitLab and browsers reach labgate at.
     pub public_url: Url,
     pub outbound: OutboundSettings,
@@ -50,9 +56,11 @@ impl Context {
 
     /// `{public_url}/oauth/{name}/callback`: what the administrator pastes into GitLab.
     pub fn redirect_url(&self, name: &InstanceName) -> String {
-        format!(
-            "{}/oauth/{name}/callback",
-            self.public_url.as_str().trim_end_matches('/')
-        )
+        format!("{}/oauth/{name}/callback", self.public_base())
+    }
+
+    /// The public URL as a prefix for paths, and as the `iss` of service tokens.
+    pub fn public_base(&self) -> &str {
+        self.public_url.as_str().trim_end_matches('/')
     }
 }

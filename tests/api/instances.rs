@@ -224,8 +224,8 @@ async fn each_bad_field_is_named_and_nothing_is_saved(backend: Backend) {
         ),
         ("scopes", json!(["read_api"]), "must include \"openid\""),
         ("scopes", json!([]), "at least one scope"),
-        ("scopes", json!(7), "must be an array of scope names"),
-        ("colour", json!("blue"), "is not a field of an instance"),
+        ("scopes", json!(7), "must be an array of strings"),
+        ("colour", json!("blue"), "is not a field of this request"),
     ];
     for (field, value, expected) in cases {
         let mut body = world.registration("corp");

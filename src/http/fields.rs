@@ -1,0 +1,83 @@
+//! Reading a JSON request body field by field. Every problem is collected and named; a
+//! value, which may be a secret, is never repeated back.
+
+use serde_json::{Map, Value};
+
+use super::ApiError;
+use crate::service::FieldError;
+
+pub struct Fields {
+    map: Map<String, Value>,
+    known: &'static [&'static str],
+    errors: Vec<FieldError>,
+}
+
+impl Fields {
+    /// The body's fields; `known` lists the ones this request takes.
+    pub fn of(body: Value, known: &'static [&'static str]) -> Result<Self, ApiError> {
+        match body {
+            Value::Object(map) => Ok(Self {
+                map,
+                known,
+                errors: Vec::new(),
+            }),
+            _ => Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            )),
+        }
+    }
+
+    pub fn text(&mut self, key: &str) -> Option<String> {
+        match self.map.remove(key)? {
+            Value::String(text) => Some(text),
+            _ => self.refuse(key, "must be a string"),
+        }
+    }
+
+    /// `Some(None)` for an explicit `null`: "remove this value".
+    pub fn nullable_text(&mut self, key: &str) -> Option<Option<String>> {
+        match self.map.remove(key)? {
+            Value::Null => Some(None),
+            Value::String(text) => Some(Some(text)),
+            _ => self.refuse(key, "must be a string or null"),
+        }
+    }
+
+    /// An array of strings, or one string of space-separated words (GitLab's scope form).
+    pub fn words(&mut self, key: &str) -> Option<Vec<String>> {
+        match self.map.remove(key)? {
+            Value::String(text) => Some(text.split_whitespace().map(str::to_owned).collect()),
+            Value::Array(items) if items.iter().all(Value::is_string) => Some(
+                items
+                    .into_iter()
+                    .filter_map(|item| item.as_str().map(str::to_owned))
+                    .collect(),
+            ),
+            _ => self.refuse(
+                key,
+                "must be an array of strings, or one string of words separated by spaces",
+            ),
+        }
+    }
+
+    /// Refuses fields this request does not take, then any problem found so far.
+    pub fn finish(mut self) -> Result<(), ApiError> {
+        for key in self.map.keys() {
+            let message = format!(
+                "is not a field of this request (fields: {})",
+                self.known.join(", ")
+            );
+            self.errors.push(FieldError::new(key.clone(), message));
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_fields(self.errors))
+        }
+    }
+
+    fn refuse<T>(&mut self, key: &str, message: &str) -> Option<T> {
+        self.errors.push(FieldError::new(key, message));
+        None
+    }
+}

@@ -1,0 +1,300 @@
+//! GitLab's authorization-code flow through the openidconnect crate, over the instance's own
+//! HTTP client: the authorize URL (PKCE S256, state, nonce, explicit scopes), the code exchange
+//! with ID-token verification, and revocation (RFC 7009).
+
+use chrono::{DateTime, TimeDelta, Utc};
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
+    CoreGenderClaim, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType, CoreRevocableToken,
+    CoreRevocationErrorResponse, CoreSubjectIdentifierType, CoreTokenIntrospectionResponse,
+    CoreTokenType,
+};
+use openidconnect::{
+    AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken, EmptyAdditionalClaims,
+    EmptyAdditionalProviderMetadata, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    ExtraTokenFields, IdTokenFields, IssuerUrl, JsonWebKeySetUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
+    ResponseTypes, RevocationUrl, Scope, StandardErrorResponse, StandardTokenResponse,
+    TokenResponse, TokenUrl, UserInfoUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::Discovery;
+use crate::domain::ScopeSet;
+
+/// GitLab answers 2-hour tokens, and some versions omit `expires_in` (GITLAB.md).
+const DEFAULT_LIFETIME: TimeDelta = TimeDelta::hours(2);
+
+/// GitLab's token response carries `created_at` (unix seconds) beside the standard fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GitLabTokenFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_at: Option<i64>,
+}
+
+impl ExtraTokenFields for GitLabTokenFields {}
+
+type GitLabTokenResponse = StandardTokenResponse<
+    IdTokenFields<
+        EmptyAdditionalClaims,
+        GitLabTokenFields,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    >,
+    CoreTokenType,
+>;
+
+type GitLabClient = Client<
+    EmptyAdditionalClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    GitLabTokenResponse,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// The OAuth application an administrator registered in one GitLab instance.
+pub struct GitLabApp<'a> {
+    pub discovery: &'a Discovery,
+    pub client_id: &'a str,
+    pub client_secret: &'a SecretString,
+    pub redirect_url: &'a str,
+}
+
+/// Where to send the browser, and what the callback must match.
+pub struct AuthorizationRequest {
+    pub url: Url,
+    pub state: SecretString,
+    pub nonce: String,
+    pub pkce_verifier: SecretString,
+}
+
+/// A fresh grant: tokens, their expiry, the scopes GitLab granted, and who granted them.
+pub struct Grant {
+    pub access_token: SecretString,
+    pub refresh_token: SecretString,
+    pub expires_at: DateTime<Utc>,
+    /// As GitLab spelled them; the requested ones when GitLab did not say.
+    pub scopes: Vec<String>,
+    pub user_id: String,
+    pub username: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitLabError {
+    /// The code (or refresh token) is expired, used, revoked, or not this client's.
+    #[error("GitLab refused the grant (invalid_grant)")]
+    InvalidGrant,
+    #[error("GitLab refused the request ({0})")]
+    Refused(String),
+    #[error("GitLab could not be reached or did not answer usably: {0}")]
+    Unavailable(String),
+    #[error("GitLab's ID token was refused: {0}")]
+    IdToken(String),
+    #[error("the instance's OAuth settings are unusable: {0}")]
+    Configuration(String),
+}
+
+impl GitLabApp<'_> {
+    fn client(&self, keys: CoreJsonWebKeySet) -> Result<GitLabClient, GitLabError> {
+        let d = self.discovery;
+        let url_error = |e: url::ParseError| GitLabError::Configuration(e.to_string());
+        // GitLab signs ID tokens with RS256 only; accepting nothing else leaves no room for
+        // algorithm confusion.
+        let metadata = CoreProviderMetadata::new(
+            IssuerUrl::new(d.issuer.clone()).map_err(url_error)?,
+            AuthUrl::new(d.authorization_endpoint.clone()).map_err(url_error)?,
+            JsonWebKeySetUrl::new(d.jwks_uri.clone()).map_err(url_error)?,
+            vec![ResponseTypes::new(vec![CoreResponseType::Code])],
+            vec![CoreSubjectIdentifierType::Public],
+            vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256],
+            EmptyAdditionalProviderMetadata {},
+        )
+        .set_token_endpoint(Some(
+            TokenUrl::new(d.token_endpoint.clone()).map_err(url_error)?,
+        ))
+        .set_userinfo_endpoint(
+            d.userinfo_endpoint
+                .clone()
+                .map(UserInfoUrl::new)
+                .transpose()
+                .map_err(url_error)?,
+        )
+        .set_jwks(keys);
+        Ok(GitLabClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.client_id.to_owned()),
+            Some(ClientSecret::new(
+                self.client_secret.expose_secret().to_owned(),
+            )),
+        )
+        .set_redirect_uri(RedirectUrl::new(self.redirect_url.to_owned()).map_err(url_error)?))
+    }
+
+    /// The authorize URL with PKCE S256, a 256-bit state, a nonce and the explicit scope list
+    /// (GitLab defaults to `api` when none is sent).
+    pub fn authorization_request(
+        &self,
+        scopes: &ScopeSet,
+    ) -> Result<AuthorizationRequest, GitLabError> {
+        let client = self.client(CoreJsonWebKeySet::new(Vec::new()))?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            || CsrfToken::new_random_len(32),
+            Nonce::new_random,
+        );
+        // openidconnect sends `openid` itself.
+        for scope in scopes.iter().filter(|s| *s != "openid") {
+            request = request.add_scope(Scope::new(scope.to_owned()));
+        }
+        let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+        Ok(AuthorizationRequest {
+            url,
+            state: SecretString::from(state.into_secret()),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: SecretString::from(verifier.into_secret()),
+        })
+    }
+
+    /// Exchanges the code with the PKCE verifier and verifies the ID token against the
+    /// instance's JWKS: signature, issuer (sub-path included), audience, expiry, nonce.
+    pub async fn exchange_code(
+        &self,
+        http: &reqwest::Client,
+        code: &str,
+        pkce_verifier: &SecretString,
+        nonce: &str,
+        requested: &ScopeSet,
+    ) -> Result<Grant, GitLabError> {
+        let jwks_url = JsonWebKeySetUrl::new(self.discovery.jwks_uri.clone())
+            .map_err(|e| GitLabError::Configuration(e.to_string()))?;
+        let keys = CoreJsonWebKeySet::fetch_async(&jwks_url, http)
+            .await
+            .map_err(|e| {
+                GitLabError::Unavailable(format!("fetching GitLab's signing keys failed: {e}"))
+            })?;
+        let client = self.client(keys)?;
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| GitLabError::Configuration(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(
+                pkce_verifier.expose_secret().to_owned(),
+            ))
+            .request_async(http)
+            .await
+            .map_err(token_error)?;
+
+        let id_token = response.id_token().ok_or_else(|| {
+            GitLabError::IdToken("GitLab sent no ID token although openid was granted".into())
+        })?;
+        let claims = id_token
+            .claims(&client.id_token_verifier(), &Nonce::new(nonce.to_owned()))
+            .map_err(|e| GitLabError::IdToken(e.to_string()))?;
+        let username = claims
+            .preferred_username()
+            .map(|u| u.as_str().to_owned())
+            .or_else(|| {
+                claims
+                    .nickname()
+                    .and_then(|n| n.get(None))
+                    .map(|n| n.as_str().to_owned())
+            })
+            .ok_or_else(|| {
+                GitLabError::IdToken("the ID token names no user (preferred_username)".into())
+            })?;
+        let refresh_token = response
+            .refresh_token()
+            .ok_or_else(|| GitLabError::Refused("GitLab issued no refresh token".into()))?;
+        Ok(Grant {
+            access_token: SecretString::from(response.access_token().secret().clone()),
+            refresh_token: SecretString::from(refresh_token.secret().clone()),
+            expires_at: expiry(
+                response.expires_in(),
+                response.extra_fields().extra_fields().created_at,
+            ),
+            scopes: response.scopes().map_or_else(
+                || requested.iter().map(str::to_owned).collect(),
+                |granted| granted.iter().map(|s| s.to_string()).collect(),
+            ),
+            user_id: claims.subject().as_str().to_owned(),
+            username,
+        })
+    }
+
+    /// Revokes a refresh token, which ends its access token too (RFC 7009).
+    pub async fn revoke(
+        &self,
+        http: &reqwest::Client,
+        refresh_token: &SecretString,
+    ) -> Result<(), GitLabError> {
+        let endpoint = self.discovery.revocation_endpoint.clone().ok_or_else(|| {
+            GitLabError::Configuration("GitLab's discovery lists no revocation_endpoint".into())
+        })?;
+        let endpoint =
+            RevocationUrl::new(endpoint).map_err(|e| GitLabError::Configuration(e.to_string()))?;
+        let client = self
+            .client(CoreJsonWebKeySet::new(Vec::new()))?
+            .set_revocation_url(endpoint);
+        let token =
+            CoreRevocableToken::from(RefreshToken::new(refresh_token.expose_secret().to_owned()));
+        client
+            .revoke_token(token)
+            .map_err(|e| GitLabError::Configuration(e.to_string()))?
+            .request_async(http)
+            .await
+            .map_err(token_error)
+    }
+}
+
+/// `expires_in` from now; else GitLab's `created_at` plus two hours; else two hours from now.
+fn expiry(expires_in: Option<std::time::Duration>, created_at: Option<i64>) -> DateTime<Utc> {
+    match (
+        expires_in,
+        created_at.and_then(|at| DateTime::from_timestamp(at, 0)),
+    ) {
+        (Some(lifetime), _) => {
+            Utc::now() + TimeDelta::from_std(lifetime).unwrap_or(DEFAULT_LIFETIME)
+        }
+        (None, Some(created)) => created + DEFAULT_LIFETIME,
+        (None, None) => Utc::now() + DEFAULT_LIFETIME,
+    }
+}
+
+/// Classifies a failed token-endpoint call. A response body is never quoted: it may hold tokens.
+fn token_error<RE, T>(error: RequestTokenError<RE, StandardErrorResponse<T>>) -> GitLabError
+where
+    RE: std::error::Error + 'static,
+    T: openidconnect::ErrorResponseType + std::fmt::Display + AsRef<str>,
+{
+    match error {
+        RequestTokenError::ServerResponse(response)
+            if response.error().as_ref() == "invalid_grant" =>
+        {
+            GitLabError::InvalidGrant
+        }
+        RequestTokenError::ServerResponse(response) => {
+            GitLabError::Refused(response.error().to_string())
+        }
+        RequestTokenError::Request(e) => GitLabError::Unavailable(e.to_string()),
+        RequestTokenError::Parse(..) => {
+            GitLabError::Unavailable("the answer is not an OAuth token response".into())
+        }
+        RequestTokenError::Other(message) => GitLabError::Unavailable(message),
+    }
+}
