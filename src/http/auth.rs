@@ -1,38 +1,94 @@
-use std::future::{Ready, ready};
+//! Who is calling: the administrator (admin token) or a service (service token).
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use super::ApiError;
-use crate::service::Context;
+use crate::service::services::{self, Service};
+use crate::service::{Context, ServiceError};
 
 /// Proof that the request carries the admin token. A handler that takes this as its first
 /// argument cannot run for anyone else.
 pub struct Admin;
+
+/// A service authenticated by a valid service token; its policy comes along.
+pub struct ServicePrincipal(pub Service);
+
+/// Either of the two, for routes both may call.
+pub enum Caller {
+    Admin,
+    Service(Service),
+}
+
+type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
 impl FromRequest for Admin {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        ready(context(req).and_then(|ctx| {
+            let token = bearer_token(req).ok_or_else(|| {
+                ApiError::unauthorized("send the admin token as Authorization: Bearer <token>")
+            })?;
+            if ctx.admin_token.matches(token) {
+                Ok(Admin)
+            } else {
+                Err(ApiError::unauthorized(
+                    "the bearer token is not the admin token",
+                ))
+            }
+        }))
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Admin, ApiError> {
-    let ctx = req
-        .app_data::<web::Data<Context>>()
-        .ok_or_else(|| ApiError::unauthorized("authentication is not available"))?;
-    let token = bearer_token(req).ok_or_else(|| {
-        ApiError::unauthorized("send the admin token as Authorization: Bearer <token>")
-    })?;
-    if ctx.admin_token.matches(token) {
-        Ok(Admin)
-    } else {
-        Err(ApiError::unauthorized(
-            "the bearer token is not the admin token",
-        ))
+impl FromRequest for ServicePrincipal {
+    type Error = ApiError;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let (ctx, token) = (context(req), bearer_token(req).map(str::to_owned));
+        Box::pin(async move { Ok(Self(service_for(&*ctx?, token).await?)) })
     }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let (ctx, token) = (context(req), bearer_token(req).map(str::to_owned));
+        Box::pin(async move {
+            let ctx = ctx?;
+            if token.as_deref().is_some_and(|t| ctx.admin_token.matches(t)) {
+                return Ok(Caller::Admin);
+            }
+            match service_for(&ctx, token).await {
+                Ok(service) => Ok(Caller::Service(service)),
+                Err(_) => Err(ApiError::unauthorized(
+                    "send the admin token or a valid service token as Authorization: Bearer <token>",
+                )),
+            }
+        })
+    }
+}
+
+async fn service_for(ctx: &Context, token: Option<String>) -> Result<Service, ApiError> {
+    let token = token.ok_or_else(|| {
+        ApiError::from(ServiceError::Unauthenticated(
+            "send a service token as Authorization: Bearer <token>; get one from POST /api/v1/service-token".into(),
+        ))
+    })?;
+    Ok(services::authenticate(ctx, &token).await?)
+}
+
+fn context(req: &HttpRequest) -> Result<web::Data<Context>, ApiError> {
+    req.app_data::<web::Data<Context>>()
+        .cloned()
+        .ok_or_else(|| ApiError::unauthorized("authentication is not available"))
 }
 
 fn bearer_token(req: &HttpRequest) -> Option<&str> {

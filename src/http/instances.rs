@@ -4,14 +4,13 @@ use std::collections::BTreeMap;
 
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
-use chrono::NaiveDateTime;
 use secrecy::SecretString;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::ApiError;
-use super::auth::Admin;
+use super::auth::{Admin, Caller};
 use super::fields::Fields;
+use super::{ApiError, timestamp};
 use crate::service::instances::{self, Instance, InstanceForm};
 use crate::service::{CheckStep, Context};
 
@@ -47,11 +46,22 @@ async fn create(
         .json(InstanceBody::from(&instance)))
 }
 
-async fn list(_: Admin, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
+/// Administrators see every instance in full; a service sees the ones it may use.
+async fn list(caller: Caller, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     let all = instances::list(&ctx).await?;
-    Ok(HttpResponse::Ok().json(
-        serde_json::json!({ "instances": all.iter().map(InstanceBody::from).collect::<Vec<_>>() }),
-    ))
+    let body = match caller {
+        Caller::Admin => {
+            json!({ "instances": all.iter().map(InstanceBody::from).collect::<Vec<_>>() })
+        }
+        Caller::Service(service) => json!({
+            "instances": all
+                .iter()
+                .filter(|instance| service.instances.allows(&instance.name))
+                .map(|instance| json!({"name": instance.name.as_str(), "base_url": instance.base_url.as_str()}))
+                .collect::<Vec<_>>()
+        }),
+    };
+    Ok(HttpResponse::Ok().json(body))
 }
 
 async fn show(
@@ -166,9 +176,4 @@ impl<'a> From<&'a Instance> for InstanceBody<'a> {
             updated_at: timestamp(instance.updated_at),
         }
     }
-}
-
-fn timestamp(at: NaiveDateTime) -> String {
-    at.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

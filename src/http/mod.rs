@@ -2,11 +2,16 @@
 //! Handlers parse, call one use case, and render; they hold no rules of their own.
 
 mod auth;
+mod connect;
+mod connections;
 mod error;
 mod fields;
 mod health;
 mod instances;
+mod pages;
 mod request_span;
+mod service_token;
+mod services;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -25,7 +30,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
-    .service(web::scope("/api/v1").configure(instances::routes));
+    .configure(connect::browser_routes)
+    .service(
+        web::scope("/api/v1")
+            .route("/service-token", web::post().to(service_token::grant))
+            .configure(instances::routes)
+            .configure(services::routes)
+            .configure(connect::api_routes)
+            .configure(connections::routes),
+    );
 }
 
 /// Answers any path that has no route.
@@ -41,4 +54,10 @@ pub async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
         request.path()
     );
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", detail).error_response()
+}
+
+/// Timestamps in responses: RFC 3339, UTC, whole seconds.
+fn timestamp(at: chrono::NaiveDateTime) -> String {
+    at.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -1,17 +1,32 @@
-//! A fake GitLab on real TLS, installed under the sub-path `/gitlab`, answering discovery as
-//! GitLab (Doorkeeper + doorkeeper-openid_connect) does: see ../shared/docs/GITLAB.md.
+//! A fake GitLab on real TLS, installed under the sub-path `/gitlab`, behaving as GitLab's
+//! provider (Doorkeeper + doorkeeper-openid_connect) does per ../shared/docs/GITLAB.md, not as
+//! a friendlier one: exact redirect URIs, `api` when no scope is sent, PKCE checked, 64-hex
+//! tokens that expire, refresh that revokes the old pair at once, `invalid_grant` on reuse,
+//! RS256 ID tokens (120 s) signed with one of two keys published in the JWKS.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpResponse, HttpServer, web};
-use serde_json::json;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rand::RngCore;
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::traits::PublicKeyParts;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::certs::ServerCert;
 
 pub const SUB_PATH: &str = "/gitlab";
 
-/// How the fake deviates from a well-configured GitLab, for the failure tests.
+/// How the discovery document deviates from a well-configured GitLab, for the failure tests.
 #[derive(Clone, Default)]
 pub enum Discovery {
     #[default]
@@ -28,24 +43,124 @@ pub enum Discovery {
     ForeignTokenEndpoint(String),
 }
 
+/// The OAuth application the administrator created in this GitLab.
+#[derive(Clone)]
+pub struct Application {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+}
+
+/// How an issued ID token is spoiled, for the attack tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IdTokenFault {
+    #[default]
+    None,
+    WrongAudience,
+    WrongIssuer,
+    WrongNonce,
+    Expired,
+    AlgNone,
+    BadSignature,
+}
+
+/// What the fake does that a test may change while it runs.
+#[derive(Clone)]
+pub struct Behaviour {
+    pub token_lifetime: Duration,
+    pub id_token_fault: IdTokenFault,
+    /// The person at the keyboard clicks "Deny".
+    pub deny: bool,
+    /// The `iss` authorization-response parameter (RFC 9207): GitLab's issuer by default.
+    pub iss_parameter: Option<String>,
+}
+
+/// One authorization code, as the authorize endpoint recorded it.
+struct CodeGrant {
+    redirect_uri: String,
+    scopes: Vec<String>,
+    challenge: Option<(String, String)>,
+    nonce: Option<String>,
+}
+
+/// One Doorkeeper access-token record: an access token and its refresh token, alive together.
+#[derive(Clone)]
+struct TokenRecord {
+    access: String,
+    refresh: String,
+    scopes: Vec<String>,
+    created_at: u64,
+    lifetime: Duration,
+    revoked: bool,
+}
+
+/// What the fake saw, for tests to assert on.
+#[derive(Clone, Default)]
+pub struct Seen {
+    pub authorize_queries: Vec<HashMap<String, String>>,
+    pub code_exchanges: usize,
+    pub refreshes: usize,
+    pub revoked_tokens: Vec<String>,
+}
+
+struct State {
+    issuer: String,
+    discovery: Discovery,
+    app: Application,
+    behaviour: Behaviour,
+    codes: HashMap<String, CodeGrant>,
+    tokens: Vec<TokenRecord>,
+    seen: Seen,
+}
+
 pub struct FakeGitLab {
     pub port: u16,
     handle: ServerHandle,
+    state: Arc<Mutex<State>>,
 }
+
+pub const USER_ID: u64 = 4242;
+pub const USERNAME: &str = "alice";
 
 impl FakeGitLab {
     pub async fn start(cert: &ServerCert, discovery: Discovery) -> Self {
+        Self::start_with(cert, discovery, default_application()).await
+    }
+
+    pub async fn start_with(cert: &ServerCert, discovery: Discovery, app: Application) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let issuer = format!("https://localhost:{port}{SUB_PATH}");
-        let state = web::Data::new((issuer, discovery));
+        let state = Arc::new(Mutex::new(State {
+            behaviour: Behaviour {
+                token_lifetime: Duration::from_secs(7200),
+                id_token_fault: IdTokenFault::None,
+                deny: false,
+                iss_parameter: Some(issuer.clone()),
+            },
+            issuer,
+            discovery,
+            app,
+            codes: HashMap::new(),
+            tokens: Vec::new(),
+            seen: Seen::default(),
+        }));
+        let shared = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .service(web::scope(SUB_PATH).route(
-                    "/.well-known/openid-configuration",
-                    web::get().to(openid_configuration),
-                ))
+            App::new().app_data(shared.clone()).service(
+                web::scope(SUB_PATH)
+                    .route(
+                        "/.well-known/openid-configuration",
+                        web::get().to(openid_configuration),
+                    )
+                    .route("/oauth/authorize", web::get().to(authorize))
+                    .route("/oauth/token", web::post().to(token))
+                    .route("/oauth/revoke", web::post().to(revoke))
+                    .route("/oauth/discovery/keys", web::get().to(keys))
+                    .route("/oauth/userinfo", web::get().to(userinfo))
+                    .route("/api/v4/user", web::get().to(api_user)),
+            )
         })
         .workers(1)
         .listen_rustls_0_23(listener, cert.rustls_server_config())
@@ -53,7 +168,11 @@ impl FakeGitLab {
         .run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
-        Self { port, handle }
+        Self {
+            port,
+            handle,
+            state,
+        }
     }
 
     /// The URL an administrator registers: host, port and the sub-path, no trailing slash.
@@ -64,10 +183,66 @@ impl FakeGitLab {
     pub async fn stop(&self) {
         self.handle.stop(false).await;
     }
+
+    pub fn behave(&self, change: impl FnOnce(&mut Behaviour)) {
+        change(&mut self.state.lock().unwrap().behaviour);
+    }
+
+    pub fn seen(&self) -> Seen {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Every access and refresh token this GitLab has issued, live or not.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state
+            .tokens
+            .iter()
+            .flat_map(|t| [t.access.clone(), t.refresh.clone()])
+            .collect()
+    }
+
+    /// Whether GitLab would accept this access token now (not revoked, not expired).
+    pub fn access_token_works(&self, access_token: &str) -> bool {
+        let state = self.state.lock().unwrap();
+        state
+            .tokens
+            .iter()
+            .any(|t| t.access == access_token && t.is_live())
+    }
 }
 
-async fn openid_configuration(state: web::Data<(String, Discovery)>) -> HttpResponse {
-    let (base, mode) = state.get_ref();
+pub fn default_application() -> Application {
+    Application {
+        client_id: "3b8a1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9".into(),
+        client_secret: crate::helpers::CLIENT_SECRET.into(),
+        redirect_uri: format!("{}/oauth/corp/callback", crate::helpers::PUBLIC_URL),
+        scopes: [
+            "openid",
+            "profile",
+            "email",
+            "read_user",
+            "read_api",
+            "read_repository",
+            "write_repository",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
+}
+
+impl TokenRecord {
+    fn is_live(&self) -> bool {
+        !self.revoked && now() < self.created_at + self.lifetime.as_secs()
+    }
+}
+
+type Shared = web::Data<Mutex<State>>;
+
+async fn openid_configuration(state: Shared) -> HttpResponse {
+    let state = state.lock().unwrap();
+    let base = &state.issuer;
+    let mode = &state.discovery;
     let issuer = match mode {
         Discovery::Issuer(other) => other.clone(),
         _ => base.clone(),
@@ -108,4 +283,416 @@ async fn openid_configuration(state: web::Data<(String, Discovery)>) -> HttpResp
             "code_challenge_methods_supported": pkce,
         })),
     }
+}
+
+/// Auto-consent, as for a trusted instance-wide application.
+async fn authorize(state: Shared, query: web::Query<HashMap<String, String>>) -> HttpResponse {
+    let mut state = state.lock().unwrap();
+    let query = query.into_inner();
+    state.seen.authorize_queries.push(query.clone());
+    let param = |name: &str| query.get(name).cloned().unwrap_or_default();
+    // Doorkeeper shows an error page, and redirects nowhere, for a wrong client or redirect URI.
+    if param("client_id") != state.app.client_id {
+        return HttpResponse::Unauthorized()
+            .body("Client authentication failed due to unknown client.");
+    }
+    if param("redirect_uri") != state.app.redirect_uri {
+        return HttpResponse::BadRequest().body("The redirect URI included is not valid.");
+    }
+    let redirect = |pairs: Vec<(&'static str, String)>| {
+        let mut url = url::Url::parse(&param("redirect_uri")).unwrap();
+        url.query_pairs_mut()
+            .extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
+        HttpResponse::Found()
+            .insert_header(("Location", url.to_string()))
+            .finish()
+    };
+    let with_state = |mut pairs: Vec<(&'static str, String)>| {
+        if let Some(state) = query.get("state") {
+            pairs.push(("state", state.clone()));
+        }
+        pairs
+    };
+    if param("response_type") != "code" {
+        return redirect(with_state(vec![(
+            "error",
+            "unsupported_response_type".into(),
+        )]));
+    }
+    // GitLab's default when no scope is sent is `api`.
+    let scopes: Vec<String> = match query
+        .get("scope")
+        .map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    {
+        Some(scopes) if !scopes.is_empty() => scopes,
+        _ => vec!["api".to_owned()],
+    };
+    if scopes.iter().any(|s| !state.app.scopes.contains(s)) {
+        return redirect(with_state(vec![("error", "invalid_scope".into())]));
+    }
+    if state.behaviour.deny {
+        let description =
+            "The resource owner or authorization server denied the request.".to_owned();
+        return redirect(with_state(vec![
+            ("error", "access_denied".into()),
+            ("error_description", description),
+        ]));
+    }
+    let code = random_hex();
+    let challenge = query.get("code_challenge").map(|c| {
+        (
+            c.clone(),
+            query
+                .get("code_challenge_method")
+                .cloned()
+                .unwrap_or_else(|| "plain".into()),
+        )
+    });
+    let grant = CodeGrant {
+        redirect_uri: param("redirect_uri"),
+        scopes,
+        challenge,
+        nonce: query.get("nonce").cloned(),
+    };
+    state.codes.insert(code.clone(), grant);
+    let mut pairs = with_state(vec![("code", code)]);
+    if let Some(iss) = state.behaviour.iss_parameter.clone() {
+        pairs.push(("iss", iss));
+    }
+    redirect(pairs)
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    grant_type: String,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+async fn token(state: Shared, req: HttpRequest, form: web::Form<TokenForm>) -> HttpResponse {
+    let mut state = state.lock().unwrap();
+    let form = form.into_inner();
+    if !client_authenticated(
+        &state.app,
+        &req,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    ) {
+        return oauth_error(
+            401,
+            "invalid_client",
+            "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method.",
+        );
+    }
+    match form.grant_type.as_str() {
+        "authorization_code" => {
+            state.seen.code_exchanges += 1;
+            let Some(grant) = form
+                .code
+                .as_deref()
+                .and_then(|code| state.codes.remove(code))
+            else {
+                return invalid_grant();
+            };
+            if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
+                return invalid_grant();
+            }
+            if let Some((challenge, method)) = &grant.challenge {
+                let Some(verifier) = &form.code_verifier else {
+                    return invalid_grant();
+                };
+                let derived = match method.as_str() {
+                    "S256" => URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
+                    _ => verifier.clone(),
+                };
+                if &derived != challenge {
+                    return invalid_grant();
+                }
+            }
+            let record = issue(&mut state, grant.scopes.clone());
+            token_response(&state, &record, grant.nonce.as_deref())
+        }
+        "refresh_token" => {
+            state.seen.refreshes += 1;
+            let presented = form.refresh_token.unwrap_or_default();
+            let Some(old) = state
+                .tokens
+                .iter_mut()
+                .find(|t| t.refresh == presented && !t.revoked)
+            else {
+                return invalid_grant();
+            };
+            // No grace: the old access and refresh tokens die before the new pair exists.
+            old.revoked = true;
+            let scopes = old.scopes.clone();
+            let record = issue(&mut state, scopes);
+            token_response(&state, &record, None)
+        }
+        _ => oauth_error(
+            400,
+            "unsupported_grant_type",
+            "The authorization grant type is not supported by the authorization server.",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct RevokeForm {
+    token: String,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+async fn revoke(state: Shared, req: HttpRequest, form: web::Form<RevokeForm>) -> HttpResponse {
+    let mut state = state.lock().unwrap();
+    let form = form.into_inner();
+    if !client_authenticated(
+        &state.app,
+        &req,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    ) {
+        return oauth_error(
+            403,
+            "unauthorized_client",
+            "You are not authorized to revoke this token",
+        );
+    }
+    for record in state
+        .tokens
+        .iter_mut()
+        .filter(|t| t.access == form.token || t.refresh == form.token)
+    {
+        record.revoked = true;
+    }
+    state.seen.revoked_tokens.push(form.token);
+    HttpResponse::Ok().json(json!({}))
+}
+
+async fn keys() -> HttpResponse {
+    let keys = signing_keys();
+    // GitLab publishes the CI job JWT key beside the OIDC key: clients must pick by `kid`.
+    HttpResponse::Ok().json(json!({"keys": [keys.ci.jwk(), keys.oidc.jwk()]}))
+}
+
+async fn userinfo(state: Shared, req: HttpRequest) -> HttpResponse {
+    let state = state.lock().unwrap();
+    match bearer_record(&state, &req) {
+        Some(record) if record.scopes.iter().any(|s| s == "openid") => {
+            HttpResponse::Ok().json(user_claims())
+        }
+        _ => HttpResponse::Unauthorized().json(json!({"error": "invalid_token"})),
+    }
+}
+
+async fn api_user(state: Shared, req: HttpRequest) -> HttpResponse {
+    let state = state.lock().unwrap();
+    match bearer_record(&state, &req) {
+        Some(record) if record.scopes.iter().any(|s| ["api", "read_api", "read_user"].contains(&s.as_str())) => {
+            HttpResponse::Ok().json(json!({"id": USER_ID, "username": USERNAME, "name": "Alice Liddell", "state": "active"}))
+        }
+        Some(_) => HttpResponse::Forbidden().json(json!({"error": "insufficient_scope"})),
+        None => HttpResponse::Unauthorized().json(json!({"message": "401 Unauthorized"})),
+    }
+}
+
+fn bearer_record<'a>(state: &'a State, req: &HttpRequest) -> Option<&'a TokenRecord> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    state
+        .tokens
+        .iter()
+        .find(|t| t.access == token && t.is_live())
+}
+
+fn client_authenticated(
+    app: &Application,
+    req: &HttpRequest,
+    id: Option<&str>,
+    secret: Option<&str>,
+) -> bool {
+    let basic = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let (id, secret) = match &basic {
+        Some(pair) => match pair.split_once(':') {
+            Some((id, secret)) => (Some(id), Some(secret)),
+            None => (None, None),
+        },
+        None => (id, secret),
+    };
+    let decode = |v: &str| {
+        url::form_urlencoded::parse(format!("v={v}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    id.and_then(decode).as_deref() == Some(app.client_id.as_str())
+        && secret.and_then(decode).as_deref() == Some(app.client_secret.as_str())
+}
+
+fn issue(state: &mut State, scopes: Vec<String>) -> TokenRecord {
+    let record = TokenRecord {
+        access: random_hex(),
+        refresh: random_hex(),
+        scopes,
+        created_at: now(),
+        lifetime: state.behaviour.token_lifetime,
+        revoked: false,
+    };
+    state.tokens.push(record.clone());
+    record
+}
+
+fn token_response(state: &State, record: &TokenRecord, nonce: Option<&str>) -> HttpResponse {
+    let mut body = json!({
+        "access_token": record.access,
+        "token_type": "Bearer",
+        "expires_in": record.lifetime.as_secs(),
+        "refresh_token": record.refresh,
+        "scope": record.scopes.join(" "),
+        "created_at": record.created_at,
+    });
+    if record.scopes.iter().any(|s| s == "openid") {
+        body["id_token"] = json!(id_token(state, nonce));
+    }
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(body)
+}
+
+fn id_token(state: &State, nonce: Option<&str>) -> String {
+    let fault = state.behaviour.id_token_fault;
+    let issued = if fault == IdTokenFault::Expired {
+        now() - 600
+    } else {
+        now()
+    };
+    let mut claims = user_claims();
+    claims["iss"] = json!(if fault == IdTokenFault::WrongIssuer {
+        "https://gitlab.evil.example".to_owned()
+    } else {
+        state.issuer.clone()
+    });
+    claims["aud"] = json!(if fault == IdTokenFault::WrongAudience {
+        "another-application".to_owned()
+    } else {
+        state.app.client_id.clone()
+    });
+    claims["iat"] = json!(issued);
+    claims["auth_time"] = json!(issued);
+    claims["exp"] = json!(issued + 120);
+    if let Some(nonce) = nonce {
+        claims["nonce"] = json!(if fault == IdTokenFault::WrongNonce {
+            "another-nonce"
+        } else {
+            nonce
+        });
+    }
+    let keys = signing_keys();
+    match fault {
+        IdTokenFault::AlgNone => {
+            let header = URL_SAFE_NO_PAD
+                .encode(json!({"alg": "none", "typ": "JWT", "kid": keys.oidc.kid}).to_string());
+            format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string()))
+        }
+        IdTokenFault::BadSignature => {
+            // Signed by the CI key but claiming the OIDC key's kid.
+            let mut header = Header::new(Algorithm::RS256);
+            header.kid = Some(keys.oidc.kid.clone());
+            jsonwebtoken::encode(&header, &claims, &keys.ci.encoding).unwrap()
+        }
+        _ => {
+            let mut header = Header::new(Algorithm::RS256);
+            header.kid = Some(keys.oidc.kid.clone());
+            jsonwebtoken::encode(&header, &claims, &keys.oidc.encoding).unwrap()
+        }
+    }
+}
+
+fn user_claims() -> Value {
+    json!({
+        "sub": USER_ID.to_string(),
+        "sub_legacy": "2ecb3bc6bdf0c2d6f4b1a1e8c5e5a2f1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5",
+        "name": "Alice Liddell",
+        "nickname": USERNAME,
+        "preferred_username": USERNAME,
+        "email": "alice@corp.example",
+        "email_verified": true,
+        "groups_direct": ["platform"],
+    })
+}
+
+struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    n: String,
+    e: String,
+}
+
+impl SigningKey {
+    fn generate(kid: &str) -> Self {
+        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+        let pem = key.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF).unwrap();
+        Self {
+            kid: kid.to_owned(),
+            encoding: EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+            n: URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+            e: URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        json!({"kty": "RSA", "kid": self.kid, "e": self.e, "n": self.n, "use": "sig", "alg": "RS256"})
+    }
+}
+
+struct SigningKeys {
+    oidc: SigningKey,
+    ci: SigningKey,
+}
+
+/// Made once per test run: RSA key generation is the slowest thing the fake does.
+fn signing_keys() -> &'static SigningKeys {
+    static KEYS: OnceLock<SigningKeys> = OnceLock::new();
+    KEYS.get_or_init(|| SigningKeys {
+        oidc: SigningKey::generate("oidc-key-1"),
+        ci: SigningKey::generate("ci-jwt-key-1"),
+    })
+}
+
+fn invalid_grant() -> HttpResponse {
+    oauth_error(
+        400,
+        "invalid_grant",
+        "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.",
+    )
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+        .json(json!({"error": error, "error_description": description}))
+}
+
+/// Doorkeeper's tokens: 64 hex characters, no prefix.
+fn random_hex() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }

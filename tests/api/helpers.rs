@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::certs::{TestCa, Validity};
-use crate::fake_gitlab::{Discovery, FakeGitLab};
+use crate::fake_gitlab::{Discovery, FakeGitLab, default_application};
 
 pub const PUBLIC_URL: &str = "https://labgate.test";
 pub const CLIENT_SECRET: &str =
@@ -289,7 +289,7 @@ impl GitLabWorld {
         json!({
             "name": name,
             "base_url": self.gitlab.base_url(),
-            "client_id": "3b8a1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
+            "client_id": default_application().client_id,
             "client_secret": CLIENT_SECRET,
             "ca_pem": self.ca.pem(),
             "scopes": ["openid", "read_api", "read_repository"],
@@ -314,4 +314,179 @@ pub async fn expect_problem(response: Response, status: u16, code: &str) -> Valu
     assert_eq!(body["code"], code, "problem: {body}");
     assert_eq!(body["status"], status);
     body
+}
+
+impl TestApp {
+    /// Creates a service; returns its client ID and its secret (shown only in this answer).
+    pub async fn create_service(&self, body: &Value) -> (String, String) {
+        let response = self
+            .admin(Method::POST, "/api/v1/services")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "creating a service");
+        let created: Value = response.json().await.unwrap();
+        (
+            created["client_id"].as_str().unwrap().to_owned(),
+            created["client_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The client credentials grant, as a service would send it.
+    pub async fn request_service_token(&self, client_id: &str, secret: &str) -> Response {
+        self.client
+            .post(format!("{}/api/v1/service-token", self.address))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn service_token(&self, client_id: &str, secret: &str) -> String {
+        let response = self.request_service_token(client_id, secret).await;
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn create_connect_link(&self, service_token: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}/api/v1/connect-sessions", self.address))
+            .bearer_auth(service_token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn connections(&self) -> Vec<Value> {
+        self.get_json("/api/v1/connections").await["connections"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Runs SQL against the app's database, as an operator with psql or sqlite3 would.
+    pub fn execute_sql(&self, sql: &str) {
+        use diesel::RunQueryDsl;
+        let pool = labgate::db::connect(&self.settings.database).unwrap();
+        diesel::sql_query(sql)
+            .execute(&mut pool.get().unwrap())
+            .unwrap();
+    }
+}
+
+/// An instance `corp` on a fake GitLab, and a service `ci-bot` allowed to use it.
+pub struct ConnectWorld {
+    pub app: TestApp,
+    pub world: GitLabWorld,
+    pub service_secret: String,
+    pub service_token: String,
+    pub browser: Browser,
+}
+
+pub const RETURN_ORIGIN: &str = "https://bot.corp.example";
+
+impl ConnectWorld {
+    pub async fn start(backend: Backend) -> Self {
+        let app = TestApp::spawn(backend).await;
+        let world = GitLabWorld::start().await;
+        let mut registration = world.registration("corp");
+        registration["scopes"] = json!(default_application().scopes);
+        assert_eq!(app.register(&registration).await.status(), 201);
+        let (client_id, secret) = app
+            .create_service(&json!({
+                "name": "ci-bot",
+                "instances": ["corp"],
+                "scopes": ["read_api", "read_repository", "write_repository"],
+                "return_origins": [RETURN_ORIGIN],
+            }))
+            .await;
+        let service_token = app.service_token(&client_id, &secret).await;
+        let browser = Browser::new(&app, &world);
+        Self {
+            app,
+            world,
+            service_secret: secret,
+            service_token,
+            browser,
+        }
+    }
+
+    /// A connect link for `subject` with the given extra fields; returns its URL.
+    pub async fn link(&self, subject: &str, extra: Value) -> String {
+        let mut body = json!({"instance": "corp", "subject": subject});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let response = self
+            .app
+            .create_connect_link(&self.service_token, &body)
+            .await;
+        let status = response.status();
+        let created: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "{created}");
+        created["url"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A person's browser: trusts the fake GitLab's CA, follows no redirect on its own, and
+/// reaches labgate's public URL at the test server's address.
+pub struct Browser {
+    client: reqwest::Client,
+    labgate: String,
+}
+
+impl Browser {
+    pub fn new(app: &TestApp, world: &GitLabWorld) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(world.ca.pem().as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        Self {
+            client,
+            labgate: app.address.clone(),
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Response {
+        let url = url.replacen(PUBLIC_URL, &self.labgate, 1);
+        self.client.get(url).send().await.unwrap()
+    }
+
+    /// Follows a connect link to GitLab; returns where GitLab sends the browser back to.
+    pub async fn consent(&self, link: &str) -> String {
+        let to_gitlab = self.get(link).await;
+        assert_eq!(
+            to_gitlab.status(),
+            302,
+            "following the link: {}",
+            to_gitlab.text().await.unwrap()
+        );
+        let back = self.get(&location(&to_gitlab)).await;
+        assert_eq!(
+            back.status(),
+            302,
+            "GitLab's authorize: {}",
+            back.text().await.unwrap()
+        );
+        location(&back)
+    }
+
+    /// The whole flow: link, GitLab, callback; returns labgate's last answer.
+    pub async fn connect(&self, link: &str) -> Response {
+        let callback = self.consent(link).await;
+        self.get(&callback).await
+    }
+}
+
+pub fn location(response: &Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_owned()
 }

@@ -7,7 +7,10 @@ mod certs;
 mod fake_gitlab;
 
 mod admin_auth;
+mod connect_flow;
 mod instance_checks;
 mod instances;
 mod lifecycle;
+mod logs;
 mod secrets;
+mod services;

@@ -1,0 +1,140 @@
+//! The connect flow's faces: the service API that creates links, and the two browser routes
+//! (following a link, coming back from GitLab).
+
+use actix_web::http::header::{CACHE_CONTROL, LOCATION, REFERRER_POLICY};
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::auth::ServicePrincipal;
+use super::fields::Fields;
+use super::{ApiError, method_not_allowed, pages, timestamp};
+use crate::service::Context;
+use crate::service::connect::{self, CallbackParams, ConnectForm, Outcome};
+
+pub fn api_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/connect-sessions")
+            .route(web::post().to(create))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+pub fn browser_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/connect/{id}", web::get().to(follow))
+        .route("/oauth/{instance}/callback", web::get().to(callback));
+}
+
+async fn create(
+    caller: ServicePrincipal,
+    ctx: web::Data<Context>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::of(
+        body.into_inner(),
+        &["instance", "subject", "scopes", "return_to"],
+    )?;
+    let form = ConnectForm {
+        instance: fields.text("instance"),
+        subject: fields.text("subject"),
+        scopes: fields.words("scopes"),
+        return_to: fields.text("return_to"),
+    };
+    fields.finish()?;
+    let link = connect::create_session(&ctx, &caller.0, form).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "id": link.id,
+            "url": link.url,
+            "expires_at": timestamp(link.expires_at),
+        })))
+}
+
+async fn follow(ctx: web::Data<Context>, id: web::Path<String>) -> HttpResponse {
+    match connect::start(&ctx, &id).await {
+        Ok(authorize_url) => redirect(authorize_url.as_str()),
+        Err(failure) => pages::failure(&failure),
+    }
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+}
+
+async fn callback(
+    ctx: web::Data<Context>,
+    instance: web::Path<String>,
+    query: web::Query<Callback>,
+) -> HttpResponse {
+    let Callback {
+        code,
+        state,
+        iss,
+        error,
+    } = query.into_inner();
+    match connect::finish(
+        &ctx,
+        &instance,
+        CallbackParams {
+            code,
+            state,
+            iss,
+            error,
+        },
+    )
+    .await
+    {
+        Outcome::Connected {
+            return_to: Some(url),
+            connection_id,
+            ..
+        } => redirect(&back_to(
+            url,
+            &[("status", "connected"), ("connection_id", &connection_id)],
+        )),
+        Outcome::Connected {
+            connection_id: _,
+            username,
+            instance,
+            return_to: None,
+        } => pages::connected(&username, &instance),
+        Outcome::Failed {
+            failure,
+            return_to: Some(url),
+        } => {
+            let status = if failure == connect::Failure::Denied {
+                "denied"
+            } else {
+                "error"
+            };
+            redirect(&back_to(
+                url,
+                &[("status", status), ("error", pages::code(&failure))],
+            ))
+        }
+        Outcome::Failed {
+            failure,
+            return_to: None,
+        } => pages::failure(&failure),
+    }
+}
+
+fn back_to(mut url: Url, params: &[(&str, &str)]) -> String {
+    url.query_pairs_mut().extend_pairs(params);
+    url.into()
+}
+
+/// A redirect that is neither cached nor tells its target where the browser came from.
+fn redirect(location: &str) -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((LOCATION, location))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .insert_header((REFERRER_POLICY, "no-referrer"))
+        .finish()
+}

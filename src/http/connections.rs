@@ -1,0 +1,63 @@
+//! `/api/v1/connections`: what labgate holds, for administrators. No token material.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Admin;
+use super::{ApiError, method_not_allowed, timestamp};
+use crate::service::Context;
+use crate::service::connections::{self, ConnectionQuery, ConnectionView};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/connections")
+            .route(web::get().to(list))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+#[derive(Deserialize)]
+struct Filter {
+    instance: Option<String>,
+    subject: Option<String>,
+    status: Option<String>,
+}
+
+async fn list(
+    _: Admin,
+    ctx: web::Data<Context>,
+    filter: web::Query<Filter>,
+) -> Result<HttpResponse, ApiError> {
+    let Filter {
+        instance,
+        subject,
+        status,
+    } = filter.into_inner();
+    let found = connections::list(
+        &ctx,
+        ConnectionQuery {
+            instance,
+            subject,
+            status,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "connections": found.iter().map(body).collect::<Vec<_>>() })))
+}
+
+fn body(connection: &ConnectionView) -> serde_json::Value {
+    json!({
+        "id": connection.id,
+        "instance": connection.instance,
+        "subject": connection.subject,
+        "scopes": connection.scopes.iter().collect::<Vec<_>>(),
+        "status": connection.status,
+        "gitlab": {"user_id": connection.gitlab_user_id, "username": connection.gitlab_username},
+        "expires_at": timestamp(connection.expires_at),
+        "created_at": timestamp(connection.created_at),
+        "updated_at": timestamp(connection.updated_at),
+        "refreshed_at": connection.refreshed_at.map(timestamp),
+    })
+}

@@ -1,0 +1,512 @@
+//! A person connects their GitLab account through a service's link: the happy path end to
+//! end, and every forged, replayed or redirected variant refused.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::fake_gitlab::{IdTokenFault, USER_ID, USERNAME};
+use crate::helpers::{Backend, ConnectWorld, PUBLIC_URL, RETURN_ORIGIN, expect_problem, location};
+
+on_both_backends!(
+    a_person_connects_and_labgate_holds_a_validated_sealed_connection,
+    the_authorize_request_is_explicit_and_bound_to_pkce_state_and_nonce,
+    a_return_to_gets_the_outcome,
+    a_denial_is_a_clear_page_or_a_redirect,
+    links_and_states_work_once,
+    a_tampered_state_is_refused_without_spending_the_real_one,
+    expired_links_and_slow_sign_ins_are_refused,
+    a_callback_on_another_instances_path_is_refused,
+    an_iss_parameter_from_another_issuer_is_refused,
+    every_bad_id_token_is_refused,
+    return_to_must_be_one_of_the_services_origins,
+    scopes_and_instances_stay_within_policy,
+    connecting_again_replaces_the_grant_and_revokes_the_old_one,
+);
+
+fn page_text(body: &str) -> String {
+    body.replace("&#39;", "'")
+}
+
+async fn a_person_connects_and_labgate_holds_a_validated_sealed_connection(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let link = cw
+        .app
+        .create_connect_link(
+            &cw.service_token,
+            &json!({"instance": "corp", "subject": "user-17"}),
+        )
+        .await;
+    assert_eq!(link.status(), 201);
+    let link: Value = link.json().await.unwrap();
+    assert!(
+        link["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{PUBLIC_URL}/connect/")),
+        "{link}"
+    );
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(link["expires_at"].as_str().unwrap()).unwrap();
+    let minutes = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+    assert!(
+        (590..=600).contains(&minutes),
+        "a link lives 10 minutes, not {minutes} s"
+    );
+
+    let page = cw.browser.connect(link["url"].as_str().unwrap()).await;
+
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let text = page_text(&page.text().await.unwrap());
+    assert!(text.contains("Connected as @alice on corp"), "{text}");
+    assert!(text.contains("You can close this tab"));
+
+    let connections = cw.app.connections().await;
+    assert_eq!(connections.len(), 1);
+    let connection = &connections[0];
+    assert_eq!(connection["instance"], "corp");
+    assert_eq!(connection["subject"], "user-17");
+    assert_eq!(connection["status"], "active");
+    assert_eq!(
+        connection["gitlab"],
+        json!({"user_id": USER_ID.to_string(), "username": USERNAME})
+    );
+    assert_eq!(
+        connection["scopes"],
+        json!(["openid", "read_api", "read_repository", "write_repository"])
+    );
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(connection["expires_at"].as_str().unwrap()).unwrap();
+    let lifetime = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+    assert!(
+        (7190..=7200).contains(&lifetime),
+        "GitLab's 2-hour expiry is kept: {lifetime} s"
+    );
+    assert_eq!(cw.world.gitlab.seen().code_exchanges, 1);
+
+    let issued = cw.world.gitlab.issued_tokens();
+    assert_eq!(issued.len(), 2);
+    let listed = serde_json::to_string(&connections).unwrap();
+    let raw = cw.app.db.raw_contents();
+    for token in &issued {
+        assert!(
+            !listed.contains(token.as_str()),
+            "the admin API shows a token"
+        );
+        assert!(
+            !raw.windows(token.len()).any(|w| w == token.as_bytes()),
+            "a token is stored in clear"
+        );
+    }
+}
+
+async fn the_authorize_request_is_explicit_and_bound_to_pkce_state_and_nonce(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let link = cw.link("user-17", json!({"scopes": ["read_api"]})).await;
+    cw.browser.consent(&link).await;
+
+    let query = cw.world.gitlab.seen().authorize_queries.pop().unwrap();
+    assert_eq!(query["response_type"], "code");
+    assert_eq!(
+        query["redirect_uri"],
+        format!("{PUBLIC_URL}/oauth/corp/callback")
+    );
+    assert_eq!(
+        query["scope"], "openid read_api",
+        "an explicit scope, openid included"
+    );
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(
+        query["code_challenge"].len(),
+        43,
+        "a SHA-256 challenge, base64url"
+    );
+    assert!(
+        query["state"].len() >= 22,
+        "a state of at least 128 random bits"
+    );
+    assert!(query["nonce"].len() >= 22);
+}
+
+async fn a_return_to_gets_the_outcome(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let link = cw
+        .link(
+            "user-17",
+            json!({"return_to": format!("{RETURN_ORIGIN}/gitlab/done?step=2")}),
+        )
+        .await;
+
+    let back = cw.browser.connect(&link).await;
+
+    assert_eq!(back.status(), 302);
+    let connection_id = cw.app.connections().await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        location(&back),
+        format!(
+            "{RETURN_ORIGIN}/gitlab/done?step=2&status=connected&connection_id={connection_id}"
+        )
+    );
+}
+
+async fn a_denial_is_a_clear_page_or_a_redirect(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    cw.world.gitlab.behave(|b| b.deny = true);
+
+    let page = cw
+        .browser
+        .connect(&cw.link("user-17", json!({})).await)
+        .await;
+    assert_eq!(page.status(), 403);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Access was not granted")
+    );
+
+    let with_return = cw
+        .link(
+            "user-17",
+            json!({"return_to": format!("{RETURN_ORIGIN}/done")}),
+        )
+        .await;
+    let back = cw.browser.connect(&with_return).await;
+    assert_eq!(back.status(), 302);
+    assert_eq!(
+        location(&back),
+        format!("{RETURN_ORIGIN}/done?status=denied&error=access_denied")
+    );
+    assert!(cw.app.connections().await.is_empty());
+    assert_eq!(cw.world.gitlab.seen().code_exchanges, 0);
+}
+
+async fn links_and_states_work_once(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let link = cw.link("user-17", json!({})).await;
+    let callback = cw.browser.consent(&link).await;
+
+    let again = cw.browser.get(&link).await;
+    assert_eq!(again.status(), 410);
+    assert!(
+        again
+            .text()
+            .await
+            .unwrap()
+            .contains("This link was already used")
+    );
+
+    assert_eq!(cw.browser.get(&callback).await.status(), 200);
+    let replayed = cw.browser.get(&callback).await;
+    assert_eq!(replayed.status(), 400);
+    assert!(replayed.text().await.unwrap().contains("unknown_state"));
+    assert_eq!(
+        cw.world.gitlab.seen().code_exchanges,
+        1,
+        "a replayed callback never reaches GitLab"
+    );
+
+    let unknown = cw
+        .browser
+        .get(&format!("{PUBLIC_URL}/connect/lgc_not-a-link"))
+        .await;
+    assert_eq!(unknown.status(), 404);
+}
+
+async fn a_tampered_state_is_refused_without_spending_the_real_one(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let callback = cw
+        .browser
+        .consent(&cw.link("user-17", json!({})).await)
+        .await;
+    let mut url = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs.iter().map(|(k, v)| {
+            let v = if k == "state" {
+                format!("{v}x")
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        }));
+
+    let tampered = cw.browser.get(url.as_str()).await;
+    assert_eq!(tampered.status(), 400);
+    let missing = cw
+        .browser
+        .get(&format!("{PUBLIC_URL}/oauth/corp/callback?code=abc"))
+        .await;
+    assert_eq!(missing.status(), 400);
+    assert_eq!(cw.world.gitlab.seen().code_exchanges, 0);
+    assert_eq!(
+        cw.browser.get(&callback).await.status(),
+        200,
+        "the genuine callback still completes"
+    );
+}
+
+async fn expired_links_and_slow_sign_ins_are_refused(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let link = cw.link("user-17", json!({})).await;
+    cw.app
+        .execute_sql("UPDATE connect_sessions SET expires_at = created_at");
+    let expired = cw.browser.get(&link).await;
+    assert_eq!(expired.status(), 410);
+    assert!(
+        expired
+            .text()
+            .await
+            .unwrap()
+            .contains("This link has expired")
+    );
+
+    let callback = cw
+        .browser
+        .consent(&cw.link("user-18", json!({})).await)
+        .await;
+    cw.app.execute_sql(
+        "UPDATE connect_sessions SET started_at = created_at, created_at = created_at WHERE subject = 'user-18'",
+    );
+    cw.app.execute_sql(&format!(
+        "UPDATE connect_sessions SET started_at = '{}' WHERE subject = 'user-18'",
+        (chrono::Utc::now() - chrono::TimeDelta::minutes(11))
+            .naive_utc()
+            .format("%Y-%m-%d %H:%M:%S")
+    ));
+    let slow = cw.browser.get(&callback).await;
+    assert_eq!(slow.status(), 400);
+    assert!(slow.text().await.unwrap().contains("expired_state"));
+    assert!(cw.app.connections().await.is_empty());
+}
+
+async fn a_callback_on_another_instances_path_is_refused(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    assert_eq!(
+        cw.app
+            .register(&cw.world.registration("staging"))
+            .await
+            .status(),
+        201
+    );
+    let callback = cw
+        .browser
+        .consent(&cw.link("user-17", json!({})).await)
+        .await;
+    let misdirected = callback.replace("/oauth/corp/callback", "/oauth/staging/callback");
+
+    let refused = cw.browser.get(&misdirected).await;
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("wrong_instance"));
+    assert_eq!(
+        cw.browser.get(&callback).await.status(),
+        400,
+        "the state was spent by the attempt"
+    );
+    assert_eq!(cw.world.gitlab.seen().code_exchanges, 0);
+}
+
+async fn an_iss_parameter_from_another_issuer_is_refused(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.iss_parameter = Some("https://gitlab.evil.example".into()));
+
+    let refused = cw
+        .browser
+        .connect(&cw.link("user-17", json!({})).await)
+        .await;
+
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("issuer_mismatch"));
+    assert_eq!(
+        cw.world.gitlab.seen().code_exchanges,
+        0,
+        "the code is never redeemed"
+    );
+
+    cw.world.gitlab.behave(|b| b.iss_parameter = None);
+    let without_iss = cw
+        .browser
+        .connect(&cw.link("user-18", json!({})).await)
+        .await;
+    assert_eq!(
+        without_iss.status(),
+        200,
+        "iss is checked when present, not required"
+    );
+}
+
+async fn every_bad_id_token_is_refused(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    for fault in [
+        IdTokenFault::WrongAudience,
+        IdTokenFault::WrongIssuer,
+        IdTokenFault::WrongNonce,
+        IdTokenFault::Expired,
+        IdTokenFault::AlgNone,
+        IdTokenFault::BadSignature,
+    ] {
+        cw.world.gitlab.behave(|b| b.id_token_fault = fault);
+        let refused = cw
+            .browser
+            .connect(&cw.link("user-17", json!({})).await)
+            .await;
+        assert_eq!(refused.status(), 502, "{fault:?}");
+        assert!(
+            refused.text().await.unwrap().contains("id_token_invalid"),
+            "{fault:?}"
+        );
+    }
+    assert!(cw.app.connections().await.is_empty());
+    cw.world
+        .gitlab
+        .behave(|b| b.id_token_fault = IdTokenFault::None);
+    assert_eq!(
+        cw.browser
+            .connect(&cw.link("user-17", json!({})).await)
+            .await
+            .status(),
+        200
+    );
+}
+
+async fn return_to_must_be_one_of_the_services_origins(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    for return_to in [
+        "https://evil.example/done",
+        "https://bot.corp.example.evil.test/done",
+        "https://bot.corp.example@evil.test/done",
+        "http://bot.corp.example/done",
+        "//evil.example/done",
+        "javascript:alert(1)",
+    ] {
+        let body = json!({"instance": "corp", "subject": "user-17", "return_to": return_to});
+        let problem = expect_problem(
+            cw.app.create_connect_link(&cw.service_token, &body).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(
+            problem["errors"][0]["field"], "return_to",
+            "{return_to}: {problem}"
+        );
+    }
+}
+
+async fn scopes_and_instances_stay_within_policy(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let cw = &cw;
+    let create =
+        |body: Value| async move { cw.app.create_connect_link(&cw.service_token, &body).await };
+
+    let beyond = expect_problem(
+        create(json!({"instance": "corp", "subject": "u", "scopes": ["api"]})).await,
+        403,
+        "scope_not_allowed",
+    )
+    .await;
+    assert!(
+        beyond["detail"].as_str().unwrap().contains("api"),
+        "{beyond}"
+    );
+    let identity =
+        create(json!({"instance": "corp", "subject": "u", "scopes": ["read_api", "email"]})).await;
+    assert_eq!(
+        identity.status(),
+        201,
+        "identity scopes are not counted against the policy"
+    );
+
+    cw.app.register(&cw.world.registration("staging")).await;
+    expect_problem(
+        create(json!({"instance": "staging", "subject": "u"})).await,
+        403,
+        "instance_not_allowed",
+    )
+    .await;
+
+    let unregistered =
+        create(json!({"instance": "corp", "subject": "u", "scopes": ["read_registry"]})).await;
+    expect_problem(unregistered, 403, "scope_not_allowed").await;
+    let missing = expect_problem(
+        create(json!({"instance": "corp"})).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(missing["errors"][0]["field"], "subject");
+
+    let admin_token = cw
+        .app
+        .client
+        .post(format!("{}/api/v1/connect-sessions", cw.app.address))
+        .bearer_auth(&cw.app.admin_token);
+    let refused = admin_token
+        .json(&json!({"instance": "corp", "subject": "u"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(refused, 401, "invalid_service_token").await;
+}
+
+async fn connecting_again_replaces_the_grant_and_revokes_the_old_one(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    cw.browser
+        .connect(&cw.link("user-17", json!({})).await)
+        .await;
+    let first = cw.world.gitlab.issued_tokens();
+    let first_id = cw.app.connections().await[0]["id"].clone();
+
+    let again = cw
+        .browser
+        .connect(&cw.link("user-17", json!({})).await)
+        .await;
+
+    assert_eq!(again.status(), 200);
+    let connections = cw.app.connections().await;
+    assert_eq!(
+        connections.len(),
+        1,
+        "same instance, subject and scopes: one connection"
+    );
+    assert_eq!(connections[0]["id"], first_id);
+    assert_eq!(
+        cw.world.gitlab.seen().revoked_tokens,
+        vec![first[1].clone()],
+        "the old refresh token is revoked"
+    );
+    assert!(
+        !cw.world.gitlab.access_token_works(&first[0]),
+        "the old grant is dead at GitLab"
+    );
+
+    let other_scopes = cw
+        .browser
+        .connect(&cw.link("user-17", json!({"scopes": ["read_api"]})).await)
+        .await;
+    assert_eq!(other_scopes.status(), 200);
+    assert_eq!(
+        cw.app.connections().await.len(),
+        2,
+        "another scope set is another connection"
+    );
+    let active = cw
+        .app
+        .get_json("/api/v1/connections?status=active&subject=user-17&instance=corp")
+        .await;
+    assert_eq!(active["connections"].as_array().unwrap().len(), 2);
+    let bad_filter = cw
+        .app
+        .admin(Method::GET, "/api/v1/connections?status=sleeping")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(bad_filter, 422, "validation_failed").await;
+}
