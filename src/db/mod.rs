@@ -11,6 +11,14 @@ pub mod services;
 
 pub use pool::{DbConnection, DbPool, connect, has_pending_migrations, ping, run_migrations};
 
+/// `false` when an insert failed only because the row exists already (a taken name).
+pub fn inserted(result: diesel::QueryResult<()>) -> diesel::QueryResult<bool> {
+    match result {
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        other => other.map(|()| true),
+    }
+}
+
 /// Whether an insert failed only because the row exists already.
 pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
     matches!(

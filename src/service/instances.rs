@@ -97,10 +97,7 @@ pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, Ser
     };
     let stored = row.clone();
     let inserted = ctx
-        .db(move |conn| match db::instances::insert(conn, &stored) {
-            Err(e) if db::is_unique_violation(&e) => Ok(false),
-            other => other.map(|()| true),
-        })
+        .db(move |conn| db::inserted(db::instances::insert(conn, &stored)))
         .await?;
     if !inserted {
         return Err(already_registered(&name));

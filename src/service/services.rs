@@ -111,10 +111,7 @@ pub async fn create(
     };
     let stored = row.clone();
     let inserted = ctx
-        .db(move |conn| match db::services::insert(conn, &stored) {
-            Err(e) if db::is_unique_violation(&e) => Ok(false),
-            other => other.map(|()| true),
-        })
+        .db(move |conn| db::inserted(db::services::insert(conn, &stored)))
         .await?;
     if !inserted {
         return Err(ServiceError::Conflict(format!(

@@ -46,11 +46,7 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token(backend: Backend) {
             expect_problem(response, 401, "unauthorized").await;
         }
     }
-    let listed = app
-        .admin(Method::GET, "/api/v1/instances")
-        .send()
-        .await
-        .unwrap();
+    let listed = app.call(Method::GET, "/api/v1/instances").await;
     assert_eq!(listed.status(), 200, "the admin token itself is accepted");
 }
 
@@ -64,11 +60,7 @@ async fn health_is_open_and_unknown_paths_are_problems() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let wrong_method = app
-        .admin(Method::PUT, "/api/v1/instances/corp")
-        .send()
-        .await
-        .unwrap();
+    let wrong_method = app.call(Method::PUT, "/api/v1/instances/corp").await;
     let problem = expect_problem(wrong_method, 405, "method_not_allowed").await;
     assert_eq!(
         problem["detail"],

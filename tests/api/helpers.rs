@@ -228,6 +228,11 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Sends an admin request without a body.
+    pub async fn call(&self, method: Method, path: &str) -> Response {
+        self.admin(method, path).send().await.unwrap()
+    }
+
     /// GETs an admin path and parses its JSON body.
     pub async fn get_json(&self, path: &str) -> Value {
         let response = self.admin(Method::GET, path).send().await.unwrap();

@@ -145,11 +145,7 @@ async fn a_registered_instance_is_listed_and_shown(backend: Backend) {
         world.ca.pem().trim()
     );
 
-    let missing = app
-        .admin(Method::GET, "/api/v1/instances/nowhere")
-        .send()
-        .await
-        .unwrap();
+    let missing = app.call(Method::GET, "/api/v1/instances/nowhere").await;
     let problem = expect_problem(missing, 404, "not_found").await;
     assert!(problem["detail"].as_str().unwrap().contains("\"nowhere\""));
 }
@@ -391,26 +387,16 @@ async fn deleting_an_instance_removes_it(backend: Backend) {
     let world = GitLabWorld::start().await;
     app.register(&world.registration("corp")).await;
 
-    let deleted = app
-        .admin(Method::DELETE, "/api/v1/instances/corp")
-        .send()
-        .await
-        .unwrap();
+    let deleted = app.call(Method::DELETE, "/api/v1/instances/corp").await;
     assert_eq!(deleted.status(), 204);
     expect_problem(
-        app.admin(Method::GET, "/api/v1/instances/corp")
-            .send()
-            .await
-            .unwrap(),
+        app.call(Method::GET, "/api/v1/instances/corp").await,
         404,
         "not_found",
     )
     .await;
     expect_problem(
-        app.admin(Method::DELETE, "/api/v1/instances/corp")
-            .send()
-            .await
-            .unwrap(),
+        app.call(Method::DELETE, "/api/v1/instances/corp").await,
         404,
         "not_found",
     )
@@ -462,9 +448,7 @@ async fn check_reports_every_step_and_records_the_outcome(backend: Backend) {
     );
 
     let unknown = app
-        .admin(Method::POST, "/api/v1/instances/nowhere/check")
-        .send()
-        .await
-        .unwrap();
+        .call(Method::POST, "/api/v1/instances/nowhere/check")
+        .await;
     expect_problem(unknown, 404, "not_found").await;
 }

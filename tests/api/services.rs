@@ -59,10 +59,8 @@ async fn services_are_created_listed_rotated_and_deleted(backend: Backend) {
     );
 
     let listed = app
-        .admin(Method::GET, "/api/v1/services")
-        .send()
+        .call(Method::GET, "/api/v1/services")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -88,10 +86,8 @@ async fn services_are_created_listed_rotated_and_deleted(backend: Backend) {
 
     let token = app.service_token(client_id, secret).await;
     let rotated: Value = app
-        .admin(Method::POST, "/api/v1/services/ci-bot/rotate-secret")
-        .send()
+        .call(Method::POST, "/api/v1/services/ci-bot/rotate-secret")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -109,10 +105,8 @@ async fn services_are_created_listed_rotated_and_deleted(backend: Backend) {
     app.service_token(client_id, new_secret).await;
 
     assert_eq!(
-        app.admin(Method::DELETE, "/api/v1/services/ci-bot")
-            .send()
+        app.call(Method::DELETE, "/api/v1/services/ci-bot")
             .await
-            .unwrap()
             .status(),
         204
     );
@@ -131,19 +125,14 @@ async fn services_are_created_listed_rotated_and_deleted(backend: Backend) {
         401
     );
     expect_problem(
-        app.admin(Method::DELETE, "/api/v1/services/ci-bot")
-            .send()
-            .await
-            .unwrap(),
+        app.call(Method::DELETE, "/api/v1/services/ci-bot").await,
         404,
         "not_found",
     )
     .await;
     expect_problem(
-        app.admin(Method::POST, "/api/v1/services/ci-bot/rotate-secret")
-            .send()
-            .await
-            .unwrap(),
+        app.call(Method::POST, "/api/v1/services/ci-bot/rotate-secret")
+            .await,
         404,
         "not_found",
     )
