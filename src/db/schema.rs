@@ -62,6 +62,7 @@ diesel::table! {
 diesel::table! {
     connections (id) {
         id -> Text,
+        service_id -> Text,
         instance_id -> Text,
         subject -> Text,
         scopes -> Text,
@@ -74,6 +75,24 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         refreshed_at -> Nullable<Timestamp>,
+        refresh_lease_owner -> Nullable<Text>,
+        refresh_lease_until -> Nullable<Timestamp>,
+        refresh_in_flight_since -> Nullable<Timestamp>,
+        status_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        kind -> Text,
+        actor -> Text,
+        instance -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        connection_id -> Nullable<Text>,
+        scopes -> Nullable<Text>,
+        detail -> Nullable<Text>,
     }
 }
 
@@ -85,5 +104,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     labgate_meta,
     services,
     connect_sessions,
-    connections
+    connections,
+    audit_events
 );

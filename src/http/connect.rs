@@ -2,7 +2,7 @@
 //! (following a link, coming back from GitLab).
 
 use actix_web::http::header::{CACHE_CONTROL, LOCATION, REFERRER_POLICY};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
@@ -70,14 +70,18 @@ struct Callback {
 async fn callback(
     ctx: web::Data<Context>,
     instance: web::Path<String>,
-    query: web::Query<Callback>,
+    req: HttpRequest,
 ) -> HttpResponse {
-    let Callback {
+    // Parsed here rather than by an extractor, so that a malformed query still gets a page.
+    let Ok(web::Query(Callback {
         code,
         state,
         iss,
         error,
-    } = query.into_inner();
+    })) = web::Query::<Callback>::from_query(req.query_string())
+    else {
+        return pages::failure(&connect::Failure::UnknownState);
+    };
     match connect::finish(
         &ctx,
         &instance,

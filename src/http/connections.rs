@@ -19,6 +19,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 #[derive(Deserialize)]
 struct Filter {
+    service: Option<String>,
     instance: Option<String>,
     subject: Option<String>,
     status: Option<String>,
@@ -30,6 +31,7 @@ async fn list(
     filter: web::Query<Filter>,
 ) -> Result<HttpResponse, ApiError> {
     let Filter {
+        service,
         instance,
         subject,
         status,
@@ -37,6 +39,7 @@ async fn list(
     let found = connections::list(
         &ctx,
         ConnectionQuery {
+            service,
             instance,
             subject,
             status,
@@ -50,6 +53,7 @@ async fn list(
 fn body(connection: &ConnectionView) -> serde_json::Value {
     json!({
         "id": connection.id,
+        "service": connection.service,
         "instance": connection.instance,
         "subject": connection.subject,
         "scopes": connection.scopes.iter().collect::<Vec<_>>(),

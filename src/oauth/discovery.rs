@@ -19,6 +19,9 @@ pub struct Discovery {
     pub code_challenge_methods_supported: Vec<String>,
     #[serde(default)]
     pub id_token_signing_alg_values_supported: Vec<String>,
+    /// RFC 9207: the provider adds `iss` to every authorization response.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 impl Discovery {

@@ -10,5 +10,5 @@ mod tls;
 pub use check::{CheckReport, CheckStep, StepStatus, check_instance};
 pub use client::{InstanceClients, instance_http_client};
 pub use discovery::Discovery;
-pub use gitlab::{AuthorizationRequest, GitLabApp, GitLabError, Grant};
+pub use gitlab::{AuthorizationRequest, GitLabApp, GitLabError, Grant, RefreshOutcome};
 pub use tls::TrustRoots;

@@ -146,10 +146,11 @@ pub async fn create_session(
         .transpose()?;
 
     let now = Utc::now().naive_utc();
+    // The link carries the secret; the database keeps only its hash, so a database reader
+    // cannot follow someone else's link.
+    let link_secret = crate::crypto::generate_token("lgc_");
     let row = ConnectSessionRow {
-        id: crate::crypto::generate_token("lgc_")
-            .expose_secret()
-            .to_owned(),
+        id: hash_secret(link_secret.expose_secret()),
         service_id: service.id.clone(),
         instance_id: instance.id,
         subject: subject.to_string(),
@@ -166,8 +167,12 @@ pub async fn create_session(
         connection_id: None,
     };
     let link = ConnectLink {
-        url: format!("{}/connect/{}", ctx.public_base(), row.id),
-        id: row.id.clone(),
+        url: format!(
+            "{}/connect/{}",
+            ctx.public_base(),
+            link_secret.expose_secret()
+        ),
+        id: link_secret.expose_secret().to_owned(),
         expires_at: row.expires_at,
     };
     ctx.db(move |conn| db::connect_sessions::insert(conn, &row))
@@ -198,7 +203,7 @@ fn allowed_return(service: &Service, return_to: &str) -> Result<Url, ServiceErro
 
 /// Following a link: a redirect to GitLab's authorize endpoint, once per link.
 pub async fn start(ctx: &Context, link_id: &str) -> Result<Url, Failure> {
-    let id = link_id.to_owned();
+    let id = hash_secret(link_id);
     let found = ctx
         .db(move |conn| {
             let Some(session) = db::connect_sessions::find(conn, &id)? else {
@@ -225,7 +230,7 @@ pub async fn start(ctx: &Context, link_id: &str) -> Result<Url, Failure> {
         tracing::error!(instance.name = %instance.name, error.cause = %e, "cannot build the authorize URL");
         Failure::Internal
     })?;
-    let state_hash = hash_state(request.state.expose_secret());
+    let state_hash = hash_secret(request.state.expose_secret());
     let verifier = ctx.sealer.seal(
         pkce_field(&session.id),
         request.pkce_verifier.expose_secret().as_bytes(),
@@ -254,7 +259,7 @@ pub async fn finish(ctx: &Context, instance_path: &str, params: CallbackParams) 
     let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
         return failed(Failure::UnknownState, None);
     };
-    let state_hash = hash_state(state);
+    let state_hash = hash_secret(state);
     let now = Utc::now().naive_utc();
     let found = ctx
         .db(move |conn| {
@@ -320,24 +325,18 @@ async fn complete(
         return Err(Failure::ExpiredState);
     }
     let registration = Registration::of(ctx, instance).map_err(internal)?;
-    if params
-        .iss
-        .as_deref()
-        .is_some_and(|iss| iss != registration.discovery.issuer)
-    {
-        return Err(Failure::IssuerMismatch);
+    // RFC 9207: checked when present, and required when the provider says it sends it.
+    let iss_required = registration
+        .discovery
+        .authorization_response_iss_parameter_supported;
+    match params.iss.as_deref() {
+        Some(iss) if iss != registration.discovery.issuer => return Err(Failure::IssuerMismatch),
+        None if iss_required => return Err(Failure::IssuerMismatch),
+        _ => {}
     }
     match params.error.as_deref() {
         Some("access_denied") => return Err(Failure::Denied),
-        Some(error) => {
-            return Err(Failure::GitLabRefused(
-                error
-                    .chars()
-                    .filter(char::is_ascii_graphic)
-                    .take(64)
-                    .collect(),
-            ));
-        }
+        Some(error) => return Err(Failure::GitLabRefused(oauth_error_code(error))),
         None => {}
     }
     let code = params
@@ -375,7 +374,12 @@ async fn complete(
             }
         })?;
     let username = grant.username.clone();
-    let stored = connections::store_grant(ctx, instance, &session.subject, grant)
+    let key = connections::GrantKey {
+        service_id: &session.service_id,
+        instance_id: &instance.id,
+        subject: &session.subject,
+    };
+    let stored = connections::store_grant(ctx, key, grant)
         .await
         .map_err(internal)?;
     if let Some(old_refresh_token) = stored.replaced_refresh_token {
@@ -448,6 +452,24 @@ impl Registration {
     }
 }
 
+/// GitLab's `error` parameter, if it is one of RFC 6749's codes; it is shown to people and
+/// passed to `return_to`, so nothing else an attacker could put there is repeated.
+fn oauth_error_code(error: &str) -> String {
+    const CODES: [&str; 6] = [
+        "invalid_request",
+        "unauthorized_client",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+    ];
+    CODES
+        .iter()
+        .find(|code| **code == error)
+        .map_or("gitlab_error", |code| code)
+        .to_owned()
+}
+
 fn failed(failure: Failure, return_to: Option<Url>) -> Outcome {
     Outcome::Failed { failure, return_to }
 }
@@ -457,9 +479,10 @@ fn internal(error: impl Into<anyhow::Error>) -> Failure {
     Failure::Internal
 }
 
-/// States are stored hashed: a database reader cannot finish someone else's sign-in.
-fn hash_state(state: &str) -> String {
-    hex::encode(Sha256::digest(state.as_bytes()))
+/// Link ids and states are stored hashed: a database reader can neither follow someone
+/// else's link nor finish their sign-in.
+fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 fn pkce_field(session_id: &str) -> SealedField<'_> {

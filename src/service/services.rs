@@ -217,12 +217,19 @@ pub async fn authenticate(ctx: &Context, token: &str) -> Result<Service, Service
                 ServiceError::Unauthenticated(format!("the service token is not valid: {other}"))
             }
         })?;
+    let issued_at = claims.iat;
     let row = ctx
         .db(move |conn| db::services::find_by_id(conn, &claims.sub))
         .await?;
-    to_service(
-        row.ok_or_else(|| ServiceError::Unauthenticated("the service no longer exists".into()))?,
-    )
+    let row =
+        row.ok_or_else(|| ServiceError::Unauthenticated("the service no longer exists".into()))?;
+    // Rotating the secret also retires the tokens it bought: a leaked secret's tokens end with it.
+    if issued_at < row.updated_at.and_utc().timestamp() {
+        return Err(ServiceError::Unauthenticated(
+            "the service token was issued before the secret was rotated".into(),
+        ));
+    }
+    to_service(row)
 }
 
 fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {

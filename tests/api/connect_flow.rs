@@ -21,6 +21,8 @@ on_both_backends!(
     return_to_must_be_one_of_the_services_origins,
     scopes_and_instances_stay_within_policy,
     connecting_again_replaces_the_grant_and_revokes_the_old_one,
+    a_token_response_without_expires_in_expires_two_hours_after_created_at,
+    subjects_belong_to_their_service,
 );
 
 fn page_text(body: &str) -> String {
@@ -330,10 +332,21 @@ async fn an_iss_parameter_from_another_issuer_is_refused(backend: Backend) {
         "the code is never redeemed"
     );
 
+    let issuer = cw.world.gitlab.base_url();
+    cw.world.gitlab.behave(|b| b.iss_parameter = Some(issuer));
+    let with_iss = cw
+        .browser
+        .connect(&cw.link("user-18", json!({})).await)
+        .await;
+    assert_eq!(
+        with_iss.status(),
+        200,
+        "GitLab's own issuer, sub-path included, is accepted"
+    );
     cw.world.gitlab.behave(|b| b.iss_parameter = None);
     let without_iss = cw
         .browser
-        .connect(&cw.link("user-18", json!({})).await)
+        .connect(&cw.link("user-19", json!({})).await)
         .await;
     assert_eq!(
         without_iss.status(),
@@ -351,6 +364,8 @@ async fn every_bad_id_token_is_refused(backend: Backend) {
         IdTokenFault::Expired,
         IdTokenFault::AlgNone,
         IdTokenFault::BadSignature,
+        IdTokenFault::IssuerWithoutSubPath,
+        IdTokenFault::IssuerWithTrailingSlash,
     ] {
         cw.world.gitlab.behave(|b| b.id_token_fault = fault);
         let refused = cw
@@ -507,4 +522,70 @@ async fn connecting_again_replaces_the_grant_and_revokes_the_old_one(backend: Ba
         .call(Method::GET, "/api/v1/connections?status=sleeping")
         .await;
     expect_problem(bad_filter, 422, "validation_failed").await;
+}
+
+async fn a_token_response_without_expires_in_expires_two_hours_after_created_at(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    cw.world.gitlab.behave(|b| b.omit_expires_in = true);
+
+    assert_eq!(
+        cw.browser
+            .connect(&cw.link("user-17", json!({})).await)
+            .await
+            .status(),
+        200
+    );
+
+    let connection = &cw.app.connections().await[0];
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(connection["expires_at"].as_str().unwrap()).unwrap();
+    let lifetime = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+    assert!(
+        (7190..=7200).contains(&lifetime),
+        "created_at + 7200: {lifetime} s"
+    );
+}
+
+async fn subjects_belong_to_their_service(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let (other_id, other_secret) = cw
+        .app
+        .create_service(&json!({"name": "other-bot", "instances": ["corp"], "scopes": ["read_api", "read_repository", "write_repository"]}))
+        .await;
+    let other_token = cw.app.service_token(&other_id, &other_secret).await;
+    cw.browser.connect(&cw.link("17", json!({})).await).await;
+    let first = cw.world.gitlab.issued_tokens();
+
+    let other_link = cw
+        .app
+        .create_connect_link(&other_token, &json!({"instance": "corp", "subject": "17"}))
+        .await;
+    let other_link: Value = other_link.json().await.unwrap();
+    assert_eq!(
+        cw.browser
+            .connect(other_link["url"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+
+    let connections = cw.app.connections().await;
+    assert_eq!(
+        connections.len(),
+        2,
+        "the same subject of two services is two people"
+    );
+    let services: Vec<&str> = connections
+        .iter()
+        .map(|c| c["service"].as_str().unwrap())
+        .collect();
+    assert!(
+        services.contains(&"ci-bot") && services.contains(&"other-bot"),
+        "{services:?}"
+    );
+    assert!(
+        cw.world.gitlab.access_token_works(&first[0]),
+        "the other service's connect left ci-bot's grant alone"
+    );
+    assert!(cw.world.gitlab.seen().revoked_tokens.is_empty());
 }

@@ -63,6 +63,9 @@ pub enum IdTokenFault {
     Expired,
     AlgNone,
     BadSignature,
+    /// The issuer without GitLab's sub-path: what a client that drops the path would expect.
+    IssuerWithoutSubPath,
+    IssuerWithTrailingSlash,
 }
 
 /// What the fake does that a test may change while it runs.
@@ -72,8 +75,11 @@ pub struct Behaviour {
     pub id_token_fault: IdTokenFault,
     /// The person at the keyboard clicks "Deny".
     pub deny: bool,
-    /// The `iss` authorization-response parameter (RFC 9207): GitLab's issuer by default.
+    /// The `iss` authorization-response parameter (RFC 9207). GITLAB.md does not say GitLab
+    /// sends it, so by default it does not.
     pub iss_parameter: Option<String>,
+    /// Leave `expires_in` out of token responses, as some GitLab 14.10/15.0 versions did.
+    pub omit_expires_in: bool,
 }
 
 /// One authorization code, as the authorize endpoint recorded it.
@@ -137,7 +143,8 @@ impl FakeGitLab {
                 token_lifetime: Duration::from_secs(7200),
                 id_token_fault: IdTokenFault::None,
                 deny: false,
-                iss_parameter: Some(issuer.clone()),
+                iss_parameter: None,
+                omit_expires_in: false,
             },
             issuer,
             discovery,
@@ -554,6 +561,7 @@ fn issue(state: &mut State, scopes: Vec<String>) -> TokenRecord {
 }
 
 fn token_response(state: &State, record: &TokenRecord, nonce: Option<&str>) -> HttpResponse {
+    let omit_expires_in = state.behaviour.omit_expires_in;
     let mut body = json!({
         "access_token": record.access,
         "token_type": "Bearer",
@@ -564,6 +572,9 @@ fn token_response(state: &State, record: &TokenRecord, nonce: Option<&str>) -> H
     });
     if record.scopes.iter().any(|s| s == "openid") {
         body["id_token"] = json!(id_token(state, nonce));
+    }
+    if omit_expires_in {
+        body.as_object_mut().unwrap().remove("expires_in");
     }
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
@@ -578,10 +589,11 @@ fn id_token(state: &State, nonce: Option<&str>) -> String {
         now()
     };
     let mut claims = user_claims();
-    claims["iss"] = json!(if fault == IdTokenFault::WrongIssuer {
-        "https://gitlab.evil.example".to_owned()
-    } else {
-        state.issuer.clone()
+    claims["iss"] = json!(match fault {
+        IdTokenFault::WrongIssuer => "https://gitlab.evil.example".to_owned(),
+        IdTokenFault::IssuerWithoutSubPath => state.issuer.trim_end_matches(SUB_PATH).to_owned(),
+        IdTokenFault::IssuerWithTrailingSlash => format!("{}/", state.issuer),
+        _ => state.issuer.clone(),
     });
     claims["aud"] = json!(if fault == IdTokenFault::WrongAudience {
         "another-application".to_owned()

@@ -85,6 +85,15 @@ async fn services_are_created_listed_rotated_and_deleted(backend: Backend) {
     .await;
 
     let token = app.service_token(client_id, secret).await;
+    let before_rotation = app
+        .client
+        .get(format!("{}/api/v1/instances", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before_rotation.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let rotated: Value = app
         .call(Method::POST, "/api/v1/services/ci-bot/rotate-secret")
         .await
@@ -102,7 +111,19 @@ async fn services_are_created_listed_rotated_and_deleted(backend: Backend) {
         401,
         "the old secret stops at once"
     );
-    app.service_token(client_id, new_secret).await;
+    let after_rotation = app
+        .client
+        .get(format!("{}/api/v1/instances", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after_rotation.status(),
+        401,
+        "tokens bought with the old secret end with it"
+    );
+    let token = app.service_token(client_id, new_secret).await;
 
     assert_eq!(
         app.call(Method::DELETE, "/api/v1/services/ci-bot")
@@ -283,12 +304,11 @@ async fn the_client_credentials_grant_speaks_rfc_6749(backend: Backend) {
     );
 }
 
-/// Signs claims with labgate's own service-token key, read from the database and unsealed
-/// with the master key, as someone holding both could.
-fn forge(app: &TestApp, change: impl FnOnce(&mut ServiceClaims)) -> String {
+/// labgate's service-token key, read from the database and unsealed with the master key.
+fn signing_key_pkcs8(app: &TestApp) -> Vec<u8> {
     use labgate::db::schema::labgate_meta::dsl::{labgate_meta, name, value};
+    use secrecy::ExposeSecret;
     let key = MasterKey::load_or_create(&app.settings.security.generated_master_key_path).unwrap();
-    let sealer = Sealer::new(&key);
     let pool = labgate::db::connect(&app.settings.database).unwrap();
     let stored: String = labgate_meta
         .filter(name.eq("service_token_key"))
@@ -300,14 +320,19 @@ fn forge(app: &TestApp, change: impl FnOnce(&mut ServiceClaims)) -> String {
         column: "value",
         row_id: "service_token_key",
     };
-    let pkcs8 = sealer
+    let pkcs8 = Sealer::new(&key)
         .open(field, &STANDARD.decode(stored).unwrap())
         .unwrap();
+    pkcs8.expose_secret().to_vec()
+}
+
+/// Signs claims with labgate's own service-token key, read from the database and unsealed
+/// with the master key, as someone holding both could.
+fn forge(app: &TestApp, change: impl FnOnce(&mut ServiceClaims)) -> String {
+    use labgate::db::schema::services::dsl::{id, services};
+    let pool = labgate::db::connect(&app.settings.database).unwrap();
+    let service_id: String = services.select(id).first(&mut pool.get().unwrap()).unwrap();
     let now = chrono::Utc::now().timestamp();
-    let service_id: String = {
-        use labgate::db::schema::services::dsl::{id, services};
-        services.select(id).first(&mut pool.get().unwrap()).unwrap()
-    };
     let mut claims = ServiceClaims {
         iss: PUBLIC_URL.into(),
         aud: AUDIENCE.into(),
@@ -317,10 +342,20 @@ fn forge(app: &TestApp, change: impl FnOnce(&mut ServiceClaims)) -> String {
         jti: "forged".into(),
     };
     change(&mut claims);
-    use secrecy::ExposeSecret;
-    ServiceTokenKeys::from_pkcs8(pkcs8.expose_secret())
+    ServiceTokenKeys::from_pkcs8(&signing_key_pkcs8(app))
         .unwrap()
         .sign(&claims)
+}
+
+/// labgate's service-token public key: what an algorithm-confusion attack would use as HMAC secret.
+fn public_key(app: &TestApp) -> Vec<u8> {
+    use ring::signature::KeyPair;
+    let pkcs8 = signing_key_pkcs8(app);
+    ring::signature::Ed25519KeyPair::from_pkcs8(&pkcs8)
+        .unwrap()
+        .public_key()
+        .as_ref()
+        .to_vec()
 }
 
 async fn forged_or_stale_service_tokens_are_refused(backend: Backend) {
@@ -358,9 +393,13 @@ async fn forged_or_stale_service_tokens_are_refused(backend: Backend) {
             jsonwebtoken::encode(&header, &claims, &other_key).unwrap(),
         ),
         (
-            "HS256",
-            jsonwebtoken::encode(&hs256, &claims, &EncodingKey::from_secret(kid.as_bytes()))
-                .unwrap(),
+            "HS256 with the public key as secret",
+            jsonwebtoken::encode(
+                &hs256,
+                &claims,
+                &EncodingKey::from_secret(&public_key(&app)),
+            )
+            .unwrap(),
         ),
         ("alg none", format!("{alg_none}.{payload}.")),
         ("garbage", "not-a-token".to_owned()),

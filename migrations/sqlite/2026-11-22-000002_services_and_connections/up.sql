@@ -13,8 +13,9 @@ CREATE TABLE services (
     updated_at TIMESTAMP NOT NULL
 );
 
--- Single-use connect links. Once a browser follows the link, the row holds the hash of the
--- OAuth state, the nonce and the sealed PKCE verifier until the callback spends it.
+-- Single-use connect links, found by the SHA-256 of the link's secret id. Once a browser follows
+-- the link, the row holds the hash of the OAuth state, the nonce and the sealed PKCE verifier
+-- until the callback spends it.
 CREATE TABLE connect_sessions (
     id TEXT PRIMARY KEY NOT NULL,
     service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
@@ -33,9 +34,12 @@ CREATE TABLE connect_sessions (
     connection_id TEXT
 );
 
--- A person's GitLab grant for one (instance, subject, scope set). Tokens are sealed, bound to the row.
+-- A person's GitLab grant for one (service, instance, subject, scope set): a subject is the
+-- service's own id for its user, so two services' subjects never meet. Tokens are sealed,
+-- bound to the row.
 CREATE TABLE connections (
     id TEXT PRIMARY KEY NOT NULL,
+    service_id TEXT NOT NULL,
     instance_id TEXT NOT NULL,
     subject TEXT NOT NULL,
     scopes TEXT NOT NULL,
@@ -48,6 +52,6 @@ CREATE TABLE connections (
     created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL,
     refreshed_at TIMESTAMP,
-    UNIQUE (instance_id, subject, scopes)
+    UNIQUE (service_id, instance_id, subject, scopes)
 );
 CREATE INDEX connections_by_status ON connections (status, expires_at);
