@@ -22,6 +22,7 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub admin: AdminSettings,
     pub outbound: OutboundSettings,
+    pub refresher: RefresherSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +70,15 @@ pub struct AdminSettings {
 pub struct OutboundSettings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefresherSettings {
+    pub enabled: bool,
+    pub interval: Duration,
+    pub margin: Duration,
+    pub jitter: Duration,
+    pub concurrency: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +160,16 @@ struct RawSettings {
     #[serde(default)]
     admin: RawAdmin,
     outbound: RawOutbound,
+    refresher: RawRefresher,
+}
+
+#[derive(Deserialize)]
+struct RawRefresher {
+    enabled: bool,
+    interval_seconds: u64,
+    margin_seconds: u64,
+    jitter_seconds: u64,
+    concurrency: usize,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +254,31 @@ impl RawSettings {
                 connect_timeout: Duration::from_secs(self.outbound.connect_timeout_seconds),
                 request_timeout: Duration::from_secs(self.outbound.request_timeout_seconds),
             },
+            refresher: self.refresher.validate()?,
+        })
+    }
+}
+
+impl RawRefresher {
+    fn validate(self) -> Result<RefresherSettings, ConfigError> {
+        if self.interval_seconds == 0 {
+            return Err(ConfigError::invalid(
+                "refresher.interval_seconds",
+                "must be at least 1 second",
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(ConfigError::invalid(
+                "refresher.concurrency",
+                "must be at least 1",
+            ));
+        }
+        Ok(RefresherSettings {
+            enabled: self.enabled,
+            interval: Duration::from_secs(self.interval_seconds),
+            margin: Duration::from_secs(self.margin_seconds),
+            jitter: Duration::from_secs(self.jitter_seconds),
+            concurrency: self.concurrency,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod oauth;
 pub mod service;
 pub mod startup;

@@ -19,11 +19,13 @@ use crate::crypto::{MasterKey, SealedField, Sealer, ServiceTokenKeys, TokenHash,
 use crate::db::{self, DbConnection, DbPool, meta};
 use crate::http::{self, RequestSpan};
 use crate::oauth::InstanceClients;
-use crate::service::Context;
+use crate::service::audit::AuditLog;
+use crate::service::{Context, refresh};
 
 pub struct Application {
     port: u16,
     server: Server,
+    context: Context,
 }
 
 impl Application {
@@ -37,15 +39,24 @@ impl Application {
             })
             .await??
         };
-        let ctx = web::Data::new(Context {
-            pool,
+        let ctx = Context {
+            pool: pool.clone(),
             sealer: Arc::new(keys.sealer),
             admin_token: keys.admin_token,
             service_tokens: Arc::new(keys.service_tokens),
             clients: Arc::new(InstanceClients::default()),
+            refreshes: Arc::default(),
+            refresher: settings.refresher.clone(),
+            audit: AuditLog::start(pool.clone()),
+            metrics: Arc::default(),
             public_url: settings.server.public_url.clone(),
             outbound: settings.outbound.clone(),
-        });
+        };
+        if settings.refresher.enabled {
+            tokio::spawn(refresh::run_background(ctx.clone()));
+        }
+        let context = ctx.clone();
+        let ctx = web::Data::new(ctx);
 
         let listener = TcpListener::bind(settings.server.listen).with_context(|| {
             format!(
@@ -80,11 +91,17 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            context,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The use cases' shared state, for tools and tests that drive them directly.
+    pub fn context(&self) -> &Context {
+        &self.context
     }
 
     /// Stops the server when called; for tests that restart labgate.

@@ -154,31 +154,27 @@ pub fn mark_in_flight(
     .map(|n| n == 1)
 }
 
-/// Stores a refresh's new pair, clears the marker and the lease, if the lease is still ours.
+/// Stores a refresh's new pair and clears the marker and the lease. Unconditional: a pair
+/// GitLab has issued is the only live one, and must never be dropped.
 pub fn store_refresh(
     conn: &mut DbConnection,
     id: &str,
-    owner: &str,
     tokens: RefreshedTokens<'_>,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    diesel::update(
-        connections::table
-            .find(id)
-            .filter(connections::refresh_lease_owner.eq(owner)),
-    )
-    .set((
-        connections::access_token_sealed.eq(tokens.access_token_sealed),
-        connections::refresh_token_sealed.eq(tokens.refresh_token_sealed),
-        connections::expires_at.eq(tokens.expires_at),
-        connections::refreshed_at.eq(now),
-        connections::updated_at.eq(now),
-        connections::refresh_in_flight_since.eq(None::<NaiveDateTime>),
-        connections::refresh_lease_owner.eq(None::<String>),
-        connections::refresh_lease_until.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)
-    .map(|n| n == 1)
+    diesel::update(connections::table.find(id))
+        .set((
+            connections::access_token_sealed.eq(tokens.access_token_sealed),
+            connections::refresh_token_sealed.eq(tokens.refresh_token_sealed),
+            connections::expires_at.eq(tokens.expires_at),
+            connections::refreshed_at.eq(now),
+            connections::updated_at.eq(now),
+            connections::refresh_in_flight_since.eq(None::<NaiveDateTime>),
+            connections::refresh_lease_owner.eq(None::<String>),
+            connections::refresh_lease_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
 }
 
 /// Gives the lease back; clears the in-flight marker only when the outcome is known.
@@ -227,6 +223,17 @@ pub fn set_status(
         ))
         .execute(conn)
         .map(|n| n == 1)
+}
+
+pub fn for_service(conn: &mut DbConnection, service_id: &str) -> QueryResult<Vec<ConnectionRow>> {
+    connections::table
+        .filter(connections::service_id.eq(service_id))
+        .select(ConnectionRow::as_select())
+        .load(conn)
+}
+
+pub fn delete_for_service(conn: &mut DbConnection, service_id: &str) -> QueryResult<usize> {
+    diesel::delete(connections::table.filter(connections::service_id.eq(service_id))).execute(conn)
 }
 
 pub fn delete_for_instance(conn: &mut DbConnection, instance_id: &str) -> QueryResult<usize> {

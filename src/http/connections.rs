@@ -14,7 +14,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/connections")
             .route(web::get().to(list))
             .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/connections/{id}")
+            .route(web::delete().to(revoke))
+            .default_service(web::to(method_not_allowed)),
     );
+}
+
+/// Revokes at GitLab; the connection stays, `revoked`, for the record.
+async fn revoke(
+    _: Admin,
+    ctx: web::Data<Context>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    connections::revoke(&ctx, &id, "admin").await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[derive(Deserialize)]
@@ -57,7 +72,8 @@ fn body(connection: &ConnectionView) -> serde_json::Value {
         "instance": connection.instance,
         "subject": connection.subject,
         "scopes": connection.scopes.iter().collect::<Vec<_>>(),
-        "status": connection.status,
+                "status": connection.status,
+        "status_reason": connection.status_reason,
         "gitlab": {"user_id": connection.gitlab_user_id, "username": connection.gitlab_username},
         "expires_at": timestamp(connection.expires_at),
         "created_at": timestamp(connection.created_at),

@@ -1,6 +1,6 @@
 use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
@@ -14,6 +14,7 @@ pub struct ApiError {
     detail: String,
     errors: Vec<FieldError>,
     steps: Vec<CheckStep>,
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -44,6 +45,7 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             steps: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -106,6 +108,21 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden { code, detail } => {
                 Self::new(StatusCode::FORBIDDEN, code, detail)
             }
+            ServiceError::NotConnected(detail) => Self::not_found("not_connected", detail),
+            ServiceError::ReauthorizationRequired(detail) => {
+                Self::new(StatusCode::CONFLICT, "reauthorization_required", detail)
+            }
+            ServiceError::GitLabUnavailable {
+                detail,
+                retry_after,
+            } => Self {
+                retry_after: Some(retry_after.as_secs_f64().ceil() as u64),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "gitlab_unavailable",
+                    detail,
+                )
+            },
             ServiceError::CheckFailed(steps) => {
                 let failed = steps.iter().find(|s| s.status == StepStatus::Failed);
                 let code = failed
@@ -179,6 +196,9 @@ impl ResponseError for ApiError {
         response.insert_header((CONTENT_TYPE, "application/problem+json"));
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((WWW_AUTHENTICATE, "Bearer realm=\"labgate\""));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((RETRY_AFTER, seconds.to_string()));
         }
         response.body(serde_json::to_string(&problem).unwrap_or_default())
     }

@@ -43,6 +43,13 @@ impl Fields {
         }
     }
 
+    pub fn integer(&mut self, key: &str) -> Option<i64> {
+        match self.map.remove(key)? {
+            Value::Number(n) if n.is_i64() => n.as_i64(),
+            _ => self.refuse(key, "must be a whole number"),
+        }
+    }
+
     /// An array of strings, or one string of space-separated words (GitLab's scope form).
     pub fn words(&mut self, key: &str) -> Option<Vec<String>> {
         match self.map.remove(key)? {

@@ -21,3 +21,11 @@ pub async fn readyz(ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
         )),
     }
 }
+
+/// Prometheus text: handouts, refreshes and their latency, connections by status.
+pub async fn metrics(ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
+    health::count_connections(&ctx).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(ctx.metrics.encode()))
+}

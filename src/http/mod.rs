@@ -1,9 +1,11 @@
 //! The HTTP edge: routes, request and response shapes, the one `ApiError`, authentication.
 //! Handlers parse, call one use case, and render; they hold no rules of their own.
 
+mod audit;
 mod auth;
 mod connect;
 mod connections;
+mod credentials;
 mod error;
 mod fields;
 mod health;
@@ -30,6 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
+    .route("/metrics", web::get().to(health::metrics))
     .configure(connect::browser_routes)
     .service(
         web::scope("/api/v1")
@@ -37,7 +40,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(instances::routes)
             .configure(services::routes)
             .configure(connect::api_routes)
-            .configure(connections::routes),
+            .configure(connections::routes)
+            .configure(credentials::routes)
+            .configure(audit::routes),
     );
 }
 

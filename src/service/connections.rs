@@ -6,9 +6,12 @@ use chrono::{NaiveDateTime, Utc};
 use diesel::Connection as _;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::audit::AuditEvent;
 use super::{Context, FieldError, ServiceError};
 use crate::crypto::{SealedField, Sealer};
-use crate::db::{self, connections::ConnectionFilter, connections::ConnectionRow};
+use crate::db::{
+    self, connections::ConnectionFilter, connections::ConnectionRow, instances::InstanceRow,
+};
 use crate::domain::{ConnectionStatus, ScopeSet};
 use crate::oauth::Grant;
 
@@ -21,6 +24,8 @@ pub struct ConnectionView {
     pub subject: String,
     pub scopes: ScopeSet,
     pub status: String,
+    /// Why a connection stopped being usable, e.g. `invalid_grant` or `refresh_response_lost`.
+    pub status_reason: Option<String>,
     pub gitlab_user_id: String,
     pub gitlab_username: String,
     pub expires_at: NaiveDateTime,
@@ -101,9 +106,11 @@ pub(super) async fn store_grant(
                     status_reason: None,
                 };
                 let replaced_refresh_token = match existing {
-                    Some(old) => {
+                                        Some(old) => {
                         db::connections::replace_grant(conn, &row)?;
                         open_token(&sealer, &old, "refresh_token")
+                            .map_err(|e| tracing::warn!(error.cause = %e, "the replaced grant cannot be revoked"))
+                            .ok()
                     }
                     None => {
                         db::connections::insert(conn, &row)?;
@@ -158,6 +165,7 @@ pub async fn list(
             subject: row.subject,
             scopes: ScopeSet::granted(row.scopes.split_whitespace()),
             status: row.status,
+            status_reason: row.status_reason,
             gitlab_user_id: row.gitlab_user_id,
             gitlab_username: row.gitlab_username,
             expires_at: row.expires_at,
@@ -168,7 +176,7 @@ pub async fn list(
         .collect())
 }
 
-fn token_field<'a>(connection_id: &'a str, column: &'a str) -> SealedField<'a> {
+pub(super) fn token_field<'a>(connection_id: &'a str, column: &'a str) -> SealedField<'a> {
     SealedField {
         table: "connections",
         column,
@@ -176,19 +184,93 @@ fn token_field<'a>(connection_id: &'a str, column: &'a str) -> SealedField<'a> {
     }
 }
 
-fn open_token(sealer: &Sealer, row: &ConnectionRow, column: &str) -> Option<SecretString> {
+/// Opens one of a connection's sealed tokens (`access_token` or `refresh_token`).
+pub(super) fn open_token(
+    sealer: &Sealer,
+    row: &ConnectionRow,
+    column: &str,
+) -> Result<SecretString, anyhow::Error> {
     let sealed = if column == "access_token" {
         &row.access_token_sealed
     } else {
         &row.refresh_token_sealed
     };
-    match sealer.open(token_field(&row.id, column), sealed) {
-        Ok(plain) => Some(SecretString::from(
-            String::from_utf8_lossy(plain.expose_secret()).into_owned(),
-        )),
-        Err(e) => {
-            tracing::warn!(connection.id = %row.id, error.cause = %e, "a stored token does not open");
-            None
-        }
+    let plain = sealer
+        .open(token_field(&row.id, column), sealed)
+        .map_err(|e| anyhow::anyhow!("opening {column} of connection {}: {e}", row.id))?;
+    Ok(SecretString::from(
+        String::from_utf8_lossy(plain.expose_secret()).into_owned(),
+    ))
+}
+
+/// Revokes a connection: handouts stop at once, then GitLab revokes the grant (RFC 7009,
+/// the refresh token, which ends its access token too). A connection already revoked in
+/// labgate is revoked at GitLab again, so a failed attempt can simply be repeated.
+pub async fn revoke(ctx: &Context, id: &str, actor: &str) -> Result<(), ServiceError> {
+    let owned = id.to_owned();
+    let row = ctx
+        .db(move |conn| db::connections::find(conn, &owned))
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no connection has the id {id:?}")))?;
+    let instance_id = row.instance_id.clone();
+    let instance = ctx
+        .db(move |conn| db::instances::find_by_id(conn, &instance_id))
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("connection {id:?} has no instance")))?;
+    revoke_row(ctx, &instance, row, actor).await
+}
+
+/// Revokes every connection of an instance or a service before it is deleted. Stops at the
+/// first failure, so nothing is deleted while a grant may still live at GitLab.
+pub(super) async fn revoke_all(
+    ctx: &Context,
+    rows: Vec<ConnectionRow>,
+    actor: &str,
+) -> Result<(), ServiceError> {
+    for row in rows {
+        let instance_id = row.instance_id.clone();
+        let Some(instance) = ctx
+            .db(move |conn| db::instances::find_by_id(conn, &instance_id))
+            .await?
+        else {
+            continue;
+        };
+        revoke_row(ctx, &instance, row, actor).await?;
     }
+    Ok(())
+}
+
+async fn revoke_row(
+    ctx: &Context,
+    instance: &InstanceRow,
+    row: ConnectionRow,
+    actor: &str,
+) -> Result<(), ServiceError> {
+    // Waits out a refresh in flight, so that no new pair appears after the revocation.
+    let row = super::refresh::hold_for_revocation(ctx, &row.id)
+        .await?
+        .unwrap_or(row);
+    let (id, now) = (row.id.clone(), Utc::now().naive_utc());
+    let revoked = ConnectionStatus::Revoked.as_str();
+    ctx.db(move |conn| {
+        db::connections::set_status(conn, &id, revoked, Some("revoked by an administrator"), now)
+    })
+    .await?;
+    let registration = super::connect::Registration::of(ctx, instance)?;
+    let http = registration
+        .http_client(ctx)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
+    let refresh_token = open_token(&ctx.sealer, &row, "refresh_token")?;
+    registration.app().revoke(&http, &refresh_token).await.map_err(|e| ServiceError::GitLabUnavailable {
+        detail: format!("the connection is revoked in labgate, but GitLab could not revoke its grant ({e}): try again"),
+        retry_after: std::time::Duration::from_secs(30),
+    })?;
+    tracing::info!(instance.name = %instance.name, connection.id = %row.id, "connection revoked");
+    let event = AuditEvent::new("connection_revoked", actor)
+        .instance(&instance.name)
+        .subject(&row.subject)
+        .connection(&row.id)
+        .scopes(&row.scopes);
+    ctx.audit.record(event).await;
+    Ok(())
 }

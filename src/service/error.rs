@@ -35,6 +35,18 @@ pub enum ServiceError {
     /// The instance check failed; its steps say which one and why. Nothing was saved.
     #[error("instance check failed")]
     CheckFailed(Vec<CheckStep>),
+    /// No connection can serve the request: the person must connect first.
+    #[error("{0}")]
+    NotConnected(String),
+    /// The grant is dead; the person must connect again.
+    #[error("{0}")]
+    ReauthorizationRequired(String),
+    /// GitLab cannot give a fresh enough token now; stored tokens are untouched.
+    #[error("{detail}")]
+    GitLabUnavailable {
+        detail: String,
+        retry_after: std::time::Duration,
+    },
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]

@@ -23,3 +23,19 @@ pub async fn readiness(ctx: &Context) -> Result<(), String> {
         }
     }
 }
+
+/// Refreshes the connections-by-status gauge from the database.
+pub async fn count_connections(ctx: &Context) -> Result<(), ServiceError> {
+    let statuses = ctx.db(db::connections::statuses).await?;
+    let counts: Vec<(&str, i64)> = ["active", "reauthorization_required", "revoked"]
+        .into_iter()
+        .map(|status| {
+            (
+                status,
+                statuses.iter().filter(|s| s.as_str() == status).count() as i64,
+            )
+        })
+        .collect();
+    ctx.metrics.set_connections(&counts);
+    Ok(())
+}

@@ -4,7 +4,8 @@ use anyhow::Context as _;
 use chrono::{NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Context, FieldError, ServiceError};
+use super::audit::AuditEvent;
+use super::{Context, FieldError, ServiceError, connections};
 use crate::crypto::SealedField;
 use crate::db::{self, instances::InstanceRow};
 use crate::domain::{BaseUrl, CaBundle, InstanceName, Invalid, ScopeSet};
@@ -103,6 +104,10 @@ pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, Ser
         return Err(already_registered(&name));
     }
     tracing::info!(instance.name = %name, instance.base_url = %base_url, "instance registered");
+    let event = AuditEvent::new("instance_registered", "admin")
+        .instance(name.as_str())
+        .detail(base_url.as_str());
+    ctx.audit.record(event).await;
     to_instance(ctx, row)
 }
 
@@ -183,6 +188,9 @@ pub async fn change(
         )));
     }
     tracing::info!(instance.name = %row.name, "instance changed");
+    ctx.audit
+        .record(AuditEvent::new("instance_changed", "admin").instance(&row.name))
+        .await;
     to_instance(ctx, row)
 }
 
@@ -199,17 +207,26 @@ pub async fn check(ctx: &Context, name: &str) -> Result<(CheckReport, Instance),
     Ok((report, get(ctx, name).await?))
 }
 
+/// Revokes the instance's connections at GitLab, then removes it and them. Nothing is removed
+/// while a grant may still live at GitLab.
 pub async fn remove(ctx: &Context, name: &str) -> Result<(), ServiceError> {
-    let owned = name.to_owned();
-    if ctx
-        .db(move |conn| db::instances::delete(conn, &owned))
-        .await?
-    {
-        tracing::info!(instance.name = %name, "instance removed");
-        Ok(())
-    } else {
-        Err(not_found(name))
-    }
+    let row = find(ctx, name).await?;
+    let instance_id = row.id.clone();
+    let held = ctx
+        .db(move |conn| db::connections::for_instance(conn, &instance_id))
+        .await?;
+    connections::revoke_all(ctx, held, "admin").await?;
+    let (instance_id, owned) = (row.id.clone(), name.to_owned());
+    ctx.db(move |conn| {
+        db::connections::delete_for_instance(conn, &instance_id)?;
+        db::instances::delete(conn, &owned)
+    })
+    .await?;
+    tracing::info!(instance.name = %name, "instance removed");
+    ctx.audit
+        .record(AuditEvent::new("instance_removed", "admin").instance(name))
+        .await;
+    Ok(())
 }
 
 async fn find(ctx: &Context, name: &str) -> Result<InstanceRow, ServiceError> {

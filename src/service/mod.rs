@@ -1,11 +1,14 @@
 //! The use cases. Each takes the shared `Context`, parsed domain input, and returns domain
 //! output or a `ServiceError`; storage runs on blocking threads, never on the async workers.
 
+pub mod audit;
 pub mod connect;
 pub mod connections;
+pub mod credentials;
 mod error;
 pub mod health;
 pub mod instances;
+pub mod refresh;
 pub mod services;
 
 use std::sync::Arc;
@@ -16,10 +19,11 @@ use url::Url;
 pub use crate::oauth::{CheckStep, StepStatus};
 pub use error::{FieldError, ServiceError};
 
-use crate::config::OutboundSettings;
+use crate::config::{OutboundSettings, RefresherSettings};
 use crate::crypto::{Sealer, ServiceTokenKeys, TokenHash};
 use crate::db::{DbConnection, DbPool};
 use crate::domain::InstanceName;
+use crate::metrics::Metrics;
 use crate::oauth::InstanceClients;
 
 /// What every use case may need, built once at start-up.
@@ -30,6 +34,10 @@ pub struct Context {
     pub admin_token: TokenHash,
     pub service_tokens: Arc<ServiceTokenKeys>,
     pub clients: Arc<InstanceClients>,
+    pub refreshes: Arc<refresh::Refreshes>,
+    pub refresher: RefresherSettings,
+    pub audit: audit::AuditLog,
+    pub metrics: Arc<Metrics>,
     /// The URL GitLab and browsers reach labgate at.
     pub public_url: Url,
     pub outbound: OutboundSettings,

@@ -5,7 +5,8 @@ use anyhow::Context as _;
 use chrono::{NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Context, FieldError, ServiceError};
+use super::audit::AuditEvent;
+use super::{Context, FieldError, ServiceError, connections};
 use crate::crypto::{self, ServiceClaims, TokenHash, TokenRejected, generate_token};
 use crate::db::{self, services::ServiceRow};
 use crate::domain::{InstanceAccess, Invalid, ReturnOrigin, ScopeSet, ServiceName};
@@ -119,6 +120,9 @@ pub async fn create(
         )));
     }
     tracing::info!(service.name = %name, "service created");
+    ctx.audit
+        .record(AuditEvent::new("service_created", "admin").detail(name.as_str()))
+        .await;
     Ok((to_service(row)?, secret))
 }
 
@@ -130,17 +134,30 @@ pub async fn list(ctx: &Context) -> Result<Vec<Service>, ServiceError> {
         .collect()
 }
 
+/// Revokes the service's connections at GitLab, then deletes it and them; its tokens stop
+/// working at once.
 pub async fn delete(ctx: &Context, name: &str) -> Result<(), ServiceError> {
     let owned = name.to_owned();
-    if ctx
-        .db(move |conn| db::services::delete(conn, &owned))
+    let row = ctx
+        .db(move |conn| db::services::find_by_name(conn, &owned))
         .await?
-    {
-        tracing::info!(service.name = %name, "service deleted");
-        Ok(())
-    } else {
-        Err(not_found(name))
-    }
+        .ok_or_else(|| not_found(name))?;
+    let service_id = row.id.clone();
+    let held = ctx
+        .db(move |conn| db::connections::for_service(conn, &service_id))
+        .await?;
+    connections::revoke_all(ctx, held, "admin").await?;
+    let (service_id, owned) = (row.id, name.to_owned());
+    ctx.db(move |conn| {
+        db::connections::delete_for_service(conn, &service_id)?;
+        db::services::delete(conn, &owned)
+    })
+    .await?;
+    tracing::info!(service.name = %name, "service deleted");
+    ctx.audit
+        .record(AuditEvent::new("service_deleted", "admin").detail(name))
+        .await;
+    Ok(())
 }
 
 /// A new secret; the old one stops working at once. Tokens issued before stay valid until
@@ -166,6 +183,9 @@ pub async fn rotate_secret(
         .await?
         .ok_or_else(|| not_found(name))?;
     tracing::info!(service.name = %name, "service secret rotated");
+    ctx.audit
+        .record(AuditEvent::new("service_secret_rotated", "admin").detail(name))
+        .await;
     Ok((to_service(row)?, secret))
 }
 

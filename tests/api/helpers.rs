@@ -5,8 +5,8 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use diesel::{Connection, PgConnection, RunQueryDsl, sql_query};
 use labgate::config::{
-    AdminSettings, DatabaseSettings, DatabaseUrl, OutboundSettings, SecuritySettings,
-    ServerSettings, Settings,
+    AdminSettings, DatabaseSettings, DatabaseUrl, OutboundSettings, RefresherSettings,
+    SecuritySettings, ServerSettings, Settings,
 };
 use labgate::startup::Application;
 use reqwest::{Method, RequestBuilder, Response};
@@ -180,6 +180,14 @@ impl TestApp {
             outbound: OutboundSettings {
                 connect_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_secs(5),
+            },
+            // Tests run sweeps themselves, when they mean to.
+            refresher: RefresherSettings {
+                enabled: false,
+                interval: Duration::from_secs(1),
+                margin: Duration::from_secs(600),
+                jitter: Duration::ZERO,
+                concurrency: 8,
             },
         }
     }

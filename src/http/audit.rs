@@ -1,0 +1,62 @@
+//! `GET /api/v1/audit?since=&limit=`: audit events, newest first.
+
+use actix_web::{HttpResponse, web};
+use chrono::DateTime;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Admin;
+use super::{ApiError, method_not_allowed, timestamp};
+use crate::service::{Context, FieldError, ServiceError, audit};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/audit")
+            .route(web::get().to(list))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+#[derive(Deserialize)]
+struct Query {
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(
+    _: Admin,
+    ctx: web::Data<Context>,
+    query: web::Query<Query>,
+) -> Result<HttpResponse, ApiError> {
+    let since = match query.since.as_deref() {
+        None => None,
+        Some(text) => Some(
+            DateTime::parse_from_rfc3339(text)
+                .map(|at| at.naive_utc())
+                .map_err(|_| {
+                    ServiceError::Invalid(vec![FieldError::new(
+                        "since",
+                        "must be an RFC 3339 time, e.g. 2026-11-22T08:00:00Z",
+                    )])
+                })?,
+        ),
+    };
+    let events = audit::list(&ctx, since, query.limit.unwrap_or(100)).await?;
+    let body: Vec<_> = events
+        .iter()
+        .map(|event| {
+            json!({
+                "id": event.id,
+                "at": timestamp(event.at),
+                "kind": event.kind,
+                "actor": event.actor,
+                "instance": event.instance,
+                "subject": event.subject,
+                "connection_id": event.connection_id,
+                "scopes": event.scopes.as_deref().map(|s| s.split_whitespace().collect::<Vec<_>>()),
+                "detail": event.detail,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "events": body })))
+}

@@ -1,0 +1,50 @@
+//! `POST /api/v1/credentials`: a service fetches a GitLab token for one of its users.
+
+use actix_web::http::header::CACHE_CONTROL;
+use actix_web::{HttpResponse, web};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use super::auth::ServicePrincipal;
+use super::fields::Fields;
+use super::{ApiError, method_not_allowed, timestamp};
+use crate::service::Context;
+use crate::service::credentials::{self, CredentialsForm};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/credentials")
+            .route(web::post().to(fetch))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+async fn fetch(
+    caller: ServicePrincipal,
+    ctx: web::Data<Context>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::of(
+        body.into_inner(),
+        &["instance", "subject", "scopes", "min_valid_for"],
+    )?;
+    let form = CredentialsForm {
+        instance: fields.text("instance"),
+        subject: fields.text("subject"),
+        scopes: fields.words("scopes"),
+        min_valid_for: fields.integer("min_valid_for"),
+    };
+    fields.finish()?;
+    let handed = credentials::hand_out(&ctx, &caller.0, form).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "access_token": handed.access_token.expose_secret(),
+            "token_type": "Bearer",
+            "expires_at": timestamp(handed.expires_at),
+            "scopes": handed.scopes.iter().collect::<Vec<_>>(),
+            "connection_id": handed.connection_id,
+            "gitlab": {"user_id": handed.gitlab_user_id, "username": handed.gitlab_username},
+            "instance": {"name": handed.instance, "base_url": handed.base_url},
+        })))
+}

@@ -1,0 +1,153 @@
+//! The audit log: every handout, refresh failure and admin change. Events are queued and
+//! written in batches by one writer task, so recording never waits on a database commit.
+//! A crash loses what is still queued: at most one batch window (200 ms) of events.
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Context, ServiceError};
+use crate::db::{self, DbPool, audit::AuditRow, audit::NewAuditEvent};
+
+const QUEUE: usize = 65_536;
+const BATCH: usize = 1_000;
+const WINDOW: Duration = Duration::from_millis(200);
+
+/// One thing that happened. Never holds a token or secret.
+#[derive(Debug, Clone)]
+pub struct AuditEvent(NewAuditEvent);
+
+impl AuditEvent {
+    pub fn new(kind: &str, actor: impl Into<String>) -> Self {
+        Self(NewAuditEvent {
+            at: Utc::now().naive_utc(),
+            kind: kind.to_owned(),
+            actor: actor.into(),
+            instance: None,
+            subject: None,
+            connection_id: None,
+            scopes: None,
+            detail: None,
+        })
+    }
+
+    pub fn instance(mut self, name: &str) -> Self {
+        self.0.instance = Some(name.to_owned());
+        self
+    }
+
+    pub fn subject(mut self, subject: &str) -> Self {
+        self.0.subject = Some(subject.to_owned());
+        self
+    }
+
+    pub fn connection(mut self, id: &str) -> Self {
+        self.0.connection_id = Some(id.to_owned());
+        self
+    }
+
+    pub fn scopes(mut self, scopes: impl ToString) -> Self {
+        self.0.scopes = Some(scopes.to_string());
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.0.detail = Some(detail.into());
+        self
+    }
+}
+
+enum Command {
+    Record(NewAuditEvent),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The queue into the writer task.
+#[derive(Clone)]
+pub struct AuditLog {
+    queue: mpsc::Sender<Command>,
+}
+
+impl AuditLog {
+    /// Starts the writer on the current runtime.
+    pub fn start(pool: DbPool) -> Self {
+        let (queue, commands) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(pool, commands));
+        Self { queue }
+    }
+
+    /// Queues an event; waits only if the queue is full (the database is far behind).
+    pub async fn record(&self, event: AuditEvent) {
+        if self.queue.send(Command::Record(event.0)).await.is_err() {
+            tracing::error!("the audit writer has stopped; an event was not recorded");
+        }
+    }
+
+    /// Returns once everything queued before the call is written.
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.queue.send(Command::Flush(done)).await.is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
+async fn write_batches(pool: DbPool, mut commands: mpsc::Receiver<Command>) {
+    while let Some(first) = commands.recv().await {
+        let mut batch = Vec::new();
+        let mut waiting = Vec::new();
+        let mut next = Some(first);
+        let deadline = tokio::time::Instant::now() + WINDOW;
+        while let Some(command) = next.take() {
+            match command {
+                Command::Record(event) => batch.push(event),
+                // A flush ends the batch at once: what it waits for is written now.
+                Command::Flush(done) => {
+                    waiting.push(done);
+                    break;
+                }
+            }
+            if batch.len() >= BATCH {
+                break;
+            }
+            next = tokio::time::timeout_at(deadline, commands.recv())
+                .await
+                .ok()
+                .flatten();
+        }
+        if !batch.is_empty() {
+            let pool = pool.clone();
+            let count = batch.len();
+            let written = tokio::task::spawn_blocking(move || {
+                let mut conn = pool.get().map_err(|e| e.to_string())?;
+                db::audit::insert_batch(&mut conn, &batch).map_err(|e| e.to_string())
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(events = count, error.cause = %e, "audit events could not be written")
+                }
+                Err(e) => {
+                    tracing::error!(events = count, error.cause = %e, "the audit writer failed")
+                }
+            }
+        }
+        for done in waiting {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Newest first; `limit` between 1 and 1000.
+pub async fn list(
+    ctx: &Context,
+    since: Option<NaiveDateTime>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, ServiceError> {
+    ctx.audit.flush().await;
+    let limit = limit.clamp(1, 1000);
+    ctx.db(move |conn| db::audit::list(conn, since, limit))
+        .await
+}

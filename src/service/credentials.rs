@@ -1,0 +1,251 @@
+//! Handing out credentials: the least-privileged connection that covers the request, with a
+//! token valid long enough, refreshed first when it is not.
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta, Utc};
+use secrecy::SecretString;
+
+use super::audit::AuditEvent;
+use super::connections::open_token;
+use super::refresh::{self, RefreshError};
+use super::services::Service;
+use super::{Context, FieldError, ServiceError};
+use crate::db::{self, connections::ConnectionRow};
+use crate::domain::{ConnectionStatus, InstanceName, ScopeSet, Subject};
+
+/// However little a caller asks for, a token handed out lives at least this long.
+const MIN_VALIDITY_SECONDS: i64 = 60;
+const MAX_MIN_VALID_FOR_SECONDS: i64 = 3600;
+
+/// What a service asks for, as typed.
+#[derive(Debug, Default)]
+pub struct CredentialsForm {
+    pub instance: Option<String>,
+    pub subject: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub min_valid_for: Option<i64>,
+}
+
+pub struct Credentials {
+    pub access_token: SecretString,
+    pub expires_at: NaiveDateTime,
+    pub scopes: ScopeSet,
+    pub connection_id: String,
+    pub gitlab_user_id: String,
+    pub gitlab_username: String,
+    pub instance: String,
+    pub base_url: String,
+}
+
+pub async fn hand_out(
+    ctx: &Context,
+    service: &Service,
+    form: CredentialsForm,
+) -> Result<Credentials, ServiceError> {
+    let instance_name = form.instance.clone().unwrap_or_default();
+    let result = hand_out_checked(ctx, service, form).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(ServiceError::NotConnected(_)) => "not_connected",
+        Err(ServiceError::ReauthorizationRequired(_)) => "reauthorization_required",
+        Err(ServiceError::GitLabUnavailable { .. }) => "unavailable",
+        Err(ServiceError::Forbidden { .. }) => "forbidden",
+        Err(ServiceError::Invalid(_)) => "invalid",
+        Err(_) => "error",
+    };
+    ctx.metrics.handout(&instance_name, outcome);
+    result
+}
+
+async fn hand_out_checked(
+    ctx: &Context,
+    service: &Service,
+    form: CredentialsForm,
+) -> Result<Credentials, ServiceError> {
+    let (instance_name, subject, requested, min_valid_for) = parse(form)?;
+    if !service.instances.allows(&instance_name) {
+        return Err(ServiceError::Forbidden {
+            code: "instance_not_allowed",
+            detail: format!(
+                "service {:?} may not use instance {:?}",
+                service.name.as_str(),
+                instance_name.as_str()
+            ),
+        });
+    }
+    if let Some(requested) = &requested {
+        let beyond = requested.beyond_policy(&service.scopes);
+        if !beyond.is_empty() {
+            return Err(ServiceError::Forbidden {
+                code: "scope_not_allowed",
+                detail: format!(
+                    "service {:?} may not receive {}",
+                    service.name.as_str(),
+                    beyond.join(", ")
+                ),
+            });
+        }
+    }
+    let name = instance_name.to_string();
+    let instance = ctx
+        .db(move |conn| db::instances::find_by_name(conn, &name))
+        .await?
+        .ok_or_else(|| {
+            ServiceError::NotConnected(format!(
+                "no instance is registered under the name {instance_name}"
+            ))
+        })?;
+    let (service_id, instance_id, who) =
+        (service.id.clone(), instance.id.clone(), subject.to_string());
+    let held = ctx
+        .db(move |conn| db::connections::for_subject(conn, &service_id, &instance_id, &who))
+        .await?;
+    let chosen = choose(service, &subject, &instance.name, held, requested.as_ref())?;
+
+    let need_until =
+        Utc::now().naive_utc() + TimeDelta::seconds(min_valid_for.max(MIN_VALIDITY_SECONDS));
+    let row = refresh::ensure_fresh(ctx, &chosen.id, need_until)
+        .await
+        .map_err(|e| match e {
+            RefreshError::Reauthorization(reason) => {
+                ServiceError::ReauthorizationRequired(format!(
+                    "{subject}'s connection on {} needs the person to connect again ({reason})",
+                    instance.name
+                ))
+            }
+            RefreshError::Unavailable {
+                retry_after,
+                reason,
+            } => ServiceError::GitLabUnavailable {
+                detail: format!("GitLab could not refresh the token: {reason}"),
+                retry_after: retry_after.max(Duration::from_secs(1)),
+            },
+            RefreshError::Gone => ServiceError::NotConnected(format!(
+                "{subject} is not connected to {}",
+                instance.name
+            )),
+            RefreshError::Storage(e) => e,
+        })?;
+    let access_token = open_token(&ctx.sealer, &row, "access_token")?;
+    let scopes = ScopeSet::granted(row.scopes.split_whitespace());
+    let event = AuditEvent::new("handout", format!("service:{}", service.name))
+        .instance(&instance.name)
+        .subject(subject.as_str())
+        .connection(&row.id)
+        .scopes(&scopes);
+    ctx.audit.record(event).await;
+    Ok(Credentials {
+        access_token,
+        expires_at: row.expires_at,
+        scopes,
+        connection_id: row.id,
+        gitlab_user_id: row.gitlab_user_id,
+        gitlab_username: row.gitlab_username,
+        instance: instance.name,
+        base_url: instance.base_url,
+    })
+}
+
+/// The narrowest usable connection that covers the request and stays within the service's
+/// policy; otherwise the error that says why there is none.
+fn choose(
+    service: &Service,
+    subject: &Subject,
+    instance: &str,
+    held: Vec<ConnectionRow>,
+    requested: Option<&ScopeSet>,
+) -> Result<ConnectionRow, ServiceError> {
+    let granted = |row: &ConnectionRow| ScopeSet::granted(row.scopes.split_whitespace());
+    let covering: Vec<ConnectionRow> = held
+        .into_iter()
+        .filter(|row| row.status != ConnectionStatus::Revoked.as_str())
+        .filter(|row| requested.is_none_or(|wanted| wanted.outside(&granted(row)).is_empty()))
+        .collect();
+    if covering.is_empty() {
+        let what = requested.map(|s| format!(" with {s}")).unwrap_or_default();
+        return Err(ServiceError::NotConnected(format!(
+            "{subject} has no connection on {instance}{what}: send them a connect link"
+        )));
+    }
+    let (within, beyond): (Vec<_>, Vec<_>) = covering
+        .into_iter()
+        .partition(|row| granted(row).beyond_policy(&service.scopes).is_empty());
+    if within.is_empty() {
+        let broad = beyond
+            .first()
+            .map(|row| granted(row).to_string())
+            .unwrap_or_default();
+        return Err(ServiceError::Forbidden {
+            code: "scope_not_allowed",
+            detail: format!(
+                "{subject}'s connection on {instance} grants {broad}, more than service {:?} may receive",
+                service.name.as_str()
+            ),
+        });
+    }
+    let active: Vec<&ConnectionRow> = within
+        .iter()
+        .filter(|row| row.status == ConnectionStatus::Active.as_str())
+        .collect();
+    match active.into_iter().min_by_key(|row| {
+        (
+            granted(row).iter().count(),
+            std::cmp::Reverse(row.updated_at),
+        )
+    }) {
+        Some(row) => Ok(row.clone()),
+        None => Err(ServiceError::ReauthorizationRequired(format!(
+            "{subject}'s connection on {instance} needs the person to connect again"
+        ))),
+    }
+}
+
+fn parse(
+    form: CredentialsForm,
+) -> Result<(InstanceName, Subject, Option<ScopeSet>, i64), ServiceError> {
+    let mut errors = Vec::new();
+    let mut field = |name: &str, message: String| errors.push(FieldError::new(name, message));
+    let instance = match form.instance.as_deref().map(InstanceName::parse) {
+        Some(Ok(name)) => Some(name),
+        Some(Err(e)) => {
+            field("instance", e.0);
+            None
+        }
+        None => {
+            field("instance", "is required".into());
+            None
+        }
+    };
+    let subject = match form.subject.as_deref().map(Subject::parse) {
+        Some(Ok(subject)) => Some(subject),
+        Some(Err(e)) => {
+            field("subject", e.0);
+            None
+        }
+        None => {
+            field("subject", "is required".into());
+            None
+        }
+    };
+    let scopes = match form.scopes.map(|s| ScopeSet::parse(&s)) {
+        Some(Err(e)) => {
+            field("scopes", e.0);
+            None
+        }
+        other => other.map(Result::ok),
+    };
+    let min_valid_for = form.min_valid_for.unwrap_or(0);
+    if !(0..=MAX_MIN_VALID_FOR_SECONDS).contains(&min_valid_for) {
+        field(
+            "min_valid_for",
+            format!("must be a number of seconds from 0 to {MAX_MIN_VALID_FOR_SECONDS}"),
+        );
+    }
+    match (instance, subject, scopes) {
+        (Some(instance), Some(subject), Some(scopes)) if errors.is_empty() => {
+            Ok((instance, subject, scopes, min_valid_for))
+        }
+        _ => Err(ServiceError::Invalid(errors)),
+    }
+}

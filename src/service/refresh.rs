@@ -1,0 +1,524 @@
+//! Refreshing tokens without ever losing a grant to GitLab's rotation (GITLAB.md: a refresh
+//! revokes the old pair at once, with no grace).
+//!
+//! - One refresh per connection at a time: a lock per connection within the process, and a
+//!   lease on the row (compare-and-set) across every process sharing the database. Waiters
+//!   get the new token once it is stored.
+//! - The refresh runs in a task of its own, so a caller that goes away (a client hanging up)
+//!   cannot cancel it between GitLab's commit and labgate's.
+//! - Before the request leaves, the row is marked "refresh in flight"; the mark is cleared
+//!   only once the outcome is known. A timeout, a broken or unreadable answer, a 5xx or a crash
+//!   leaves it set: GitLab may have rotated the pair without labgate learning the new one.
+//! - Such an unknown outcome is never followed by a blind retry. Once GitLab has surely
+//!   finished with the request (twice the request timeout), labgate asks GitLab whether the old
+//!   access token still works (`/oauth/token/info`): if it does, nothing rotated and a refresh
+//!   is safe; if it died before its expiry, the rotation happened and its answer was lost, so
+//!   the connection needs re-authorization (recorded, audited).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDateTime, TimeDelta, Utc};
+use futures_util::StreamExt;
+use secrecy::ExposeSecret;
+
+use super::audit::AuditEvent;
+use super::connect::Registration;
+use super::connections::{open_token, token_field};
+use super::{Context, ServiceError};
+use crate::db::{self, connections::ConnectionRow, connections::RefreshedTokens};
+use crate::domain::ConnectionStatus;
+use crate::oauth::RefreshOutcome;
+
+/// How often a waiter looks again at a row another process is refreshing.
+const POLL: Duration = Duration::from_millis(50);
+/// What to tell callers to wait when GitLab gave no `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Per-process coordination: one lock per connection, and this process's lease name.
+pub struct Refreshes {
+    owner: String,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    backoff: Mutex<HashMap<String, (Instant, Duration)>>,
+}
+
+impl Default for Refreshes {
+    fn default() -> Self {
+        Self {
+            owner: uuid::Uuid::new_v4().to_string(),
+            locks: Mutex::default(),
+            backoff: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum RefreshError {
+    /// The grant is dead; the person must connect again. The reason is recorded on the row.
+    Reauthorization(String),
+    /// GitLab cannot refresh now; stored tokens are untouched.
+    Unavailable {
+        retry_after: Duration,
+        reason: String,
+    },
+    /// The connection is revoked or gone.
+    Gone,
+    Storage(ServiceError),
+}
+
+impl From<ServiceError> for RefreshError {
+    fn from(error: ServiceError) -> Self {
+        Self::Storage(error)
+    }
+}
+
+/// The connection's row once its token is valid until at least `need_until`, refreshing first
+/// when it is not.
+pub async fn ensure_fresh(
+    ctx: &Context,
+    id: &str,
+    need_until: NaiveDateTime,
+) -> Result<ConnectionRow, RefreshError> {
+    let deadline = Instant::now() + lease_length(ctx) + Duration::from_secs(2);
+    loop {
+        let row = load(ctx, id).await?;
+        if satisfies(&row, need_until) {
+            return Ok(row);
+        }
+        // One refresh per connection in this process; the others wait here for its result.
+        let lock = ctx.refreshes.lock_for(id);
+        let guard = lock.lock_owned().await;
+        let row = load(ctx, id).await?;
+        if satisfies(&row, need_until) {
+            return Ok(row);
+        }
+        let now = Utc::now().naive_utc();
+        let until = now + TimeDelta::from_std(lease_length(ctx)).unwrap_or(TimeDelta::seconds(60));
+        let (owner, lease_id) = (ctx.refreshes.owner.clone(), id.to_owned());
+        let leased = ctx
+            .db(move |conn| db::connections::take_lease(conn, &lease_id, &owner, until, now))
+            .await?;
+        if leased {
+            let (ctx, id) = (ctx.clone(), id.to_owned());
+            // Its own task: nothing the caller does can cut it off between GitLab and the database.
+            let task = tokio::spawn(async move {
+                let _held = guard;
+                refresh_with_lease(&ctx, &id, need_until).await
+            });
+            return task
+                .await
+                .unwrap_or_else(|e| Err(RefreshError::Storage(ServiceError::Internal(e.into()))));
+        }
+        // Another process holds the lease: wait for its result, or for its lease to run out.
+        drop(guard);
+        if Instant::now() > deadline {
+            return Err(RefreshError::Unavailable {
+                retry_after: Duration::from_secs(1),
+                reason: "another labgate process is still refreshing this connection".into(),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Takes the connection's refresh lease, waiting out a refresh in flight, so that a revocation
+/// cannot be followed by a new pair. Returns the row as it stands under the lease.
+pub(super) async fn hold_for_revocation(
+    ctx: &Context,
+    id: &str,
+) -> Result<Option<ConnectionRow>, ServiceError> {
+    let deadline = Instant::now() + lease_length(ctx);
+    let lock = ctx.refreshes.lock_for(id);
+    let _held = lock.lock().await;
+    loop {
+        let now = Utc::now().naive_utc();
+        let until = now + TimeDelta::from_std(lease_length(ctx)).unwrap_or(TimeDelta::seconds(60));
+        let (owner, lease_id) = (ctx.refreshes.owner.clone(), id.to_owned());
+        if ctx
+            .db(move |conn| db::connections::take_lease(conn, &lease_id, &owner, until, now))
+            .await?
+            || Instant::now() > deadline
+        {
+            let owned = id.to_owned();
+            return ctx
+                .db(move |conn| db::connections::find(conn, &owned))
+                .await;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// One sweep of the background refresher: refreshes active connections due within the margin
+/// (plus each one's jitter), at most `concurrency` at a time, skipping instances in back-off.
+/// Returns how many were refreshed.
+pub async fn sweep(ctx: &Context) -> Result<usize, ServiceError> {
+    let settings = ctx.refresher.clone();
+    let now = Utc::now().naive_utc();
+    let horizon = now + TimeDelta::from_std(settings.margin + settings.jitter).unwrap_or_default();
+    let due = ctx
+        .db(move |conn| db::connections::due_for_refresh(conn, horizon, now, 100_000))
+        .await?;
+    let due: Vec<ConnectionRow> = due
+        .into_iter()
+        .filter(|row| {
+            row.expires_at
+                < now
+                    + TimeDelta::from_std(settings.margin + jitter(&row.id, settings.jitter))
+                        .unwrap_or_default()
+        })
+        .collect();
+    let refreshed = futures_util::stream::iter(due)
+        .map(|row| async move {
+            if ctx.refreshes.backing_off(&row.instance_id) {
+                return false;
+            }
+            let need_until =
+                Utc::now().naive_utc() + TimeDelta::from_std(settings.margin).unwrap_or_default();
+            match ensure_fresh(ctx, &row.id, need_until).await {
+                Ok(_) => true,
+                Err(RefreshError::Unavailable { retry_after, .. }) => {
+                    ctx.refreshes.back_off(&row.instance_id, retry_after);
+                    false
+                }
+                Err(_) => false,
+            }
+        })
+        .buffer_unordered(settings.concurrency)
+        .filter(|refreshed| std::future::ready(*refreshed))
+        .count()
+        .await;
+    Ok(refreshed)
+}
+
+/// Runs `sweep` every interval until the process ends.
+pub async fn run_background(ctx: Context) {
+    let mut ticks = tokio::time::interval(ctx.refresher.interval);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = sweep(&ctx).await {
+            tracing::warn!(error.cause = %e, "background refresh sweep failed");
+        }
+    }
+}
+
+/// A fixed spread per connection, so that connections made together do not come due together.
+fn jitter(id: &str, range: Duration) -> Duration {
+    let spread = range.as_millis().max(1) as u64;
+    let seed = id
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    Duration::from_millis(seed % spread)
+}
+
+impl Refreshes {
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(id.to_owned()).or_default().clone()
+    }
+
+    fn backing_off(&self, instance_id: &str) -> bool {
+        let backoff = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        backoff
+            .get(instance_id)
+            .is_some_and(|(until, _)| Instant::now() < *until)
+    }
+
+    /// Doubles the instance's back-off (from GitLab's `Retry-After` or 30 s, up to 10 minutes).
+    fn back_off(&self, instance_id: &str, retry_after: Duration) {
+        let mut backoff = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let previous = backoff
+            .get(instance_id)
+            .map_or(Duration::ZERO, |(_, length)| *length);
+        let length = (previous * 2)
+            .max(retry_after)
+            .min(Duration::from_secs(600));
+        backoff.insert(instance_id.to_owned(), (Instant::now() + length, length));
+    }
+}
+
+/// Long enough for a probe and a refresh, each bounded by the request timeout.
+fn lease_length(ctx: &Context) -> Duration {
+    ctx.outbound.request_timeout * 2 + ctx.outbound.connect_timeout + Duration::from_secs(5)
+}
+
+/// After an unknown outcome, how long GitLab may still be working on the request.
+fn settle_time(ctx: &Context) -> Duration {
+    ctx.outbound.request_timeout * 2
+}
+
+fn satisfies(row: &ConnectionRow, need_until: NaiveDateTime) -> bool {
+    row.status == ConnectionStatus::Active.as_str()
+        && row.refresh_in_flight_since.is_none()
+        && row.expires_at >= need_until
+}
+
+async fn load(ctx: &Context, id: &str) -> Result<ConnectionRow, RefreshError> {
+    let owned = id.to_owned();
+    let row = ctx
+        .db(move |conn| db::connections::find(conn, &owned))
+        .await?
+        .ok_or(RefreshError::Gone)?;
+    match row.status.as_str() {
+        "active" => Ok(row),
+        "reauthorization_required" => Err(RefreshError::Reauthorization(
+            row.status_reason
+                .clone()
+                .unwrap_or_else(|| "invalid_grant".into()),
+        )),
+        _ => Err(RefreshError::Gone),
+    }
+}
+
+/// Holding the lease: resolves an earlier unknown outcome, then refreshes once.
+async fn refresh_with_lease(
+    ctx: &Context,
+    id: &str,
+    need_until: NaiveDateTime,
+) -> Result<ConnectionRow, RefreshError> {
+    let lease = Lease { ctx, id };
+    let row = match load(ctx, id).await {
+        Ok(row) => row,
+        Err(e) => {
+            lease.release(true).await;
+            return Err(e);
+        }
+    };
+    if satisfies(&row, need_until) {
+        lease.release(true).await;
+        return Ok(row);
+    }
+    let instance_id = row.instance_id.clone();
+    let instance = ctx
+        .db(move |conn| db::instances::find_by_id(conn, &instance_id))
+        .await?
+        .ok_or(RefreshError::Gone)?;
+    let registration =
+        Registration::of(ctx, &instance).map_err(|e| RefreshError::Storage(e.into()))?;
+    let http = registration
+        .http_client(ctx)
+        .map_err(|e| RefreshError::Storage(ServiceError::Internal(anyhow::anyhow!(e))))?;
+    let access_token = open_token(&ctx.sealer, &row, "access_token")
+        .map_err(|e| RefreshError::Storage(e.into()))?;
+    let refresh_token = open_token(&ctx.sealer, &row, "refresh_token")
+        .map_err(|e| RefreshError::Storage(e.into()))?;
+
+    if let Some(since) = row.refresh_in_flight_since {
+        let waited = (Utc::now().naive_utc() - since)
+            .to_std()
+            .unwrap_or_default();
+        if waited < settle_time(ctx) {
+            lease.release(false).await;
+            return Err(RefreshError::Unavailable {
+                retry_after: settle_time(ctx) - waited + Duration::from_millis(100),
+                reason: "the outcome of the last refresh is not known yet".into(),
+            });
+        }
+        match registration
+            .app()
+            .access_token_alive(&http, &access_token)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Err(lost(ctx, &lease, &row, &instance.name).await),
+            Err(e) => {
+                lease.release(false).await;
+                return Err(unavailable(
+                    DEFAULT_RETRY_AFTER,
+                    format!("cannot ask GitLab about the last refresh: {e}"),
+                ));
+            }
+        }
+    }
+
+    let now = Utc::now().naive_utc();
+    let (marked_id, owner) = (id.to_owned(), ctx.refreshes.owner.clone());
+    if !ctx
+        .db(move |conn| db::connections::mark_in_flight(conn, &marked_id, &owner, now))
+        .await?
+    {
+        return Err(unavailable(
+            Duration::from_secs(1),
+            "the refresh lease was lost".into(),
+        ));
+    }
+    let started = Instant::now();
+    let outcome = registration.app().refresh(&http, &refresh_token).await;
+    let seconds = started.elapsed().as_secs_f64();
+
+    match outcome {
+        RefreshOutcome::Refreshed {
+            access_token,
+            refresh_token,
+            expires_at,
+        } => {
+            let tokens = Sealed {
+                access: ctx.sealer.seal(
+                    token_field(id, "access_token"),
+                    access_token.expose_secret().as_bytes(),
+                ),
+                refresh: ctx.sealer.seal(
+                    token_field(id, "refresh_token"),
+                    refresh_token.expose_secret().as_bytes(),
+                ),
+            };
+            let (stored_id, expires_at) = (id.to_owned(), expires_at.naive_utc());
+            ctx.db(move |conn| {
+                let tokens = RefreshedTokens {
+                    access_token_sealed: &tokens.access,
+                    refresh_token_sealed: &tokens.refresh,
+                    expires_at,
+                };
+                db::connections::store_refresh(conn, &stored_id, tokens, Utc::now().naive_utc())
+            })
+            .await?;
+            ctx.metrics.refresh(&instance.name, "ok", seconds);
+            load(ctx, id).await
+        }
+        RefreshOutcome::InvalidGrant => {
+            ctx.metrics
+                .refresh(&instance.name, "invalid_grant", seconds);
+            let reason = "GitLab refused the refresh token (invalid_grant)";
+            Err(reauthorize(ctx, &lease, &row, &instance.name, "invalid_grant", reason).await)
+        }
+        RefreshOutcome::Throttled { retry_after } => {
+            ctx.metrics.refresh(&instance.name, "unavailable", seconds);
+            lease.release(true).await;
+            Err(unavailable(
+                retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
+                "GitLab is throttling refreshes (429)".into(),
+            ))
+        }
+        RefreshOutcome::NotSent(reason) | RefreshOutcome::Refused(reason) => {
+            ctx.metrics.refresh(&instance.name, "unavailable", seconds);
+            lease.release(true).await;
+            record_failure(ctx, &row, &instance.name, &reason).await;
+            Err(unavailable(
+                DEFAULT_RETRY_AFTER,
+                format!("GitLab did not refresh: {reason}"),
+            ))
+        }
+        RefreshOutcome::Unknown(reason) => {
+            ctx.metrics.refresh(&instance.name, "unknown", seconds);
+            tracing::warn!(
+                instance.name = %instance.name, connection.id = %id, error.cause = %reason,
+                "refresh outcome unknown: GitLab will be asked before anything is retried"
+            );
+            lease.release(false).await;
+            record_failure(
+                ctx,
+                &row,
+                &instance.name,
+                &format!("outcome unknown: {reason}"),
+            )
+            .await;
+            Err(unavailable(
+                settle_time(ctx),
+                format!("GitLab's answer to the refresh was lost: {reason}"),
+            ))
+        }
+    }
+}
+
+/// The pair died before its time after an unknown outcome: GitLab rotated it and the answer
+/// was lost.
+async fn lost(
+    ctx: &Context,
+    lease: &Lease<'_>,
+    row: &ConnectionRow,
+    instance: &str,
+) -> RefreshError {
+    let (code, reason) = if row.expires_at > Utc::now().naive_utc() {
+        (
+            "refresh_response_lost",
+            "GitLab rotated the tokens but its answer was lost",
+        )
+    } else {
+        (
+            "refresh_outcome_unverifiable",
+            "the last refresh's outcome is unknown and the expired access token cannot tell",
+        )
+    };
+    reauthorize(ctx, lease, row, instance, code, reason).await
+}
+
+async fn reauthorize(
+    ctx: &Context,
+    lease: &Lease<'_>,
+    row: &ConnectionRow,
+    instance: &str,
+    code: &str,
+    reason: &str,
+) -> RefreshError {
+    let (id, status, code_owned) = (
+        row.id.clone(),
+        ConnectionStatus::ReauthorizationRequired.as_str(),
+        code.to_owned(),
+    );
+    let now = Utc::now().naive_utc();
+    if let Err(e) = ctx
+        .db(move |conn| db::connections::set_status(conn, &id, status, Some(&code_owned), now))
+        .await
+    {
+        lease.release(false).await;
+        return RefreshError::Storage(e);
+    }
+    tracing::warn!(instance.name = %instance, connection.id = %row.id, reason, "connection needs re-authorization");
+    let event = AuditEvent::new("connection_reauthorization_required", "labgate")
+        .instance(instance)
+        .subject(&row.subject)
+        .connection(&row.id)
+        .detail(format!("{code}: {reason}"));
+    ctx.audit.record(event).await;
+    RefreshError::Reauthorization(code.to_owned())
+}
+
+async fn record_failure(ctx: &Context, row: &ConnectionRow, instance: &str, reason: &str) {
+    let event = AuditEvent::new("refresh_failed", "labgate")
+        .instance(instance)
+        .subject(&row.subject)
+        .connection(&row.id)
+        .detail(reason);
+    ctx.audit.record(event).await;
+}
+
+fn unavailable(retry_after: Duration, reason: String) -> RefreshError {
+    RefreshError::Unavailable {
+        retry_after,
+        reason,
+    }
+}
+
+struct Sealed {
+    access: Vec<u8>,
+    refresh: Vec<u8>,
+}
+
+/// This process's hold on a row's refresh lease.
+struct Lease<'a> {
+    ctx: &'a Context,
+    id: &'a str,
+}
+
+impl Lease<'_> {
+    /// Gives the lease back; `outcome_known` also clears the in-flight mark.
+    async fn release(&self, outcome_known: bool) {
+        let (id, owner) = (self.id.to_owned(), self.ctx.refreshes.owner.clone());
+        if let Err(e) = self
+            .ctx
+            .db(move |conn| db::connections::release_lease(conn, &id, &owner, outcome_known))
+            .await
+        {
+            tracing::warn!(connection.id = %self.id, error.cause = %e, "could not release a refresh lease; it will expire");
+        }
+    }
+}
