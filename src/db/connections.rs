@@ -93,7 +93,8 @@ pub fn for_instance(conn: &mut DbConnection, instance_id: &str) -> QueryResult<V
         .load(conn)
 }
 
-/// Active connections whose token expires before `before` and that nobody is refreshing.
+/// Active connections whose token expires before `before`, or whose last refresh's outcome is
+/// unknown, and that nobody is refreshing.
 pub fn due_for_refresh(
     conn: &mut DbConnection,
     before: NaiveDateTime,
@@ -102,7 +103,11 @@ pub fn due_for_refresh(
 ) -> QueryResult<Vec<ConnectionRow>> {
     connections::table
         .filter(connections::status.eq("active"))
-        .filter(connections::expires_at.lt(before))
+        .filter(
+            connections::expires_at
+                .lt(before)
+                .or(connections::refresh_in_flight_since.is_not_null()),
+        )
         .filter(
             connections::refresh_lease_until
                 .is_null()

@@ -203,6 +203,11 @@ pub(super) fn open_token(
     ))
 }
 
+/// `status_reason` of a revoked connection: labgate stopped handing it out; GitLab has, or has
+/// not yet, revoked its grant.
+const REVOCATION_PENDING: &str = "revocation_pending_at_gitlab";
+const REVOKED_AT_GITLAB: &str = "revoked";
+
 /// Revokes a connection: handouts stop at once, then GitLab revokes the grant (RFC 7009,
 /// the refresh token, which ends its access token too). A connection already revoked in
 /// labgate is revoked at GitLab again, so a failed attempt can simply be repeated.
@@ -220,14 +225,16 @@ pub async fn revoke(ctx: &Context, id: &str, actor: &str) -> Result<(), ServiceE
     revoke_row(ctx, &instance, row, actor).await
 }
 
-/// Revokes every connection of an instance or a service before it is deleted. Stops at the
-/// first failure, so nothing is deleted while a grant may still live at GitLab.
+/// Revokes every connection of an instance or a service before it is deleted, except those
+/// GitLab has revoked already. Stops at the first failure, so nothing is deleted while a grant
+/// may still live at GitLab.
 pub(super) async fn revoke_all(
     ctx: &Context,
     rows: Vec<ConnectionRow>,
     actor: &str,
 ) -> Result<(), ServiceError> {
-    for row in rows {
+    let done = |row: &ConnectionRow| row.status_reason.as_deref() == Some(REVOKED_AT_GITLAB);
+    for row in rows.into_iter().filter(|row| !done(row)) {
         let instance_id = row.instance_id.clone();
         let Some(instance) = ctx
             .db(move |conn| db::instances::find_by_id(conn, &instance_id))
@@ -253,7 +260,7 @@ async fn revoke_row(
     let (id, now) = (row.id.clone(), Utc::now().naive_utc());
     let revoked = ConnectionStatus::Revoked.as_str();
     ctx.db(move |conn| {
-        db::connections::set_status(conn, &id, revoked, Some("revoked by an administrator"), now)
+        db::connections::set_status(conn, &id, revoked, Some(REVOCATION_PENDING), now)
     })
     .await?;
     let registration = super::connect::Registration::of(ctx, instance)?;
@@ -265,6 +272,11 @@ async fn revoke_row(
         detail: format!("the connection is revoked in labgate, but GitLab could not revoke its grant ({e}): try again"),
         retry_after: std::time::Duration::from_secs(30),
     })?;
+    let (id, now) = (row.id.clone(), Utc::now().naive_utc());
+    ctx.db(move |conn| {
+        db::connections::set_status(conn, &id, revoked, Some(REVOKED_AT_GITLAB), now)
+    })
+    .await?;
     tracing::info!(instance.name = %instance.name, connection.id = %row.id, "connection revoked");
     let event = AuditEvent::new("connection_revoked", actor)
         .instance(&instance.name)

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use super::audit::AuditEvent;
 use super::connections::open_token;
-use super::refresh::{self, RefreshError};
+use super::refresh::{self, Purpose, RefreshError};
 use super::services::Service;
 use super::{Context, FieldError, ServiceError};
 use crate::db::{self, connections::ConnectionRow};
@@ -105,7 +105,7 @@ async fn hand_out_checked(
 
     let need_until =
         Utc::now().naive_utc() + TimeDelta::seconds(min_valid_for.max(MIN_VALIDITY_SECONDS));
-    let row = refresh::ensure_fresh(ctx, &chosen.id, need_until)
+    let row = refresh::ensure_fresh(ctx, &chosen.id, need_until, Purpose::Handout)
         .await
         .map_err(|e| match e {
             RefreshError::Reauthorization(reason) => {
@@ -228,12 +228,14 @@ fn parse(
             None
         }
     };
-    let scopes = match form.scopes.map(|s| ScopeSet::parse(&s)) {
+    // `Some(None)`: no scopes asked for; `None`: the ones asked for were refused.
+    let scopes = match form.scopes.map(|list| ScopeSet::parse(&list)) {
+        None => Some(None),
+        Some(Ok(scopes)) => Some(Some(scopes)),
         Some(Err(e)) => {
             field("scopes", e.0);
             None
         }
-        other => other.map(Result::ok),
     };
     let min_valid_for = form.min_valid_for.unwrap_or(0);
     if !(0..=MAX_MIN_VALID_FOR_SECONDS).contains(&min_valid_for) {

@@ -73,24 +73,35 @@ impl From<ServiceError> for RefreshError {
     }
 }
 
+/// Why a token is wanted: to hand it out, or to keep the connection healthy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A token valid long enough is handed out even while an earlier refresh's outcome is
+    /// unknown: the stored tokens are untouched until GitLab says more.
+    Handout,
+    /// The background refresher also settles unknown outcomes.
+    Maintain,
+}
+
 /// The connection's row once its token is valid until at least `need_until`, refreshing first
 /// when it is not.
 pub async fn ensure_fresh(
     ctx: &Context,
     id: &str,
     need_until: NaiveDateTime,
+    purpose: Purpose,
 ) -> Result<ConnectionRow, RefreshError> {
     let deadline = Instant::now() + lease_length(ctx) + Duration::from_secs(2);
     loop {
         let row = load(ctx, id).await?;
-        if satisfies(&row, need_until) {
+        if satisfies(&row, need_until, purpose) {
             return Ok(row);
         }
         // One refresh per connection in this process; the others wait here for its result.
         let lock = ctx.refreshes.lock_for(id);
         let guard = lock.lock_owned().await;
         let row = load(ctx, id).await?;
-        if satisfies(&row, need_until) {
+        if satisfies(&row, need_until, purpose) {
             return Ok(row);
         }
         let now = Utc::now().naive_utc();
@@ -104,7 +115,7 @@ pub async fn ensure_fresh(
             // Its own task: nothing the caller does can cut it off between GitLab and the database.
             let task = tokio::spawn(async move {
                 let _held = guard;
-                refresh_with_lease(&ctx, &id, need_until).await
+                refresh_with_lease(&ctx, &id, need_until, purpose).await
             });
             return task
                 .await
@@ -150,8 +161,8 @@ pub(super) async fn hold_for_revocation(
 }
 
 /// One sweep of the background refresher: refreshes active connections due within the margin
-/// (plus each one's jitter), at most `concurrency` at a time, skipping instances in back-off.
-/// Returns how many were refreshed.
+/// (plus each one's jitter), and settles earlier unknown outcomes, at most `concurrency` at a
+/// time, skipping instances in back-off. Returns how many were refreshed.
 pub async fn sweep(ctx: &Context) -> Result<usize, ServiceError> {
     let settings = ctx.refresher.clone();
     let now = Utc::now().naive_utc();
@@ -162,10 +173,9 @@ pub async fn sweep(ctx: &Context) -> Result<usize, ServiceError> {
     let due: Vec<ConnectionRow> = due
         .into_iter()
         .filter(|row| {
-            row.expires_at
-                < now
-                    + TimeDelta::from_std(settings.margin + jitter(&row.id, settings.jitter))
-                        .unwrap_or_default()
+            let margin = settings.margin + jitter(&row.id, settings.jitter);
+            row.refresh_in_flight_since.is_some()
+                || row.expires_at < now + TimeDelta::from_std(margin).unwrap_or_default()
         })
         .collect();
     let refreshed = futures_util::stream::iter(due)
@@ -175,7 +185,7 @@ pub async fn sweep(ctx: &Context) -> Result<usize, ServiceError> {
             }
             let need_until =
                 Utc::now().naive_utc() + TimeDelta::from_std(settings.margin).unwrap_or_default();
-            match ensure_fresh(ctx, &row.id, need_until).await {
+            match ensure_fresh(ctx, &row.id, need_until, Purpose::Maintain).await {
                 Ok(_) => true,
                 Err(RefreshError::Unavailable { retry_after, .. }) => {
                     ctx.refreshes.back_off(&row.instance_id, retry_after);
@@ -256,10 +266,9 @@ fn settle_time(ctx: &Context) -> Duration {
     ctx.outbound.request_timeout * 2
 }
 
-fn satisfies(row: &ConnectionRow, need_until: NaiveDateTime) -> bool {
-    row.status == ConnectionStatus::Active.as_str()
-        && row.refresh_in_flight_since.is_none()
-        && row.expires_at >= need_until
+fn satisfies(row: &ConnectionRow, need_until: NaiveDateTime, purpose: Purpose) -> bool {
+    let settled = purpose == Purpose::Handout || row.refresh_in_flight_since.is_none();
+    row.status == ConnectionStatus::Active.as_str() && settled && row.expires_at >= need_until
 }
 
 async fn load(ctx: &Context, id: &str) -> Result<ConnectionRow, RefreshError> {
@@ -284,6 +293,7 @@ async fn refresh_with_lease(
     ctx: &Context,
     id: &str,
     need_until: NaiveDateTime,
+    purpose: Purpose,
 ) -> Result<ConnectionRow, RefreshError> {
     let lease = Lease { ctx, id };
     let row = match load(ctx, id).await {
@@ -293,7 +303,7 @@ async fn refresh_with_lease(
             return Err(e);
         }
     };
-    if satisfies(&row, need_until) {
+    if satisfies(&row, need_until, purpose) {
         lease.release(true).await;
         return Ok(row);
     }

@@ -68,6 +68,25 @@ pub enum IdTokenFault {
     IssuerWithTrailingSlash,
 }
 
+/// How the token endpoint fails a refresh, as GitLab or a proxy in front of it can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RefreshFault {
+    #[default]
+    None,
+    /// 500 with an HTML page; nothing rotated.
+    ServerError,
+    /// 429 with `Retry-After: 7`; nothing rotated.
+    Throttled,
+    /// No answer until long after the client gave up; nothing rotated.
+    Timeout,
+    /// The connection breaks in the middle of the answer; nothing rotated.
+    ConnectionReset,
+    /// 200 with a proxy's HTML page; nothing rotated.
+    Garbage,
+    /// GitLab commits the rotation, then its answer never arrives.
+    LostAfterCommit,
+}
+
 /// What the fake does that a test may change while it runs.
 #[derive(Clone)]
 pub struct Behaviour {
@@ -80,6 +99,11 @@ pub struct Behaviour {
     pub iss_parameter: Option<String>,
     /// Leave `expires_in` out of token responses, as some GitLab 14.10/15.0 versions did.
     pub omit_expires_in: bool,
+    pub refresh_fault: RefreshFault,
+    /// How long the token endpoint takes to answer a refresh.
+    pub refresh_delay: Duration,
+    /// A scope GitLab grants beyond what was asked (an application misconfigured in GitLab).
+    pub extra_granted_scope: Option<String>,
 }
 
 /// One authorization code, as the authorize endpoint recorded it.
@@ -135,6 +159,8 @@ impl FakeGitLab {
     }
 
     pub async fn start_with(cert: &ServerCert, discovery: Discovery, app: Application) -> Self {
+        // Made before serving: no request should wait on RSA key generation.
+        signing_keys();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let issuer = format!("https://localhost:{port}{SUB_PATH}");
@@ -145,6 +171,9 @@ impl FakeGitLab {
                 deny: false,
                 iss_parameter: None,
                 omit_expires_in: false,
+                refresh_fault: RefreshFault::None,
+                refresh_delay: Duration::ZERO,
+                extra_granted_scope: None,
             },
             issuer,
             discovery,
@@ -164,6 +193,7 @@ impl FakeGitLab {
                     .route("/oauth/authorize", web::get().to(authorize))
                     .route("/oauth/token", web::post().to(token))
                     .route("/oauth/revoke", web::post().to(revoke))
+                    .route("/oauth/token/info", web::get().to(token_info))
                     .route("/oauth/discovery/keys", web::get().to(keys))
                     .route("/oauth/userinfo", web::get().to(userinfo))
                     .route("/api/v4/user", web::get().to(api_user)),
@@ -197,6 +227,18 @@ impl FakeGitLab {
 
     pub fn seen(&self) -> Seen {
         self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Revokes a token as the person would by removing the application in GitLab.
+    pub fn revoke_token(&self, token: &str) {
+        let mut state = self.state.lock().unwrap();
+        for record in state
+            .tokens
+            .iter_mut()
+            .filter(|t| t.access == token || t.refresh == token)
+        {
+            record.revoked = true;
+        }
     }
 
     /// Every access and refresh token this GitLab has issued, live or not.
@@ -380,20 +422,62 @@ struct TokenForm {
     client_secret: Option<String>,
 }
 
-async fn token(state: Shared, req: HttpRequest, form: web::Form<TokenForm>) -> HttpResponse {
-    let mut state = state.lock().unwrap();
-    let form = form.into_inner();
+/// What the token endpoint decided while holding the state: an answer now, or a refresh whose
+/// answer comes after `delay`, spoiled by `fault`.
+enum TokenStep {
+    Answer(HttpResponse),
+    Refresh {
+        fault: RefreshFault,
+        delay: Duration,
+        answer: Option<HttpResponse>,
+    },
+}
+
+async fn token(shared: Shared, req: HttpRequest, form: web::Form<TokenForm>) -> HttpResponse {
+    let step = token_step(&mut shared.lock().unwrap(), &req, form.into_inner());
+    let (fault, delay, answer) = match step {
+        TokenStep::Answer(response) => return response,
+        TokenStep::Refresh {
+            fault,
+            delay,
+            answer,
+        } => (fault, delay, answer),
+    };
+    actix_web::rt::time::sleep(delay).await;
+    match (fault, answer) {
+        (RefreshFault::None, Some(answer)) => answer,
+        (RefreshFault::ServerError, _) => HttpResponse::InternalServerError()
+            .content_type("text/html")
+            .body("<html><body><h1>500</h1>We're sorry, something went wrong on our end.</body></html>"),
+        (RefreshFault::Throttled, _) => HttpResponse::TooManyRequests().insert_header(("Retry-After", "7")).body("Retry later\n"),
+        (RefreshFault::ConnectionReset, _) => {
+            let broken = futures_util::stream::iter([
+                Ok::<_, std::io::Error>(web::Bytes::from_static(b"{\"access_token\":\"")),
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+            ]);
+            HttpResponse::Ok().content_type("application/json").streaming(broken)
+        }
+        (RefreshFault::Garbage, _) => HttpResponse::Ok().content_type("text/html").body("<html>Bad gateway</html>"),
+        // Timeout, LostAfterCommit: no answer until long after the client gave up.
+        _ => {
+            actix_web::rt::time::sleep(Duration::from_secs(30)).await;
+            HttpResponse::GatewayTimeout().finish()
+        }
+    }
+}
+
+fn token_step(state: &mut State, req: &HttpRequest, form: TokenForm) -> TokenStep {
     if !client_authenticated(
         &state.app,
-        &req,
+        req,
         form.client_id.as_deref(),
         form.client_secret.as_deref(),
     ) {
-        return oauth_error(
+        return TokenStep::Answer(oauth_error(
             401,
             "invalid_client",
             "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method.",
-        );
+        ));
     }
     match form.grant_type.as_str() {
         "authorization_code" => {
@@ -403,47 +487,59 @@ async fn token(state: Shared, req: HttpRequest, form: web::Form<TokenForm>) -> H
                 .as_deref()
                 .and_then(|code| state.codes.remove(code))
             else {
-                return invalid_grant();
+                return TokenStep::Answer(invalid_grant());
             };
             if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
-                return invalid_grant();
+                return TokenStep::Answer(invalid_grant());
             }
             if let Some((challenge, method)) = &grant.challenge {
                 let Some(verifier) = &form.code_verifier else {
-                    return invalid_grant();
+                    return TokenStep::Answer(invalid_grant());
                 };
                 let derived = match method.as_str() {
                     "S256" => URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
                     _ => verifier.clone(),
                 };
                 if &derived != challenge {
-                    return invalid_grant();
+                    return TokenStep::Answer(invalid_grant());
                 }
             }
-            let record = issue(&mut state, grant.scopes.clone());
-            token_response(&state, &record, grant.nonce.as_deref())
+            let mut scopes = grant.scopes.clone();
+            scopes.extend(state.behaviour.extra_granted_scope.clone());
+            let record = issue(state, scopes);
+            TokenStep::Answer(token_response(state, &record, grant.nonce.as_deref()))
         }
         "refresh_token" => {
             state.seen.refreshes += 1;
+            let (fault, delay) = (state.behaviour.refresh_fault, state.behaviour.refresh_delay);
             let presented = form.refresh_token.unwrap_or_default();
-            let Some(old) = state
-                .tokens
-                .iter_mut()
-                .find(|t| t.refresh == presented && !t.revoked)
-            else {
-                return invalid_grant();
-            };
-            // No grace: the old access and refresh tokens die before the new pair exists.
-            old.revoked = true;
-            let scopes = old.scopes.clone();
-            let record = issue(&mut state, scopes);
-            token_response(&state, &record, None)
+            let commits = matches!(fault, RefreshFault::None | RefreshFault::LostAfterCommit);
+            let mut answer = None;
+            if commits {
+                let Some(old) = state
+                    .tokens
+                    .iter_mut()
+                    .find(|t| t.refresh == presented && !t.revoked)
+                else {
+                    return TokenStep::Answer(invalid_grant());
+                };
+                // No grace: the old access and refresh tokens die before the new pair exists.
+                old.revoked = true;
+                let scopes = old.scopes.clone();
+                let record = issue(state, scopes);
+                answer = Some(token_response(state, &record, None));
+            }
+            TokenStep::Refresh {
+                fault,
+                delay,
+                answer,
+            }
         }
-        _ => oauth_error(
+        _ => TokenStep::Answer(oauth_error(
             400,
             "unsupported_grant_type",
             "The authorization grant type is not supported by the authorization server.",
-        ),
+        )),
     }
 }
 
@@ -478,6 +574,23 @@ async fn revoke(state: Shared, req: HttpRequest, form: web::Form<RevokeForm>) ->
     }
     state.seen.revoked_tokens.push(form.token);
     HttpResponse::Ok().json(json!({}))
+}
+
+/// GitLab's `GET /oauth/token/info`: 401 for a revoked or expired access token.
+async fn token_info(state: Shared, req: HttpRequest) -> HttpResponse {
+    let state = state.lock().unwrap();
+    match bearer_record(&state, &req) {
+        Some(record) => HttpResponse::Ok().json(json!({
+            "resource_owner_id": USER_ID,
+            "scope": record.scopes,
+            "expires_in": (record.created_at + record.lifetime.as_secs()).saturating_sub(now()),
+            "application": {"uid": state.app.client_id},
+            "created_at": record.created_at,
+        })),
+        None => HttpResponse::Unauthorized().json(
+            json!({"error": "invalid_token", "error_description": "The access token is invalid"}),
+        ),
+    }
 }
 
 async fn keys() -> HttpResponse {

@@ -41,6 +41,7 @@ macro_rules! on_both_backends {
     )*};
 }
 
+#[derive(Clone)]
 pub enum Backend {
     Sqlite,
     /// A URL of a PostgreSQL server where the test may create and drop a database.
@@ -143,12 +144,19 @@ pub struct TestApp {
     pub settings: Settings,
     pub db: TestDatabase,
     handle: ServerHandle,
+    /// The running app's use-case state, to drive the background refresher by hand.
+    pub context: labgate::service::Context,
 }
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, change: impl FnOnce(&mut Settings)) -> Self {
         let db = TestDatabase::create(&backend);
-        let settings = Self::settings_for(&db);
+        let mut settings = Self::settings_for(&db);
+        change(&mut settings);
         Self::start(db, settings).await
     }
 
@@ -198,6 +206,7 @@ impl TestApp {
             .expect("labgate starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
+        let context = app.context().clone();
         actix_web::rt::spawn(app.run());
         let admin_token = settings
             .admin
@@ -213,6 +222,7 @@ impl TestApp {
             settings,
             db,
             handle,
+            context,
         }
     }
 
@@ -406,7 +416,11 @@ pub const RETURN_ORIGIN: &str = "https://bot.corp.example";
 
 impl ConnectWorld {
     pub async fn start(backend: Backend) -> Self {
-        let app = TestApp::spawn(backend).await;
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, change: impl FnOnce(&mut Settings)) -> Self {
+        let app = TestApp::spawn_with(backend, change).await;
         let world = GitLabWorld::start().await;
         let mut registration = world.registration("corp");
         registration["scopes"] = json!(default_application().scopes);
@@ -502,4 +516,49 @@ impl Browser {
 
 pub fn location(response: &Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+impl ConnectWorld {
+    /// Connects `subject` through the whole flow; returns the connection's id.
+    pub async fn connect(&self, subject: &str, extra: Value) -> String {
+        let done = self.browser.connect(&self.link(subject, extra).await).await;
+        assert_eq!(done.status(), 200, "connecting {subject}");
+        let listed = self
+            .app
+            .get_json(&format!("/api/v1/connections?subject={subject}"))
+            .await;
+        listed["connections"][0]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /api/v1/credentials` as the service.
+    pub async fn fetch(&self, body: Value) -> Response {
+        self.fetch_as(&self.service_token, body).await
+    }
+
+    pub async fn fetch_as(&self, service_token: &str, body: Value) -> Response {
+        self.app
+            .client
+            .post(format!("{}/api/v1/credentials", self.app.address))
+            .bearer_auth(service_token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The access token of a successful fetch.
+    pub async fn token(&self, body: Value) -> String {
+        let response = self.fetch(body).await;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{answer}");
+        answer["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn connection(&self, id: &str) -> Value {
+        let all = self.app.connections().await;
+        all.into_iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("connection {id} is listed"))
+    }
 }

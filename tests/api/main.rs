@@ -8,6 +8,7 @@ mod fake_gitlab;
 
 mod admin_auth;
 mod connect_flow;
+mod credentials;
 mod instance_checks;
 mod instances;
 mod lifecycle;

@@ -1,0 +1,592 @@
+//! Services fetch GitLab tokens: never broader than their policy, fresh enough, and refreshed
+//! without ever losing a grant to GitLab's no-grace rotation, whatever GitLab does meanwhile.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::fake_gitlab::{RefreshFault, USER_ID, USERNAME};
+use crate::helpers::{Backend, ConnectWorld, expect_problem};
+
+on_both_backends!(
+    a_fresh_token_is_handed_out_without_a_refresh,
+    min_valid_for_forces_a_refresh_and_the_new_pair_is_kept,
+    fifty_concurrent_fetches_share_one_refresh,
+    gitlab_failures_leave_the_stored_tokens_untouched,
+    a_lost_refresh_answer_is_detected_and_never_retried_blindly,
+    a_timeout_before_gitlab_commits_is_resolved_and_refreshed,
+    invalid_grant_requires_reauthorization_and_is_kept,
+    deleting_a_connection_or_instance_revokes_at_gitlab,
+    the_narrowest_connection_within_policy_is_used,
+    a_grant_broader_than_the_policy_is_never_handed_out,
+    requests_outside_the_policy_are_refused,
+    the_background_refresher_keeps_connections_fresh,
+    metrics_count_handouts_and_refreshes,
+);
+
+/// Short GitLab timeouts, so that unknown outcomes settle in seconds.
+async fn world(backend: Backend) -> ConnectWorld {
+    ConnectWorld::start_with(backend, |settings| {
+        settings.outbound.request_timeout = Duration::from_secs(1);
+    })
+    .await
+}
+
+fn request(subject: &str) -> Value {
+    json!({"instance": "corp", "subject": subject})
+}
+
+async fn a_fresh_token_is_handed_out_without_a_refresh(backend: Backend) {
+    let cw = world(backend).await;
+    let id = cw.connect("user-17", json!({})).await;
+
+    let response = cw.fetch(request("user-17")).await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let handed: Value = response.json().await.unwrap();
+    let token = handed["access_token"].as_str().unwrap();
+    assert!(
+        cw.world.gitlab.access_token_works(token),
+        "the token works at GitLab"
+    );
+    assert_eq!(handed["token_type"], "Bearer");
+    assert_eq!(handed["connection_id"], id);
+    assert_eq!(
+        handed["scopes"],
+        json!(["openid", "read_api", "read_repository", "write_repository"])
+    );
+    assert_eq!(
+        handed["gitlab"],
+        json!({"user_id": USER_ID.to_string(), "username": USERNAME})
+    );
+    assert_eq!(
+        handed["instance"],
+        json!({"name": "corp", "base_url": cw.world.gitlab.base_url()})
+    );
+    assert_eq!(handed["expires_at"], cw.connection(&id).await["expires_at"]);
+    assert_eq!(cw.world.gitlab.seen().refreshes, 0);
+
+    let audit = cw.app.get_json("/api/v1/audit?limit=5").await;
+    let event = &audit["events"][0];
+    assert_eq!(event["kind"], "handout");
+    assert_eq!(event["actor"], "service:ci-bot");
+    assert_eq!(
+        (event["instance"].as_str(), event["subject"].as_str()),
+        (Some("corp"), Some("user-17"))
+    );
+    assert_eq!(event["connection_id"], id);
+    assert_eq!(event["scopes"], handed["scopes"]);
+    assert!(
+        !audit.to_string().contains(token),
+        "the audit log holds no token"
+    );
+}
+
+async fn min_valid_for_forces_a_refresh_and_the_new_pair_is_kept(backend: Backend) {
+    let cw = world(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(300));
+    cw.connect("user-17", json!({})).await;
+    let first = cw.token(request("user-17")).await;
+    assert_eq!(
+        cw.world.gitlab.seen().refreshes,
+        0,
+        "300 s left covers the default 60 s"
+    );
+
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(7200));
+    let second = cw
+        .token(json!({"instance": "corp", "subject": "user-17", "min_valid_for": 600}))
+        .await;
+
+    assert_eq!(cw.world.gitlab.seen().refreshes, 1);
+    assert_ne!(first, second);
+    assert!(
+        !cw.world.gitlab.access_token_works(&first),
+        "GitLab revoked the old pair"
+    );
+    assert!(cw.world.gitlab.access_token_works(&second));
+    assert_eq!(
+        cw.token(json!({"instance": "corp", "subject": "user-17", "min_valid_for": 3600}))
+            .await,
+        second
+    );
+    assert_eq!(
+        cw.world.gitlab.seen().refreshes,
+        1,
+        "a fresh token is not refreshed again"
+    );
+}
+
+async fn fifty_concurrent_fetches_share_one_refresh(backend: Backend) {
+    let cw = world(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(30));
+    cw.connect("user-17", json!({})).await;
+    cw.world.gitlab.behave(|b| {
+        b.token_lifetime = Duration::from_secs(7200);
+        b.refresh_delay = Duration::from_millis(300);
+    });
+
+    let answers = join_all((0..50).map(|_| cw.fetch(request("user-17")))).await;
+
+    let mut tokens = Vec::new();
+    for answer in answers {
+        assert_eq!(answer.status(), 200);
+        tokens.push(
+            answer.json::<Value>().await.unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1, "every caller got the one new token");
+    assert_eq!(
+        cw.world.gitlab.seen().refreshes,
+        1,
+        "exactly one refresh reached GitLab"
+    );
+    assert!(
+        cw.world.gitlab.access_token_works(&tokens[0]),
+        "the grant is alive"
+    );
+}
+
+async fn gitlab_failures_leave_the_stored_tokens_untouched(backend: Backend) {
+    for fault in [
+        RefreshFault::ServerError,
+        RefreshFault::Throttled,
+        RefreshFault::Timeout,
+        RefreshFault::ConnectionReset,
+        RefreshFault::Garbage,
+    ] {
+        let cw = world(backend.clone()).await;
+        cw.world
+            .gitlab
+            .behave(|b| b.token_lifetime = Duration::from_secs(300));
+        let id = cw.connect("user-17", json!({})).await;
+        let before = cw.connection(&id).await;
+        let token = cw.world.gitlab.issued_tokens()[0].clone();
+        cw.world.gitlab.behave(|b| b.refresh_fault = fault);
+
+        let long = json!({"instance": "corp", "subject": "user-17", "min_valid_for": 600});
+        let refused = cw.fetch(long).await;
+        let retry_after: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        expect_problem(refused, 503, "gitlab_unavailable").await;
+        assert!(retry_after >= 1, "{fault:?}");
+        if fault == RefreshFault::Throttled {
+            assert_eq!(retry_after, 7, "GitLab's Retry-After is passed on");
+        }
+        let after = cw.connection(&id).await;
+        assert_eq!(after["status"], "active", "{fault:?}");
+        assert_eq!(
+            after["expires_at"], before["expires_at"],
+            "{fault:?}: stored tokens untouched"
+        );
+        assert!(
+            cw.world.gitlab.access_token_works(&token),
+            "{fault:?}: the grant is alive"
+        );
+
+        // The current token still satisfies a shorter request: it is handed out, GitLab or not.
+        assert_eq!(cw.token(request("user-17")).await, token, "{fault:?}");
+        assert_eq!(
+            cw.world.gitlab.seen().refreshes,
+            1,
+            "{fault:?}: one attempt, no retry"
+        );
+    }
+}
+
+async fn a_lost_refresh_answer_is_detected_and_never_retried_blindly(backend: Backend) {
+    let cw = world(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(30));
+    let id = cw.connect("user-17", json!({})).await;
+    let old = cw.world.gitlab.issued_tokens()[0].clone();
+    cw.world
+        .gitlab
+        .behave(|b| b.refresh_fault = RefreshFault::LostAfterCommit);
+
+    expect_problem(
+        cw.fetch(request("user-17")).await,
+        503,
+        "gitlab_unavailable",
+    )
+    .await;
+    assert!(
+        !cw.world.gitlab.access_token_works(&old),
+        "GitLab rotated: the old pair is dead"
+    );
+    let waiting = cw.fetch(request("user-17")).await;
+    expect_problem(waiting, 503, "gitlab_unavailable").await;
+
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let lost = expect_problem(
+        cw.fetch(request("user-17")).await,
+        409,
+        "reauthorization_required",
+    )
+    .await;
+    assert!(
+        lost["detail"]
+            .as_str()
+            .unwrap()
+            .contains("refresh_response_lost"),
+        "{lost}"
+    );
+    assert_eq!(
+        cw.world.gitlab.seen().refreshes,
+        1,
+        "the possibly revoked refresh token was never sent again"
+    );
+    let connection = cw.connection(&id).await;
+    assert_eq!(connection["status"], "reauthorization_required");
+    assert_eq!(connection["status_reason"], "refresh_response_lost");
+    let audit = cw.app.get_json("/api/v1/audit").await.to_string();
+    assert!(
+        audit.contains("connection_reauthorization_required") && audit.contains("refresh_failed"),
+        "{audit}"
+    );
+}
+
+async fn a_timeout_before_gitlab_commits_is_resolved_and_refreshed(backend: Backend) {
+    let cw = world(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(30));
+    let id = cw.connect("user-17", json!({})).await;
+    cw.world.gitlab.behave(|b| {
+        b.refresh_fault = RefreshFault::Timeout;
+        b.token_lifetime = Duration::from_secs(7200);
+    });
+    expect_problem(
+        cw.fetch(request("user-17")).await,
+        503,
+        "gitlab_unavailable",
+    )
+    .await;
+    cw.world
+        .gitlab
+        .behave(|b| b.refresh_fault = RefreshFault::None);
+
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let token = cw.token(request("user-17")).await;
+
+    assert!(cw.world.gitlab.access_token_works(&token));
+    assert_eq!(
+        cw.world.gitlab.seen().refreshes,
+        2,
+        "refreshed again only once GitLab said nothing rotated"
+    );
+    assert_eq!(cw.connection(&id).await["status"], "active");
+}
+
+async fn invalid_grant_requires_reauthorization_and_is_kept(backend: Backend) {
+    let cw = world(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(30));
+    let id = cw.connect("user-17", json!({})).await;
+    let refresh_token = cw.world.gitlab.issued_tokens()[1].clone();
+    cw.world.gitlab.revoke_token(&refresh_token);
+
+    expect_problem(
+        cw.fetch(request("user-17")).await,
+        409,
+        "reauthorization_required",
+    )
+    .await;
+    expect_problem(
+        cw.fetch(request("user-17")).await,
+        409,
+        "reauthorization_required",
+    )
+    .await;
+
+    assert_eq!(
+        cw.world.gitlab.seen().refreshes,
+        1,
+        "a dead grant is not tried again"
+    );
+    let connection = cw.connection(&id).await;
+    assert_eq!(
+        (
+            connection["status"].as_str(),
+            connection["status_reason"].as_str()
+        ),
+        (Some("reauthorization_required"), Some("invalid_grant"))
+    );
+    let listed = cw
+        .app
+        .get_json("/api/v1/connections?status=reauthorization_required")
+        .await;
+    assert_eq!(listed["connections"].as_array().unwrap().len(), 1);
+
+    cw.connect("user-17", json!({})).await;
+    assert_eq!(
+        cw.fetch(request("user-17")).await.status(),
+        200,
+        "connecting again heals it"
+    );
+}
+
+async fn deleting_a_connection_or_instance_revokes_at_gitlab(backend: Backend) {
+    let cw = world(backend).await;
+    let id = cw.connect("user-17", json!({})).await;
+    let token = cw.token(request("user-17")).await;
+
+    assert_eq!(
+        cw.app
+            .call(Method::DELETE, &format!("/api/v1/connections/{id}"))
+            .await
+            .status(),
+        204
+    );
+
+    assert!(
+        !cw.world.gitlab.access_token_works(&token),
+        "revoked at GitLab (RFC 7009)"
+    );
+    let revoked = cw.connection(&id).await;
+    assert_eq!(
+        (
+            revoked["status"].as_str(),
+            revoked["status_reason"].as_str()
+        ),
+        (Some("revoked"), Some("revoked"))
+    );
+    expect_problem(cw.fetch(request("user-17")).await, 404, "not_connected").await;
+
+    cw.connect("user-18", json!({})).await;
+    let other = cw.token(request("user-18")).await;
+    assert_eq!(
+        cw.app
+            .call(Method::DELETE, "/api/v1/instances/corp")
+            .await
+            .status(),
+        204
+    );
+    assert!(
+        !cw.world.gitlab.access_token_works(&other),
+        "deleting the instance revoked its connections"
+    );
+    assert!(cw.app.connections().await.is_empty());
+    let audit = cw.app.get_json("/api/v1/audit").await.to_string();
+    assert_eq!(audit.matches("connection_revoked").count(), 2, "{audit}");
+}
+
+async fn the_narrowest_connection_within_policy_is_used(backend: Backend) {
+    let cw = world(backend).await;
+    cw.connect(
+        "user-17",
+        json!({"scopes": ["read_api", "read_repository", "write_repository"]}),
+    )
+    .await;
+    let narrow = cw
+        .connect("user-17", json!({"scopes": ["read_repository"]}))
+        .await;
+
+    let handed: Value = cw
+        .fetch(json!({"instance": "corp", "subject": "user-17", "scopes": ["read_repository"]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(handed["connection_id"], narrow);
+    assert_eq!(handed["scopes"], json!(["openid", "read_repository"]));
+
+    let wider: Value = cw
+        .fetch(json!({"instance": "corp", "subject": "user-17", "scopes": ["write_repository"]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(
+        wider["connection_id"], narrow,
+        "only the wider one covers write_repository"
+    );
+    let beyond = cw
+        .fetch(json!({"instance": "corp", "subject": "user-17", "scopes": ["read_user"]}))
+        .await;
+    expect_problem(beyond, 403, "scope_not_allowed").await;
+}
+
+async fn a_grant_broader_than_the_policy_is_never_handed_out(backend: Backend) {
+    let cw = world(backend).await;
+    // The application in GitLab grants `api` on top of what labgate asked for.
+    cw.world
+        .gitlab
+        .behave(|b| b.extra_granted_scope = Some("api".into()));
+    cw.connect("user-17", json!({"scopes": ["read_api"]})).await;
+
+    let refused =
+        expect_problem(cw.fetch(request("user-17")).await, 403, "scope_not_allowed").await;
+    assert!(
+        refused["detail"].as_str().unwrap().contains("api"),
+        "{refused}"
+    );
+    assert!(
+        !refused
+            .to_string()
+            .contains(&cw.world.gitlab.issued_tokens()[0])
+    );
+}
+
+async fn requests_outside_the_policy_are_refused(backend: Backend) {
+    let cw = world(backend).await;
+    cw.connect("user-17", json!({})).await;
+    cw.app.register(&cw.world.registration("staging")).await;
+
+    expect_problem(
+        cw.fetch(json!({"instance": "staging", "subject": "user-17"}))
+            .await,
+        403,
+        "instance_not_allowed",
+    )
+    .await;
+    expect_problem(
+        cw.fetch(json!({"instance": "corp", "subject": "user-17", "scopes": ["api"]}))
+            .await,
+        403,
+        "scope_not_allowed",
+    )
+    .await;
+    expect_problem(
+        cw.fetch(request("someone-else")).await,
+        404,
+        "not_connected",
+    )
+    .await;
+    let too_long = cw
+        .fetch(json!({"instance": "corp", "subject": "user-17", "min_valid_for": 4000}))
+        .await;
+    let problem = expect_problem(too_long, 422, "validation_failed").await;
+    assert_eq!(problem["errors"][0]["field"], "min_valid_for");
+    let typed = expect_problem(
+        cw.fetch(json!({"instance": "corp", "subject": 17})).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(typed["errors"][0]["field"], "subject");
+    expect_problem(
+        cw.fetch_as("forged.token.value", request("user-17")).await,
+        401,
+        "invalid_service_token",
+    )
+    .await;
+}
+
+async fn the_background_refresher_keeps_connections_fresh(backend: Backend) {
+    let cw = world(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(300));
+    let due = cw.connect("user-17", json!({})).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(7200));
+    let fresh = cw.connect("user-18", json!({})).await;
+    let before = cw.connection(&fresh).await;
+
+    let refreshed = labgate::service::refresh::sweep(&cw.app.context)
+        .await
+        .unwrap();
+
+    assert_eq!(refreshed, 1, "only the connection within the 600 s margin");
+    assert_eq!(cw.world.gitlab.seen().refreshes, 1);
+    let after = cw.connection(&due).await;
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(after["expires_at"].as_str().unwrap()).unwrap();
+    assert!((expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds() > 7000);
+    assert!(after["refreshed_at"].is_string());
+    assert_eq!(
+        cw.connection(&fresh).await["expires_at"],
+        before["expires_at"]
+    );
+    assert_eq!(
+        labgate::service::refresh::sweep(&cw.app.context)
+            .await
+            .unwrap(),
+        0,
+        "nothing is due any more"
+    );
+
+    // GitLab throttling: the sweep backs off and leaves the tokens as they are.
+    cw.world.gitlab.behave(|b| {
+        b.token_lifetime = Duration::from_secs(300);
+        b.refresh_fault = RefreshFault::Throttled;
+    });
+    let third = cw.connect("user-19", json!({})).await;
+    let held = cw.connection(&third).await;
+    assert_eq!(
+        labgate::service::refresh::sweep(&cw.app.context)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        labgate::service::refresh::sweep(&cw.app.context)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        cw.world.gitlab.seen().refreshes,
+        2,
+        "backing off: the second sweep did not ask GitLab again"
+    );
+    assert_eq!(
+        cw.connection(&third).await["expires_at"],
+        held["expires_at"]
+    );
+}
+
+async fn metrics_count_handouts_and_refreshes(backend: Backend) {
+    let cw = world(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(30));
+    cw.connect("user-17", json!({})).await;
+    cw.token(request("user-17")).await;
+    expect_problem(cw.fetch(request("nobody")).await, 404, "not_connected").await;
+
+    let metrics = cw
+        .app
+        .client
+        .get(format!("{}/metrics", cw.app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = metrics.text().await.unwrap();
+    for line in [
+        r#"labgate_handouts_total{instance="corp",outcome="ok"} 1"#,
+        r#"labgate_handouts_total{instance="corp",outcome="not_connected"} 1"#,
+        r#"labgate_refreshes_total{instance="corp",outcome="ok"} 1"#,
+        r#"labgate_refresh_duration_seconds_count{instance="corp"} 1"#,
+        r#"labgate_connections{status="active"} 1"#,
+        r#"labgate_connections{status="reauthorization_required"} 0"#,
+    ] {
+        assert!(text.contains(line), "missing {line}:\n{text}");
+    }
+}
