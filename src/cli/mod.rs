@@ -1,5 +1,8 @@
 //! The command line: one file per subcommand.
 
+mod client;
+mod credentials;
+mod git_credential;
 mod migrate;
 mod serve;
 
@@ -22,6 +25,13 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Print a GitLab token for a user (reads LABGATE_URL, LABGATE_CLIENT_ID, LABGATE_CLIENT_SECRET).
+    Credentials(credentials::CredentialsArgs),
+    /// git's credential helper: git config credential.helper '!labgate git-credential'.
+    GitCredential {
+        #[arg(value_enum)]
+        operation: git_credential::Operation,
+    },
 }
 
 impl Cli {
@@ -29,6 +39,8 @@ impl Cli {
         match self.command {
             Command::Serve => serve::run().await,
             Command::Migrate => migrate::run().await,
+            Command::Credentials(args) => Ok(credentials::run(args).await?),
+            Command::GitCredential { operation } => Ok(git_credential::run(operation).await?),
         }
     }
 }

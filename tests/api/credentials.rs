@@ -590,3 +590,63 @@ async fn metrics_count_handouts_and_refreshes(backend: Backend) {
         assert!(text.contains(line), "missing {line}:\n{text}");
     }
 }
+
+/// Two labgate processes behind one load balancer, sharing one PostgreSQL database: the row
+/// lease keeps them to one refresh between them.
+#[actix_web::test]
+async fn two_applications_on_one_postgres_database_share_one_refresh() {
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL not tested");
+        return;
+    };
+    let cw = world(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(30));
+    cw.connect("user-17", json!({})).await;
+    cw.world.gitlab.behave(|b| {
+        b.token_lifetime = Duration::from_secs(7200);
+        b.refresh_delay = Duration::from_millis(300);
+    });
+    // The second process: same database, same master key file, its own memory.
+    let second = labgate::startup::Application::build(cw.app.settings.clone())
+        .await
+        .unwrap();
+    let second_address = format!("http://127.0.0.1:{}", second.port());
+    actix_web::rt::spawn(second.run());
+    let fetch_from = |address: String| {
+        let (client, token) = (cw.app.client.clone(), cw.service_token.clone());
+        async move {
+            let response = client
+                .post(format!("{address}/api/v1/credentials"))
+                .bearer_auth(token)
+                .json(&request("user-17"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    let calls = (0..50).map(|i| {
+        fetch_from(if i % 2 == 0 {
+            cw.app.address.clone()
+        } else {
+            second_address.clone()
+        })
+    });
+    let mut tokens = join_all(calls).await;
+
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1, "both processes hand out the one new token");
+    assert_eq!(
+        cw.world.gitlab.seen().refreshes,
+        1,
+        "one refresh across both processes"
+    );
+    assert!(cw.world.gitlab.access_token_works(&tokens[0]));
+}

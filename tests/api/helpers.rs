@@ -407,6 +407,7 @@ impl TestApp {
 pub struct ConnectWorld {
     pub app: TestApp,
     pub world: GitLabWorld,
+    pub service_client_id: String,
     pub service_secret: String,
     pub service_token: String,
     pub browser: Browser,
@@ -438,6 +439,7 @@ impl ConnectWorld {
         Self {
             app,
             world,
+            service_client_id: client_id,
             service_secret: secret,
             service_token,
             browser,

@@ -15,3 +15,4 @@ mod lifecycle;
 mod logs;
 mod secrets;
 mod services;
+mod tools;
