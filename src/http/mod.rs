@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, request and response shapes, the one `ApiError`, authentication.
 //! Handlers parse, call one use case, and render; they hold no rules of their own.
 
+mod admin;
 mod auth;
 mod connect;
 mod connections;
@@ -31,6 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .configure(connect::browser_routes)
+    .configure(admin::routes)
     .service(
         web::scope("/api/v1")
             .route("/service-token", web::post().to(service_token::grant))
