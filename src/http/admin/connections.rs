@@ -36,7 +36,8 @@ async fn list(
     ctx: web::Data<Context>,
     filter: web::Query<Filter>,
 ) -> Result<HttpResponse, PageError> {
-    let blank_is_none = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let blank_is_none =
+        |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     let Filter {
         instance,
         subject,

@@ -11,7 +11,9 @@ use crate::service::ServiceError;
 
 pub enum PageError {
     /// No live session: go and sign in, then come back to `next`.
-    SignIn { next: Option<String> },
+    SignIn {
+        next: Option<String>,
+    },
     /// A POST without this session's CSRF token; nothing was done.
     Csrf,
     TooLarge,

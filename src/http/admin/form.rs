@@ -46,8 +46,7 @@ impl FormData {
     }
 
     async fn read_urlencoded(
-        mut body: impl futures_util::Stream<Item = Result<actix_web::web::Bytes, PayloadError>>
-        + Unpin,
+        mut body: impl futures_util::Stream<Item = Result<actix_web::web::Bytes, PayloadError>> + Unpin,
     ) -> Result<Self, PageError> {
         let mut bytes = Vec::new();
         while let Some(chunk) = body.next().await {
@@ -62,8 +61,7 @@ impl FormData {
 
     async fn read_multipart(
         req: &HttpRequest,
-        body: impl futures_util::Stream<Item = Result<actix_web::web::Bytes, PayloadError>>
-        + 'static,
+        body: impl futures_util::Stream<Item = Result<actix_web::web::Bytes, PayloadError>> + 'static,
     ) -> Result<Self, PageError> {
         let mut multipart = Multipart::new(req.headers(), body);
         let mut fields = Vec::new();

@@ -18,9 +18,9 @@ use super::layout::{
 use super::scopes::{DEFAULT_INSTANCE_SCOPES, GITLAB_SCOPES};
 use super::session::{Posted, SignedIn, see_other};
 use crate::domain::{ConnectionStatus, InstanceName};
+use crate::service::admin_sessions::AdminSession;
 use crate::service::connections::{self, ConnectionQuery};
 use crate::service::instances::{self, Instance, InstanceForm};
-use crate::service::admin_sessions::AdminSession;
 use crate::service::{Context, ServiceError, StepStatus};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -249,7 +249,9 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
 /// error page.
 fn form_errors(error: ServiceError) -> Result<(StatusCode, Errors), PageError> {
     match error {
-        ServiceError::Invalid(fields) => Ok((StatusCode::UNPROCESSABLE_ENTITY, Errors::fields(fields))),
+        ServiceError::Invalid(fields) => {
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Errors::fields(fields)))
+        }
         ServiceError::CheckFailed(steps) => {
             let mut errors = Errors::default();
             if let Some(failed) = steps.iter().find(|s| s.status == StepStatus::Failed) {
@@ -257,7 +259,10 @@ fn form_errors(error: ServiceError) -> Result<(StatusCode, Errors), PageError> {
                     Some("tls_unknown_ca") => "ca_pem",
                     _ => "base_url",
                 };
-                errors.add(field, format!("failed the {} check: {}", failed.step, failed.detail));
+                errors.add(
+                    field,
+                    format!("failed the {} check: {}", failed.step, failed.detail),
+                );
             }
             errors.general.push(
                 "labgate checks GitLab before saving, and that check failed. The report below says what it saw at each step.".to_owned(),
@@ -506,7 +511,12 @@ async fn update(
     }
 }
 
-fn edit_page(session: &AdminSession, status: StatusCode, values: &Values, errors: &Errors) -> HttpResponse {
+fn edit_page(
+    session: &AdminSession,
+    status: StatusCode,
+    values: &Values,
+    errors: &Errors,
+) -> HttpResponse {
     let name = &values.name;
     let body = html! {
         h1 { "Edit instance " (name) }

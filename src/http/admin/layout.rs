@@ -430,4 +430,3 @@ pub fn status_word(status: StepStatus) -> &'static str {
         StepStatus::Skipped => "skipped",
     }
 }
-

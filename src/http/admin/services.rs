@@ -9,14 +9,14 @@ use serde::Deserialize;
 
 use super::error::PageError;
 use super::layout::{
-    Errors, Input, Section, checkboxes, copyable, csrf, error_summary, ok, page, respond,
-    textarea, when,
+    Errors, Input, Section, checkboxes, copyable, csrf, error_summary, ok, page, respond, textarea,
+    when,
 };
 use super::scopes::GITLAB_SCOPES;
 use super::session::{Posted, SignedIn, see_other};
+use crate::service::admin_sessions::AdminSession;
 use crate::service::instances;
 use crate::service::services::{self, Service, ServiceForm};
-use crate::service::admin_sessions::AdminSession;
 use crate::service::{Context, ServiceError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -88,8 +88,10 @@ async fn services_page(
         .into_iter()
         .map(|i| i.name.to_string())
         .collect();
-    let mut instance_options: Vec<(&str, &str)> =
-        vec![(ALL_INSTANCES, "every instance, including ones registered later")];
+    let mut instance_options: Vec<(&str, &str)> = vec![(
+        ALL_INSTANCES,
+        "every instance, including ones registered later",
+    )];
     instance_options.extend(instance_names.iter().map(|n| (n.as_str(), "")));
     let body = html! {
         h1 { "Services" }
@@ -194,15 +196,7 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
         Err(ServiceError::Conflict(message)) => {
             let mut errors = Errors::default();
             errors.general.push(message);
-            services_page(
-                &ctx,
-                &session,
-                StatusCode::CONFLICT,
-                None,
-                &values,
-                &errors,
-            )
-            .await
+            services_page(&ctx, &session, StatusCode::CONFLICT, None, &values, &errors).await
         }
         Err(other) => Err(other.into()),
     }
@@ -336,4 +330,3 @@ async fn find(ctx: &Context, name: &str) -> Result<Service, PageError> {
         .find(|s| s.name.as_str() == name)
         .ok_or_else(|| PageError::NotFound(format!("no service is named {name:?}")))
 }
-

@@ -112,11 +112,13 @@ async fn session(req: &HttpRequest) -> Result<AdminSession, PageError> {
 }
 
 fn context(req: &HttpRequest) -> Result<web::Data<Context>, PageError> {
-    req.app_data::<web::Data<Context>>().cloned().ok_or_else(|| {
-        PageError::Service(ServiceError::Internal(anyhow::anyhow!(
-            "the application context is missing"
-        )))
-    })
+    req.app_data::<web::Data<Context>>()
+        .cloned()
+        .ok_or_else(|| {
+            PageError::Service(ServiceError::Internal(anyhow::anyhow!(
+                "the application context is missing"
+            )))
+        })
 }
 
 /// Only a path of the admin pages may be returned to after sign-in: no open redirect.
@@ -144,10 +146,7 @@ async fn sign_in_page(
     if session(&req).await.is_ok() {
         return Ok(see_other(next.as_deref().unwrap_or(HOME)));
     }
-    let notice = query
-        .signed_out
-        .is_some()
-        .then_some("You have signed out.");
+    let notice = query.signed_out.is_some().then_some("You have signed out.");
     Ok(sign_in_form(
         &ctx,
         StatusCode::OK,
@@ -190,7 +189,13 @@ async fn sign_in(
             let lifetime = CookieDuration::seconds(SESSION_LIFETIME.num_seconds());
             let mut response = see_other(next.as_deref().unwrap_or(HOME));
             let cookies = [
-                cookie(&ctx, SESSION_COOKIE, token.expose_secret(), "/admin", lifetime),
+                cookie(
+                    &ctx,
+                    SESSION_COOKIE,
+                    token.expose_secret(),
+                    "/admin",
+                    lifetime,
+                ),
                 cookie(
                     &ctx,
                     SIGN_IN_COOKIE,
