@@ -7,6 +7,7 @@ mod certs;
 mod fake_gitlab;
 
 mod admin_auth;
+mod admin_browser;
 mod admin_pages;
 mod connect_flow;
 mod instance_checks;

@@ -111,7 +111,8 @@ async fn list(
                 thead { tr {
                     th { "Status" } th { "Instance" } th { "Subject" } th { "GitLab user" }
                     th { "Scopes" } th { "Token expires" } th { "Last refresh" } th { "Connected" }
-                    th { span.muted { "Actions" } }
+                    // The revoke column (issue 4): see `revoke_control`.
+                    th {}
                 } }
                 tbody {
                     @for connection in &found {

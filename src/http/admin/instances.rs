@@ -146,7 +146,7 @@ async fn list(
                                 @if count.attention > 0 {
                                     br;
                                     a href={ "/admin/connections?instance=" (name) "&status=reauthorization_required" } {
-                                        (badge("reauthorization_required")) " " (count.attention)
+                                        span.badge.reauthorization_required { (count.attention) " need reauthorization" }
                                     }
                                 }
                             }
@@ -303,7 +303,7 @@ fn registration_page(
                 button type="button" data-copy="redirect-url" hidden { "Copy" }
             }
             p.hint { code { "{name}" } " is the name you give the instance below." }
-            (gitlab_steps(&values.scopes))
+            (gitlab_steps(&values.scopes, false))
         }
         h2 { "2. Fill in what GitLab shows" }
         form method="post" action="/admin/instances" enctype="multipart/form-data" {
@@ -345,7 +345,8 @@ fn instance_fields(values: &Values, errors: &Errors, editing: bool) -> Markup {
         @if editing {
             (secret.hint(html! { "Leave empty to keep the current secret; enter GitLab's new " em { "Secret" } " to rotate it." }).render(errors))
         } @else {
-            (secret.required().hint(html! { "GitLab's " em { "Secret" } ". labgate seals it at rest and never shows it again." }).render(errors))
+            @let again = if errors.is_empty() { "" } else { " Enter it again: labgate never sends it back to the browser." };
+            (secret.required().hint(html! { "GitLab's " em { "Secret" } ". labgate seals it at rest and never shows it again." (again) }).render(errors))
         }
         (textarea("ca_pem", "CA bundle (PEM)", &values.ca_pem, Some(html! {
             "The CA certificates that sign GitLab's certificate. When given, only these are trusted for this instance; leave empty to trust the platform's roots. Paste them here, or upload a file below."
@@ -360,8 +361,9 @@ fn instance_fields(values: &Values, errors: &Errors, editing: bool) -> Markup {
     }
 }
 
-/// Where to create the application in GitLab, and what to enter there.
-fn gitlab_steps(scopes: &[String]) -> Markup {
+/// Where to create the application in GitLab, and what to enter there; `saved` once the
+/// instance is registered (the application then exists, and is to be checked).
+fn gitlab_steps(scopes: &[String], saved: bool) -> Markup {
     html! {
         ol.steps {
             li { "In GitLab, open " strong { "Admin area → Applications → New application" }
@@ -376,7 +378,11 @@ fn gitlab_steps(scopes: &[String]) -> Markup {
                  }
                  @if !scopes.iter().any(|s| s == "openid") { @if !scopes.is_empty() { ", " } code { "openid" } }
                  " (" code { "openid" } " is required: labgate verifies who connected)." }
-            li { "Save, then copy the " strong { "Application ID" } " and " strong { "Secret" } " into labgate." }
+            @if saved {
+                li { "If the application exists already, check that its Redirect URI and scopes are exactly these." }
+            } @else {
+                li { "Save, then copy the " strong { "Application ID" } " and " strong { "Secret" } " into the form below." }
+            }
         }
     }
 }
@@ -398,7 +404,7 @@ async fn show(
                 div.panel.ok role="status" {
                     h2 { "Registered " (name) ". Now paste this redirect URL into GitLab:" }
                     (copyable("registered-redirect-url", &instance.redirect_url, "big"))
-                    (gitlab_steps(&scopes))
+                    (gitlab_steps(&scopes, true))
                 }
             }
             Some("changed") => { div.panel.ok role="status" { "Saved: the changes passed the check." } }

@@ -55,11 +55,12 @@ button.link{border:0;background:none;color:var(--accent);padding:0;text-decorati
 .redirect{display:flex;gap:.6rem;align-items:center;flex-wrap:wrap;font-size:1.1rem}
 .redirect code{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:.35rem .6rem;word-break:break-all}
 .redirect.big code{font-size:1.05rem}
-.badge{display:inline-block;padding:.05rem .5rem;border-radius:1rem;font-size:.82rem;font-weight:600;border:1px solid}
+.badge{display:inline-block;white-space:nowrap;padding:.05rem .5rem;border-radius:1rem;font-size:.82rem;font-weight:600;border:1px solid}
 .badge.ok,.badge.active,.badge.passed{color:var(--ok);border-color:var(--ok);background:#f0fff4}
 .badge.reauthorization_required,.badge.skipped{color:var(--warn);border-color:var(--warn);background:#fff8c5}
 .badge.revoked,.badge.failed,.badge.bad{color:var(--bad);border-color:var(--bad);background:#fff5f5}
 .muted{color:var(--muted)}
+time{white-space:nowrap}
 .filters{display:flex;gap:1rem;align-items:flex-end;flex-wrap:wrap}
 .filters .field{margin:0;min-width:12rem}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}
