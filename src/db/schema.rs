@@ -96,6 +96,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    admin_sessions (token_hash) {
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(connect_sessions -> instances (instance_id));
 diesel::joinable!(connect_sessions -> services (service_id));
 
@@ -105,5 +113,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     services,
     connect_sessions,
     connections,
-    audit_events
+    audit_events,
+    admin_sessions
 );

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, request and response shapes, the one `ApiError`, authentication.
 //! Handlers parse, call one use case, and render; they hold no rules of their own.
 
+mod admin;
 mod audit;
 mod auth;
 mod connect;
@@ -34,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(health::metrics))
     .configure(connect::browser_routes)
+    .configure(admin::routes)
     .service(
         web::scope("/api/v1")
             .route("/service-token", web::post().to(service_token::grant))

@@ -35,7 +35,7 @@ pub struct ConnectionView {
 }
 
 /// Filters as typed in a query string.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ConnectionQuery {
     pub service: Option<String>,
     pub instance: Option<String>,

@@ -296,7 +296,10 @@ fn not_found(name: &str) -> ServiceError {
 }
 
 fn already_registered(name: &InstanceName) -> ServiceError {
-    ServiceError::Conflict(format!("an instance named {name:?} is registered already"))
+    ServiceError::Conflict(format!(
+        "an instance named {:?} is registered already",
+        name.as_str()
+    ))
 }
 
 fn parse_client_id(value: String) -> Result<String, Invalid> {

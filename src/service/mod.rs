@@ -1,6 +1,7 @@
 //! The use cases. Each takes the shared `Context`, parsed domain input, and returns domain
 //! output or a `ServiceError`; storage runs on blocking threads, never on the async workers.
 
+pub mod admin_sessions;
 pub mod audit;
 pub mod connect;
 pub mod connections;

@@ -116,7 +116,8 @@ pub async fn create(
         .await?;
     if !inserted {
         return Err(ServiceError::Conflict(format!(
-            "a service named {name:?} exists already"
+            "a service named {:?} exists already",
+            name.as_str()
         )));
     }
     tracing::info!(service.name = %name, "service created");

@@ -7,6 +7,8 @@ mod certs;
 mod fake_gitlab;
 
 mod admin_auth;
+mod admin_browser;
+mod admin_pages;
 mod connect_flow;
 mod credentials;
 mod instance_checks;

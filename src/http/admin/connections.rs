@@ -1,0 +1,215 @@
+//! `/admin/connections`: what labgate holds, filtered by instance, subject and status, with the
+//! ones that need attention marked. No token material is shown.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::error::PageError;
+use super::layout::{Errors, Input, Section, badge, page, respond, when};
+use super::session::SignedIn;
+use crate::service::admin_sessions::AdminSession;
+use crate::service::connections::{self, ConnectionQuery, ConnectionView};
+use crate::service::{Context, ServiceError, instances};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/connections")
+            .route(web::get().to(list))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/connections/{id}/revoke")
+            .route(web::get().to(revoke_confirmation))
+            .route(web::post().to(revoke))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+const STATUSES: [&str; 3] = ["active", "reauthorization_required", "revoked"];
+
+#[derive(Deserialize, Default)]
+struct Filter {
+    instance: Option<String>,
+    subject: Option<String>,
+    status: Option<String>,
+}
+
+async fn list(
+    session: SignedIn,
+    ctx: web::Data<Context>,
+    filter: web::Query<Filter>,
+) -> Result<HttpResponse, PageError> {
+    let blank_is_none =
+        |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let Filter {
+        instance,
+        subject,
+        status,
+    } = filter.into_inner();
+    let (instance, subject, status) = (
+        blank_is_none(instance),
+        blank_is_none(subject),
+        blank_is_none(status),
+    );
+    let query = ConnectionQuery {
+        service: None,
+        instance: instance.clone(),
+        subject: subject.clone(),
+        status: status.clone(),
+    };
+    let (found, errors, code) = match connections::list(&ctx, query).await {
+        Ok(found) => (found, Errors::default(), StatusCode::OK),
+        Err(ServiceError::Invalid(fields)) => (
+            Vec::new(),
+            Errors::fields(fields),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Err(other) => return Err(other.into()),
+    };
+    let instance_names: Vec<String> = instances::list(&ctx)
+        .await?
+        .into_iter()
+        .map(|i| i.name.to_string())
+        .collect();
+    let now = Utc::now().naive_utc();
+    let filtered = instance.is_some() || subject.is_some() || status.is_some();
+    let status_error = errors.on("status");
+    let body = html! {
+        h1 { "Connections" }
+        form.filters method="get" action="/admin/connections" role="search" {
+            div.field {
+                label for="instance" { "Instance" }
+                select id="instance" name="instance" {
+                    option value="" { "All instances" }
+                    @for name in &instance_names {
+                        option value=(name) selected[instance.as_deref() == Some(name.as_str())] { (name) }
+                    }
+                }
+            }
+            (Input::text("subject", "Subject", subject.as_deref().unwrap_or_default())
+                .kind("search")
+                .render(&errors))
+            div.field.invalid[status_error.is_some()] {
+                label for="status" { "Status" }
+                select id="status" name="status" aria-invalid=[status_error.as_ref().map(|_| "true")] {
+                    option value="" { "Any status" }
+                    @for word in STATUSES {
+                        option value=(word) selected[status.as_deref() == Some(word)] { (word.replace('_', " ")) }
+                    }
+                }
+                @if let Some(message) = &status_error { p.error id="status-error" { "Status " (message) } }
+            }
+            div.actions {
+                button type="submit" { "Filter" }
+                @if filtered { a href="/admin/connections" { "Clear" } }
+            }
+        }
+        @if found.is_empty() {
+            p.muted {
+                @if filtered { "No connection matches these filters." }
+                @else { "No connection yet: people connect their GitLab accounts through links that services create." }
+            }
+        } @else {
+            p.muted { (found.len()) " connection" @if found.len() != 1 { "s" } }
+            table {
+                thead { tr {
+                    th { "Status" } th { "Instance" } th { "Subject" } th { "GitLab user" }
+                    th { "Scopes" } th { "Token expires" } th { "Last refresh" } th { "Connected" }
+                    // The revoke column (issue 4): see `revoke_control`.
+                    th {}
+                } }
+                tbody {
+                    @for connection in &found {
+                        tr {
+                            td { (badge(&connection.status)) }
+                            td { a href={ "/admin/instances/" (connection.instance) } { (connection.instance) } }
+                            td { code { (connection.subject) } }
+                            td { "@" (connection.gitlab_username) " " span.muted { "(id " (connection.gitlab_user_id) ")" } }
+                            td { (connection.scopes.to_string()) }
+                            td {
+                                (when(connection.expires_at))
+                                @if connection.expires_at <= now { " " span.muted { "(expired)" } }
+                            }
+                            td {
+                                @match connection.refreshed_at {
+                                    Some(at) => { (when(at)) }
+                                    None => { span.muted { "never" } }
+                                }
+                            }
+                            td { (when(connection.created_at)) }
+                            td { (revoke_control(&session, connection)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(respond(
+        code,
+        page("Connections", Some(&session), Section::Connections, body),
+    ))
+}
+
+/// A revoke link for a connection GitLab has not revoked yet; it leads to a confirmation.
+fn revoke_control(_session: &AdminSession, connection: &ConnectionView) -> Markup {
+    let done =
+        connection.status == "revoked" && connection.status_reason.as_deref() == Some("revoked");
+    html! {
+        @if !done {
+            a.danger href={ "/admin/connections/" (connection.id) "/revoke" } { "Revoke…" }
+        }
+    }
+}
+
+async fn revoke_confirmation(
+    session: SignedIn,
+    ctx: web::Data<Context>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let query = ConnectionQuery::default();
+    let connection = connections::list(&ctx, query)
+        .await?
+        .into_iter()
+        .find(|c| c.id == *id)
+        .ok_or_else(|| {
+            PageError::NotFound(format!("no connection has the id {:?}", id.as_str()))
+        })?;
+    let body = html! {
+        h1 { "Revoke " (connection.subject) "'s connection on " (connection.instance) "?" }
+        div.panel.warn {
+            p { "labgate stops handing out its tokens at once, and asks GitLab to revoke the grant of @"
+                (connection.gitlab_username) " (" (connection.scopes.to_string()) "). "
+                "The person has to connect again to use " (connection.service) " with " (connection.instance) "." }
+        }
+        div.actions {
+            form method="post" action={ "/admin/connections/" (connection.id) "/revoke" } {
+                (super::layout::csrf(&session))
+                button.danger type="submit" { "Revoke" }
+            }
+            a href="/admin/connections" { "Cancel" }
+        }
+    };
+    Ok(respond(
+        StatusCode::OK,
+        page(
+            "Revoke connection",
+            Some(&session),
+            Section::Connections,
+            body,
+        ),
+    ))
+}
+
+async fn revoke(
+    _: super::session::Posted,
+    ctx: web::Data<Context>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    connections::revoke(&ctx, &id, "admin").await?;
+    Ok(super::session::see_other(
+        "/admin/connections?status=revoked",
+    ))
+}

@@ -1,0 +1,593 @@
+//! `/admin/instances`: the list with each instance's last check, the registration form, an
+//! instance's page (check report, re-check), editing, and deleting with a confirmation step.
+//! Every change goes through `service::instances`, exactly as the admin API's do.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use maud::{Markup, html};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::error::PageError;
+use super::layout::{
+    Errors, Input, Section, badge, button_form, check_steps, checkboxes, copyable, csrf,
+    error_summary, ok, page, respond, textarea, when,
+};
+use super::scopes::{DEFAULT_INSTANCE_SCOPES, GITLAB_SCOPES};
+use super::session::{Posted, SignedIn, see_other};
+use crate::domain::{ConnectionStatus, InstanceName};
+use crate::service::admin_sessions::AdminSession;
+use crate::service::connections::{self, ConnectionQuery};
+use crate::service::instances::{self, Instance, InstanceForm};
+use crate::service::{Context, ServiceError, StepStatus};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/instances")
+            .route(web::get().to(list))
+            .route(web::post().to(create))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/instances/new")
+            .route(web::get().to(new_form))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/instances/{name}")
+            .route(web::get().to(show))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/instances/{name}/check")
+            .route(web::post().to(check))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/instances/{name}/edit")
+            .route(web::get().to(edit_form))
+            .route(web::post().to(update))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/instances/{name}/delete")
+            .route(web::get().to(delete_confirmation))
+            .route(web::post().to(delete))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// Fields of the registration and edit forms; every one of them posts under this name.
+const FIELDS: &[&str] = &[
+    "name",
+    "base_url",
+    "client_id",
+    "client_secret",
+    "ca_pem",
+    "scopes",
+];
+
+#[derive(Deserialize)]
+struct Notice {
+    done: Option<String>,
+}
+
+/// Connections of one instance, by status.
+#[derive(Default)]
+struct Counts {
+    active: usize,
+    attention: usize,
+    revoked: usize,
+}
+
+async fn connection_counts(
+    ctx: &Context,
+    instance: Option<String>,
+) -> Result<BTreeMap<String, Counts>, ServiceError> {
+    let all = connections::list(
+        ctx,
+        ConnectionQuery {
+            instance,
+            ..ConnectionQuery::default()
+        },
+    )
+    .await?;
+    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
+    for connection in all {
+        let entry = counts.entry(connection.instance.clone()).or_default();
+        match connection.status.parse() {
+            Ok(ConnectionStatus::Active) => entry.active += 1,
+            Ok(ConnectionStatus::ReauthorizationRequired) => entry.attention += 1,
+            _ => entry.revoked += 1,
+        }
+    }
+    Ok(counts)
+}
+
+async fn list(
+    session: SignedIn,
+    ctx: web::Data<Context>,
+    notice: web::Query<Notice>,
+) -> Result<HttpResponse, PageError> {
+    let all = instances::list(&ctx).await?;
+    let counts = connection_counts(&ctx, None).await?;
+    let none = Counts::default();
+    let body = html! {
+        h1 { "GitLab instances" }
+        @if notice.done.as_deref() == Some("deleted") {
+            div.panel.ok role="status" { "The instance was deleted." }
+        }
+        div.actions { a.button.primary href="/admin/instances/new" { "Register an instance" } }
+        @if all.is_empty() {
+            p.muted { "No GitLab instance is registered yet. Register one to let services connect people's GitLab accounts." }
+        } @else {
+            table {
+                thead { tr {
+                    th { "Name" } th { "Base URL" } th { "Last check" } th { "Connections" } th { "Scopes" }
+                } }
+                tbody {
+                    @for instance in &all {
+                        @let name = instance.name.as_str();
+                        @let count = counts.get(name).unwrap_or(&none);
+                        tr {
+                            td { a href={ "/admin/instances/" (name) } { strong { (name) } } }
+                            td { code { (instance.base_url.as_str()) } }
+                            td {
+                                (badge(if instance.last_check.ok { "passed" } else { "failed" }))
+                                " " span.muted { (when(instance.last_check.at)) }
+                                @if let Some(failed) = instance.last_check.steps.iter().find(|s| s.status == StepStatus::Failed) {
+                                    br; span.muted { (failed.step) ": " (failed.detail) }
+                                }
+                            }
+                            td {
+                                a href={ "/admin/connections?instance=" (name) } { (count.active) " active" }
+                                @if count.attention > 0 {
+                                    br;
+                                    a href={ "/admin/connections?instance=" (name) "&status=reauthorization_required" } {
+                                        span.badge.reauthorization_required { (count.attention) " need reauthorization" }
+                                    }
+                                }
+                            }
+                            td { (instance.scopes.to_string()) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(ok(page(
+        "Instances",
+        Some(&session),
+        Section::Instances,
+        body,
+    )))
+}
+
+/// What the registration or edit form shows again: everything typed but the secret.
+#[derive(Default)]
+struct Values {
+    name: String,
+    base_url: String,
+    client_id: String,
+    ca_pem: String,
+    scopes: Vec<String>,
+}
+
+impl Values {
+    fn fresh() -> Self {
+        Self {
+            scopes: DEFAULT_INSTANCE_SCOPES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    fn of(instance: &Instance) -> Self {
+        Self {
+            name: instance.name.to_string(),
+            base_url: instance.base_url.to_string(),
+            client_id: instance.client_id.clone(),
+            ca_pem: instance
+                .ca
+                .as_ref()
+                .map(|ca| ca.pem().to_owned())
+                .unwrap_or_default(),
+            scopes: instance.scopes.iter().map(str::to_owned).collect(),
+        }
+    }
+
+    /// What was posted; an uploaded CA file wins over the text area.
+    fn posted(form: &super::form::FormData) -> Self {
+        Self {
+            name: form.text("name").trim().to_owned(),
+            base_url: form.text("base_url").trim().to_owned(),
+            client_id: form.text("client_id").trim().to_owned(),
+            ca_pem: form.given("ca_file").unwrap_or_else(|| form.text("ca_pem")),
+            scopes: form.all("scopes"),
+        }
+    }
+}
+
+async fn new_form(session: SignedIn, ctx: web::Data<Context>) -> HttpResponse {
+    registration_page(
+        &ctx,
+        &session,
+        StatusCode::OK,
+        &Values::fresh(),
+        &Errors::default(),
+    )
+}
+
+async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse, PageError> {
+    let Posted { session, form } = posted;
+    let values = Values::posted(&form);
+    let input = InstanceForm {
+        name: Some(values.name.clone()).filter(|v| !v.is_empty()),
+        base_url: Some(values.base_url.clone()).filter(|v| !v.is_empty()),
+        client_id: Some(values.client_id.clone()).filter(|v| !v.is_empty()),
+        client_secret: form.given("client_secret").map(SecretString::from),
+        ca_pem: Some(Some(values.ca_pem.clone())),
+        scopes: Some(values.scopes.clone()),
+    };
+    match instances::register(&ctx, input).await {
+        Ok(instance) => Ok(see_other(&format!(
+            "/admin/instances/{}?done=registered",
+            instance.name
+        ))),
+        Err(error) => {
+            let (status, errors) = form_errors(error)?;
+            Ok(registration_page(&ctx, &session, status, &values, &errors))
+        }
+    }
+}
+
+/// Field errors, a failed check or a taken name, for the form to show; anything else is an
+/// error page.
+fn form_errors(error: ServiceError) -> Result<(StatusCode, Errors), PageError> {
+    match error {
+        ServiceError::Invalid(fields) => {
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Errors::fields(fields)))
+        }
+        ServiceError::CheckFailed(steps) => {
+            let mut errors = Errors::default();
+            if let Some(failed) = steps.iter().find(|s| s.status == StepStatus::Failed) {
+                let field = match failed.code.as_deref() {
+                    Some("tls_unknown_ca") => "ca_pem",
+                    _ => "base_url",
+                };
+                errors.add(
+                    field,
+                    format!("failed the {} check: {}", failed.step, failed.detail),
+                );
+            }
+            errors.general.push(
+                "labgate checks GitLab before saving, and that check failed. The report below says what it saw at each step.".to_owned(),
+            );
+            errors.steps = steps;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, errors))
+        }
+        ServiceError::Conflict(message) => {
+            let mut errors = Errors::default();
+            errors.general.push(message);
+            Ok((StatusCode::CONFLICT, errors))
+        }
+        other => Err(other.into()),
+    }
+}
+
+fn registration_page(
+    ctx: &Context,
+    session: &AdminSession,
+    status: StatusCode,
+    values: &Values,
+    errors: &Errors,
+) -> HttpResponse {
+    let prefix = format!("{}/oauth/", ctx.public_base());
+    let preview = match InstanceName::parse(&values.name) {
+        Ok(name) => ctx.redirect_url(&name),
+        Err(_) => format!("{prefix}{{name}}/callback"),
+    };
+    let body = html! {
+        h1 { "Register a GitLab instance" }
+        (error_summary(errors, FIELDS))
+        @if !errors.steps.is_empty() { (check_steps(&errors.steps)) }
+        div.panel {
+            h2 { "1. Create the application in GitLab first" }
+            p { "GitLab asks for the redirect URL before it shows the application ID and secret. This instance's redirect URL will be:" }
+            div class="redirect big" {
+                code id="redirect-url" data-prefix=(prefix) { (preview) }
+                button type="button" data-copy="redirect-url" hidden { "Copy" }
+            }
+            p.hint { code { "{name}" } " is the name you give the instance below." }
+            (gitlab_steps(&values.scopes, false))
+        }
+        h2 { "2. Fill in what GitLab shows" }
+        form method="post" action="/admin/instances" enctype="multipart/form-data" {
+            (csrf(session))
+            (Input::text("name", "Name", &values.name)
+                .required()
+                .placeholder("corp")
+                .hint(html! { "Lowercase letters, digits and dashes; part of the redirect URL, and cannot be changed later." })
+                .render(errors))
+            (instance_fields(values, errors, false))
+            button.primary type="submit" { "Check and register" }
+        }
+    };
+    respond(
+        status,
+        page(
+            "Register an instance",
+            Some(session),
+            Section::Instances,
+            body,
+        ),
+    )
+}
+
+/// The fields registration and editing share.
+fn instance_fields(values: &Values, errors: &Errors, editing: bool) -> Markup {
+    html! {
+        (Input::text("base_url", "Base URL", &values.base_url)
+            .kind("url")
+            .required()
+            .placeholder("https://git.corp.example")
+            .hint(html! { "GitLab's external URL, https, including any sub-path such as " code { "/gitlab" } "." })
+            .render(errors))
+        (Input::text("client_id", "Client ID", &values.client_id)
+            .required()
+            .hint(html! { "GitLab's " em { "Application ID" } "." })
+            .render(errors))
+        @let secret = Input::text("client_secret", "Client secret", "").kind("password");
+        @if editing {
+            (secret.hint(html! { "Leave empty to keep the current secret; enter GitLab's new " em { "Secret" } " to rotate it." }).render(errors))
+        } @else {
+            @let again = if errors.is_empty() { "" } else { " Enter it again: labgate never sends it back to the browser." };
+            (secret.required().hint(html! { "GitLab's " em { "Secret" } ". labgate seals it at rest and never shows it again." (again) }).render(errors))
+        }
+        (textarea("ca_pem", "CA bundle (PEM)", &values.ca_pem, Some(html! {
+            "The CA certificates that sign GitLab's certificate. When given, only these are trusted for this instance; leave empty to trust the platform's roots. Paste them here, or upload a file below."
+        }), errors))
+        div.field {
+            label for="ca_file" { "…or upload the CA bundle as a file" }
+            input type="file" id="ca_file" name="ca_file" accept=".pem,.crt,.cer,.txt";
+        }
+        (checkboxes("scopes", "Scopes", Some(html! {
+            "Tick the scopes you ticked in GitLab's application. " code { "openid" } " is required."
+        }), GITLAB_SCOPES, &values.scopes, errors))
+    }
+}
+
+/// Where to create the application in GitLab, and what to enter there; `saved` once the
+/// instance is registered (the application then exists, and is to be checked).
+fn gitlab_steps(scopes: &[String], saved: bool) -> Markup {
+    html! {
+        ol.steps {
+            li { "In GitLab, open " strong { "Admin area → Applications → New application" }
+                 " (instance-wide), or " strong { "Group → Settings → Applications" }
+                 ", or " strong { "User settings → Applications" } "." }
+            li { strong { "Name" } ": e.g. " code { "labgate" } "." }
+            li { strong { "Redirect URI" } ": the redirect URL above, exactly (GitLab compares it character by character)." }
+            li { strong { "Confidential" } ": leave it ticked." }
+            li { strong { "Scopes" } ": tick "
+                 @for (i, scope) in scopes.iter().enumerate() {
+                     @if i > 0 { ", " } code { (scope) }
+                 }
+                 @if !scopes.iter().any(|s| s == "openid") { @if !scopes.is_empty() { ", " } code { "openid" } }
+                 " (" code { "openid" } " is required: labgate verifies who connected)." }
+            @if saved {
+                li { "If the application exists already, check that its Redirect URI and scopes are exactly these." }
+            } @else {
+                li { "Save, then copy the " strong { "Application ID" } " and " strong { "Secret" } " into the form below." }
+            }
+        }
+    }
+}
+
+async fn show(
+    session: SignedIn,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+    notice: web::Query<Notice>,
+) -> Result<HttpResponse, PageError> {
+    let instance = instances::get(&ctx, &name).await?;
+    let counts = connection_counts(&ctx, Some(instance.name.to_string())).await?;
+    let count = counts.get(instance.name.as_str());
+    let name = instance.name.as_str();
+    let scopes: Vec<String> = instance.scopes.iter().map(str::to_owned).collect();
+    let body = html! {
+        @match notice.done.as_deref() {
+            Some("registered") => {
+                div.panel.ok role="status" {
+                    h2 { "Registered " (name) ". Now paste this redirect URL into GitLab:" }
+                    (copyable("registered-redirect-url", &instance.redirect_url, "big"))
+                    (gitlab_steps(&scopes, true))
+                }
+            }
+            Some("changed") => { div.panel.ok role="status" { "Saved: the changes passed the check." } }
+            Some("checked") => {
+                @if instance.last_check.ok {
+                    div.panel.ok role="status" { "The check passed." }
+                } @else {
+                    div.panel.bad role="alert" { "The check failed: see the report below." }
+                }
+            }
+            _ => {}
+        }
+        h1 { "Instance " (name) }
+        dl.facts {
+            dt { "Redirect URL" } dd { (copyable("redirect-url", &instance.redirect_url, "")) }
+            dt { "Base URL" } dd { code { (instance.base_url.as_str()) } }
+            dt { "Client ID" } dd { code { (instance.client_id) } }
+            dt { "Client secret" } dd { span.muted { "sealed; never shown" } }
+            dt { "Scopes" } dd { (instance.scopes.to_string()) }
+            dt { "Trusted CA" } dd {
+                @match &instance.ca {
+                    Some(ca) => { @for subject in ca.subjects() { code { (subject) } br; } }
+                    None => { span.muted { "the platform's roots" } }
+                }
+            }
+            dt { "Connections" } dd {
+                a href={ "/admin/connections?instance=" (name) } {
+                    (count.map_or(0, |c| c.active)) " active, "
+                    (count.map_or(0, |c| c.attention)) " need reauthorization, "
+                    (count.map_or(0, |c| c.revoked)) " revoked"
+                }
+            }
+            dt { "Registered" } dd { (when(instance.created_at)) ", changed " (when(instance.updated_at)) }
+        }
+        h2 { "Last check: " (badge(if instance.last_check.ok { "passed" } else { "failed" })) " " span.muted { (when(instance.last_check.at)) } }
+        (check_steps(&instance.last_check.steps))
+        div.actions {
+            (button_form(&session, &format!("/admin/instances/{name}/check"), "Re-check now", ""))
+            a.button href={ "/admin/instances/" (name) "/edit" } { "Edit" }
+            a.button.danger href={ "/admin/instances/" (name) "/delete" } { "Delete…" }
+        }
+        @let endpoints = instance.discovery.endpoints();
+        @if !endpoints.is_empty() {
+            h2 { "Endpoints found by discovery" }
+            table { tbody { @for (what, url) in endpoints { tr { td { (what) } td { code { (url) } } } } } }
+        }
+    };
+    Ok(ok(page(
+        &format!("Instance {name}"),
+        Some(&session),
+        Section::Instances,
+        body,
+    )))
+}
+
+async fn check(
+    _: Posted,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let (_, instance) = instances::check(&ctx, &name).await?;
+    Ok(see_other(&format!(
+        "/admin/instances/{}?done=checked",
+        instance.name
+    )))
+}
+
+async fn edit_form(
+    session: SignedIn,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let instance = instances::get(&ctx, &name).await?;
+    Ok(edit_page(
+        &session,
+        StatusCode::OK,
+        &Values::of(&instance),
+        &Errors::default(),
+    ))
+}
+
+async fn update(
+    posted: Posted,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let Posted { session, form } = posted;
+    let current = instances::get(&ctx, &name).await?;
+    let values = Values {
+        name: current.name.to_string(),
+        ..Values::posted(&form)
+    };
+    let input = InstanceForm {
+        name: None,
+        base_url: Some(values.base_url.clone()),
+        client_id: Some(values.client_id.clone()),
+        client_secret: form.given("client_secret").map(SecretString::from),
+        ca_pem: Some(Some(values.ca_pem.clone()).filter(|pem| !pem.trim().is_empty())),
+        scopes: Some(values.scopes.clone()),
+    };
+    match instances::change(&ctx, &values.name, input).await {
+        Ok(instance) => Ok(see_other(&format!(
+            "/admin/instances/{}?done=changed",
+            instance.name
+        ))),
+        Err(error) => {
+            let (status, errors) = form_errors(error)?;
+            Ok(edit_page(&session, status, &values, &errors))
+        }
+    }
+}
+
+fn edit_page(
+    session: &AdminSession,
+    status: StatusCode,
+    values: &Values,
+    errors: &Errors,
+) -> HttpResponse {
+    let name = &values.name;
+    let body = html! {
+        h1 { "Edit instance " (name) }
+        (error_summary(errors, FIELDS))
+        @if !errors.steps.is_empty() { (check_steps(&errors.steps)) }
+        p { "Changes are checked against GitLab before they are saved; if the check fails, nothing changes." }
+        form method="post" action={ "/admin/instances/" (name) "/edit" } enctype="multipart/form-data" {
+            (csrf(session))
+            (instance_fields(values, errors, true))
+            div.actions {
+                button.primary type="submit" { "Check and save" }
+                a href={ "/admin/instances/" (name) } { "Cancel" }
+            }
+        }
+    };
+    respond(
+        status,
+        page(
+            &format!("Edit {name}"),
+            Some(session),
+            Section::Instances,
+            body,
+        ),
+    )
+}
+
+async fn delete_confirmation(
+    session: SignedIn,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let instance = instances::get(&ctx, &name).await?;
+    let name = instance.name.as_str();
+    let counts = connection_counts(&ctx, Some(name.to_owned())).await?;
+    let held = counts
+        .get(name)
+        .map_or(0, |c| c.active + c.attention + c.revoked);
+    let body = html! {
+        h1 { "Delete instance " (name) "?" }
+        div.panel.warn {
+            p { "labgate forgets " strong { (name) } " (" code { (instance.base_url.as_str()) } "), its client secret and its "
+                strong { (held) " connection" @if held != 1 { "s" } } ". Services can no longer get tokens for it, and the people who connected must connect again if it is registered anew." }
+            p { "The application in GitLab is not touched: delete it there too if it is no longer needed." }
+        }
+        div.actions {
+            form method="post" action={ "/admin/instances/" (name) "/delete" } {
+                (csrf(&session))
+                button.danger type="submit" { "Delete " (name) }
+            }
+            a href={ "/admin/instances/" (name) } { "Cancel" }
+        }
+    };
+    Ok(ok(page(
+        &format!("Delete {name}"),
+        Some(&session),
+        Section::Instances,
+        body,
+    )))
+}
+
+async fn delete(
+    _: Posted,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    instances::remove(&ctx, &name).await?;
+    Ok(see_other("/admin/instances?done=deleted"))
+}
