@@ -21,16 +21,19 @@ pub struct ConnectSessionRow {
     pub state_hash: Option<String>,
     pub nonce: Option<String>,
     pub pkce_verifier_sealed: Option<Vec<u8>>,
+    pub browser_binding_hash: Option<String>,
     pub finished_at: Option<NaiveDateTime>,
     pub outcome: Option<String>,
     pub connection_id: Option<String>,
 }
 
-/// What following a link stores: the state's hash, the nonce, the sealed PKCE verifier.
+/// What following a link stores: the state's hash, the nonce, the sealed PKCE verifier, and
+/// the hash of the browser's binding cookie.
 pub struct Authorization<'a> {
     pub state_hash: &'a str,
     pub nonce: &'a str,
     pub pkce_verifier_sealed: &'a [u8],
+    pub browser_binding_hash: &'a str,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &ConnectSessionRow) -> QueryResult<()> {
@@ -78,6 +81,7 @@ pub fn start(
         connect_sessions::state_hash.eq(auth.state_hash),
         connect_sessions::nonce.eq(auth.nonce),
         connect_sessions::pkce_verifier_sealed.eq(auth.pkce_verifier_sealed),
+        connect_sessions::browser_binding_hash.eq(auth.browser_binding_hash),
     ))
     .execute(conn)
     .map(|n| n == 1)

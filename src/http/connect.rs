@@ -1,8 +1,10 @@
 //! The connect flow's faces: the service API that creates links, and the two browser routes
 //! (following a link, coming back from GitLab).
 
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::{CACHE_CONTROL, LOCATION, REFERRER_POLICY};
 use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
@@ -22,7 +24,8 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
 }
 
 pub fn browser_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/connect/{id}", web::get().to(follow))
+    cfg.route("/connect/{id}", web::get().to(confirm))
+        .route("/connect/{id}", web::post().to(follow))
         .route("/oauth/{instance}/callback", web::get().to(callback));
 }
 
@@ -52,9 +55,33 @@ async fn create(
         })))
 }
 
+/// Shows who asks for what; spends nothing, so link previews and scanners are harmless.
+async fn confirm(ctx: web::Data<Context>, id: web::Path<String>) -> HttpResponse {
+    match connect::describe(&ctx, &id).await {
+        Ok(link) => pages::confirm(&link, &format!("/connect/{id}")),
+        Err(failure) => pages::failure(&failure),
+    }
+}
+
+/// The person agreed: to GitLab, with a cookie binding the sign-in to this browser.
 async fn follow(ctx: web::Data<Context>, id: web::Path<String>) -> HttpResponse {
     match connect::start(&ctx, &id).await {
-        Ok(authorize_url) => redirect(authorize_url.as_str()),
+        Ok(started) => {
+            let cookie = Cookie::build(
+                started.binding.cookie_name,
+                started.binding.value.expose_secret().to_owned(),
+            )
+            .path("/oauth/")
+            .http_only(true)
+            // Lax: the callback is a top-level navigation coming from GitLab's site.
+            .same_site(SameSite::Lax)
+            .secure(ctx.public_url.scheme() == "https")
+            .max_age(actix_web::cookie::time::Duration::minutes(10))
+            .finish();
+            let mut response = redirect(started.authorize_url.as_str());
+            let _ = response.add_cookie(&cookie);
+            response
+        }
         Err(failure) => pages::failure(&failure),
     }
 }
@@ -82,7 +109,8 @@ async fn callback(
     else {
         return pages::failure(&connect::Failure::UnknownState);
     };
-    match connect::finish(
+    let cookie = |name: &str| req.cookie(name).map(|c| c.value().to_owned());
+    let finished = connect::finish(
         &ctx,
         &instance,
         CallbackParams {
@@ -91,9 +119,11 @@ async fn callback(
             iss,
             error,
         },
+        cookie,
     )
-    .await
-    {
+    .await;
+    // The binding cookie stays until it expires: once the state is spent it opens nothing.
+    match finished {
         Outcome::Connected {
             return_to: Some(url),
             connection_id,

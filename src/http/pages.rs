@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY};
 use maud::{DOCTYPE, Markup, html};
 
-use crate::service::connect::Failure;
+use crate::service::connect::{Failure, LinkInfo};
 
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1f2328}\
 h1{font-size:1.4rem}.ok{color:#1a7f37}.fail{color:#cf222e}p.code{color:#57606a;font-size:.9rem}";
@@ -18,6 +18,23 @@ pub fn connected(username: &str, instance: &str) -> HttpResponse {
         html! {
             h1.ok { "Connected as @" (username) " on " (instance) }
             p { "You can close this tab." }
+        },
+    )
+}
+
+/// Before anything is spent: who asks for what, and a button to go on to GitLab.
+pub fn confirm(link: &LinkInfo, action: &str) -> HttpResponse {
+    let scopes = link.scopes.iter().collect::<Vec<_>>().join(", ");
+    page(
+        StatusCode::OK,
+        "Connect your GitLab account",
+        html! {
+            h1 { "Connect your GitLab account" }
+            p { "The service " strong { (link.service) } " asks to use your account on the GitLab " strong { (link.instance) } "." }
+            p { "It will be allowed: " code { (scopes) } }
+            form method="post" action=(action) {
+                button type="submit" { "Continue to GitLab" }
+            }
         },
     )
 }
@@ -45,6 +62,7 @@ pub fn code(failure: &Failure) -> &str {
         Failure::ExpiredState => "expired_state",
         Failure::WrongInstance => "wrong_instance",
         Failure::IssuerMismatch => "issuer_mismatch",
+        Failure::OtherBrowser => "other_browser",
         Failure::MissingCode => "missing_code",
         Failure::Denied => "access_denied",
         Failure::GitLabRefused(error) => error,
@@ -92,6 +110,11 @@ fn describe(failure: &Failure) -> (StatusCode, &'static str, &'static str) {
             StatusCode::BAD_REQUEST,
             "This answer came from an unexpected GitLab",
             START_AGAIN,
+        ),
+        Failure::OtherBrowser => (
+            StatusCode::BAD_REQUEST,
+            "This sign-in was started in another browser",
+            "Nothing was connected. Open the link you were given in this browser and start again.",
         ),
         Failure::MissingCode => (
             StatusCode::BAD_REQUEST,

@@ -68,6 +68,8 @@ pub enum Failure {
     WrongInstance,
     /// The `iss` parameter names another issuer than the instance's.
     IssuerMismatch,
+    /// The callback came to a browser other than the one that followed the link.
+    OtherBrowser,
     MissingCode,
     Denied,
     /// GitLab answered with this OAuth error.
@@ -162,6 +164,7 @@ pub async fn create_session(
         state_hash: None,
         nonce: None,
         pkce_verifier_sealed: None,
+        browser_binding_hash: None,
         finished_at: None,
         outcome: None,
         connection_id: None,
@@ -201,8 +204,92 @@ fn allowed_return(service: &Service, return_to: &str) -> Result<Url, ServiceErro
     }
 }
 
-/// Following a link: a redirect to GitLab's authorize endpoint, once per link.
-pub async fn start(ctx: &Context, link_id: &str) -> Result<Url, Failure> {
+/// What a person is asked to agree to before following a link to GitLab.
+pub struct LinkInfo {
+    pub service: String,
+    pub instance: String,
+    pub scopes: ScopeSet,
+}
+
+/// Where to send the browser, and the cookie that binds the sign-in to it.
+pub struct Started {
+    pub authorize_url: Url,
+    pub binding: BrowserBinding,
+}
+
+/// A cookie only the browser that followed the link holds; the callback must bring it.
+pub struct BrowserBinding {
+    pub cookie_name: String,
+    pub value: SecretString,
+}
+
+/// Looks a link up without spending it: a link scanner or chat preview fetching the page
+/// leaves it usable.
+pub async fn describe(ctx: &Context, link_id: &str) -> Result<LinkInfo, Failure> {
+    let (session, instance) = usable_link(ctx, link_id).await?;
+    let service_id = session.service_id.clone();
+    let service = ctx
+        .db(move |conn| db::services::find_by_id(conn, &service_id))
+        .await
+        .map_err(internal)?;
+    Ok(LinkInfo {
+        service: service.map(|s| s.name).ok_or(Failure::UnknownLink)?,
+        instance: instance.name,
+        scopes: ScopeSet::from_stored(&session.scopes).map_err(|e| internal(anyhow::anyhow!(e)))?,
+    })
+}
+
+/// Following a link (the person agreed): a redirect to GitLab's authorize endpoint, once per link.
+pub async fn start(ctx: &Context, link_id: &str) -> Result<Started, Failure> {
+    let (session, instance) = usable_link(ctx, link_id).await?;
+    let registration = Registration::of(ctx, &instance).map_err(internal)?;
+    let scopes =
+        ScopeSet::from_stored(&session.scopes).map_err(|e| internal(anyhow::anyhow!(e)))?;
+    let request = registration.app().authorization_request(&scopes).map_err(|e| {
+        tracing::error!(instance.name = %instance.name, error.cause = %e, "cannot build the authorize URL");
+        Failure::Internal
+    })?;
+    let binding = crate::crypto::generate_token("");
+    let binding_hash = hash_secret(binding.expose_secret());
+    let state_hash = hash_secret(request.state.expose_secret());
+    let verifier = ctx.sealer.seal(
+        pkce_field(&session.id),
+        request.pkce_verifier.expose_secret().as_bytes(),
+    );
+    let (id, nonce, now) = (
+        session.id.clone(),
+        request.nonce.clone(),
+        Utc::now().naive_utc(),
+    );
+    let started = ctx
+        .db(move |conn| {
+            let auth = db::connect_sessions::Authorization {
+                state_hash: &state_hash,
+                nonce: &nonce,
+                pkce_verifier_sealed: &verifier,
+                browser_binding_hash: &binding_hash,
+            };
+            db::connect_sessions::start(conn, &id, auth, now)
+        })
+        .await
+        .map_err(internal)?;
+    if !started {
+        return Err(Failure::UsedLink);
+    }
+    Ok(Started {
+        authorize_url: request.url,
+        binding: BrowserBinding {
+            cookie_name: binding_cookie_name(&session.id),
+            value: binding,
+        },
+    })
+}
+
+/// A link that exists, was not followed yet, and has not expired, with its instance.
+async fn usable_link(
+    ctx: &Context,
+    link_id: &str,
+) -> Result<(ConnectSessionRow, InstanceRow), Failure> {
     let id = hash_secret(link_id);
     let found = ctx
         .db(move |conn| {
@@ -215,47 +302,31 @@ pub async fn start(ctx: &Context, link_id: &str) -> Result<Url, Failure> {
         .await
         .map_err(internal)?;
     let (session, instance) = found.ok_or(Failure::UnknownLink)?;
-    let now = Utc::now().naive_utc();
     if session.started_at.is_some() {
         return Err(Failure::UsedLink);
     }
-    if session.expires_at <= now {
+    if session.expires_at <= Utc::now().naive_utc() {
         return Err(Failure::ExpiredLink);
     }
+    Ok((session, instance))
+}
 
-    let registration = Registration::of(ctx, &instance).map_err(internal)?;
-    let scopes =
-        ScopeSet::from_stored(&session.scopes).map_err(|e| internal(anyhow::anyhow!(e)))?;
-    let request = registration.app().authorization_request(&scopes).map_err(|e| {
-        tracing::error!(instance.name = %instance.name, error.cause = %e, "cannot build the authorize URL");
-        Failure::Internal
-    })?;
-    let state_hash = hash_secret(request.state.expose_secret());
-    let verifier = ctx.sealer.seal(
-        pkce_field(&session.id),
-        request.pkce_verifier.expose_secret().as_bytes(),
-    );
-    let (id, nonce) = (session.id.clone(), request.nonce.clone());
-    let started = ctx
-        .db(move |conn| {
-            let auth = db::connect_sessions::Authorization {
-                state_hash: &state_hash,
-                nonce: &nonce,
-                pkce_verifier_sealed: &verifier,
-            };
-            db::connect_sessions::start(conn, &id, auth, now)
-        })
-        .await
-        .map_err(internal)?;
-    if !started {
-        return Err(Failure::UsedLink);
-    }
-    Ok(request.url)
+/// One cookie per connect session, so that two sign-ins in one browser do not collide.
+fn binding_cookie_name(session_id: &str) -> String {
+    format!(
+        "labgate_connect_{}",
+        &session_id[..16.min(session_id.len())]
+    )
 }
 
 /// The callback: the state is spent first, whatever happens next; then every check; then the
 /// code exchange and the connection.
-pub async fn finish(ctx: &Context, instance_path: &str, params: CallbackParams) -> Outcome {
+pub async fn finish(
+    ctx: &Context,
+    instance_path: &str,
+    params: CallbackParams,
+    cookie: impl Fn(&str) -> Option<String>,
+) -> Outcome {
     let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
         return failed(Failure::UnknownState, None);
     };
@@ -282,7 +353,18 @@ pub async fn finish(ctx: &Context, instance_path: &str, params: CallbackParams) 
         .return_to
         .as_deref()
         .and_then(|to| Url::parse(to).ok());
-    let outcome = match complete(ctx, instance_path, &session, &instance, params, now).await {
+    let binding = cookie(&binding_cookie_name(&session.id));
+    let outcome = match complete(
+        ctx,
+        instance_path,
+        &session,
+        &instance,
+        params,
+        binding,
+        now,
+    )
+    .await
+    {
         Ok(connected) => connected,
         Err(failure) => {
             tracing::info!(instance.name = %instance.name, failure = ?failure, "connect attempt failed");
@@ -313,6 +395,7 @@ async fn complete(
     session: &ConnectSessionRow,
     instance: &InstanceRow,
     params: CallbackParams,
+    binding: Option<String>,
     now: NaiveDateTime,
 ) -> Result<Outcome, Failure> {
     if instance.name != instance_path {
@@ -323,6 +406,13 @@ async fn complete(
         .is_none_or(|started| started + VALIDITY <= now)
     {
         return Err(Failure::ExpiredState);
+    }
+    // Only the browser that followed the link may finish: an authorize URL lifted from someone
+    // else's link and sent to a victim connects nothing.
+    let same_browser =
+        binding.is_some_and(|value| Some(hash_secret(&value)) == session.browser_binding_hash);
+    if !same_browser {
+        return Err(Failure::OtherBrowser);
     }
     let registration = Registration::of(ctx, instance).map_err(internal)?;
     // RFC 9207: checked when present, and required when the provider says it sends it.

@@ -23,6 +23,8 @@ on_both_backends!(
     connecting_again_replaces_the_grant_and_revokes_the_old_one,
     a_token_response_without_expires_in_expires_two_hours_after_created_at,
     subjects_belong_to_their_service,
+    link_previews_do_not_spend_links,
+    a_callback_in_another_browser_is_refused,
 );
 
 fn page_text(body: &str) -> String {
@@ -200,6 +202,11 @@ async fn links_and_states_work_once(backend: Backend) {
             .await
             .unwrap()
             .contains("This link was already used")
+    );
+    assert_eq!(
+        cw.browser.post(&link).await.status(),
+        410,
+        "agreeing twice starts nothing"
     );
 
     assert_eq!(cw.browser.get(&callback).await.status(), 200);
@@ -588,4 +595,49 @@ async fn subjects_belong_to_their_service(backend: Backend) {
         "the other service's connect left ci-bot's grant alone"
     );
     assert!(cw.world.gitlab.seen().revoked_tokens.is_empty());
+}
+
+async fn link_previews_do_not_spend_links(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let link = cw.link("user-17", json!({"scopes": ["read_api"]})).await;
+
+    for _ in 0..2 {
+        let preview = cw.browser.get(&link).await;
+        assert_eq!(preview.status(), 200);
+        let text = preview.text().await.unwrap();
+        assert!(
+            text.contains("ci-bot") && text.contains("corp") && text.contains("openid, read_api"),
+            "{text}"
+        );
+    }
+    assert!(
+        cw.world.gitlab.seen().authorize_queries.is_empty(),
+        "looking is not following"
+    );
+    assert_eq!(cw.browser.connect(&link).await.status(), 200);
+}
+
+async fn a_callback_in_another_browser_is_refused(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let callback = cw
+        .browser
+        .consent(&cw.link("user-17", json!({})).await)
+        .await;
+    let victim = crate::helpers::Browser::new(&cw.app, &cw.world);
+
+    let refused = victim.get(&callback).await;
+
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("other_browser"));
+    assert_eq!(
+        cw.world.gitlab.seen().code_exchanges,
+        0,
+        "the code is never redeemed"
+    );
+    assert!(cw.app.connections().await.is_empty());
+    assert_eq!(
+        cw.browser.get(&callback).await.status(),
+        400,
+        "the state was spent by the attempt"
+    );
 }

@@ -463,11 +463,12 @@ impl ConnectWorld {
     }
 }
 
-/// A person's browser: trusts the fake GitLab's CA, follows no redirect on its own, and
-/// reaches labgate's public URL at the test server's address.
+/// A person's browser: trusts the fake GitLab's CA, follows no redirect on its own, keeps
+/// labgate's cookies, and reaches labgate's public URL at the test server's address.
 pub struct Browser {
     client: reqwest::Client,
     labgate: String,
+    cookies: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl Browser {
@@ -482,21 +483,60 @@ impl Browser {
         Self {
             client,
             labgate: app.address.clone(),
+            cookies: Default::default(),
         }
     }
 
     pub async fn get(&self, url: &str) -> Response {
-        let url = url.replacen(PUBLIC_URL, &self.labgate, 1);
-        self.client.get(url).send().await.unwrap()
+        self.send(
+            self.client.get(url.replacen(PUBLIC_URL, &self.labgate, 1)),
+            url,
+        )
+        .await
     }
 
-    /// Follows a connect link to GitLab; returns where GitLab sends the browser back to.
+    pub async fn post(&self, url: &str) -> Response {
+        self.send(
+            self.client.post(url.replacen(PUBLIC_URL, &self.labgate, 1)),
+            url,
+        )
+        .await
+    }
+
+    async fn send(&self, mut request: reqwest::RequestBuilder, url: &str) -> Response {
+        let to_labgate = url.starts_with(PUBLIC_URL);
+        let jar = self.cookies.lock().unwrap().clone();
+        if to_labgate && !jar.is_empty() {
+            let header: Vec<String> = jar
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            request = request.header("cookie", header.join("; "));
+        }
+        let response = request.send().await.unwrap();
+        if to_labgate {
+            for set in response.headers().get_all("set-cookie") {
+                let set = set.to_str().unwrap();
+                let (name, value) = set.split(';').next().unwrap().split_once('=').unwrap();
+                let mut jar = self.cookies.lock().unwrap();
+                jar.retain(|(kept, _)| kept != name);
+                jar.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        response
+    }
+
+    /// Opens a connect link, agrees, and follows GitLab's consent; returns where GitLab sends
+    /// the browser back to.
     pub async fn consent(&self, link: &str) -> String {
-        let to_gitlab = self.get(link).await;
+        let page = self.get(link).await;
+        assert_eq!(page.status(), 200, "opening the link");
+        assert!(page.text().await.unwrap().contains("Continue to GitLab"));
+        let to_gitlab = self.post(link).await;
         assert_eq!(
             to_gitlab.status(),
             302,
-            "following the link: {}",
+            "agreeing: {}",
             to_gitlab.text().await.unwrap()
         );
         let back = self.get(&location(&to_gitlab)).await;

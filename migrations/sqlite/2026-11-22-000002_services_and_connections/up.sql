@@ -29,6 +29,9 @@ CREATE TABLE connect_sessions (
     state_hash TEXT UNIQUE,
     nonce TEXT,
     pkce_verifier_sealed BLOB,
+    -- SHA-256 of the value in the cookie set on the browser that followed the link: the
+    -- callback must come from that browser.
+    browser_binding_hash TEXT,
     finished_at TIMESTAMP,
     outcome TEXT,
     connection_id TEXT
