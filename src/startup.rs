@@ -109,8 +109,15 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves until stopped, then lets refreshes under way finish and writes queued audit events.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.context
+            .refreshes
+            .drain(std::time::Duration::from_secs(30))
+            .await;
+        self.context.audit.flush().await;
+        served
     }
 }
 

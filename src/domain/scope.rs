@@ -109,11 +109,57 @@ impl ScopeSet {
         self.0.insert("openid".to_owned());
         self
     }
+
+    /// Whether a token with these scopes can do what `wanted` names, counting what each scope
+    /// implies in GitLab (`api` can pull and push; `write_repository` and `read_api` can pull).
+    pub fn covers(&self, wanted: &ScopeSet) -> bool {
+        wanted.iter().all(|w| {
+            self.iter()
+                .any(|held| held == w || implied(held).contains(&w))
+        })
+    }
+
+    /// How much a token with these scopes can do; identity scopes count for nothing.
+    pub fn privilege(&self) -> u32 {
+        self.iter().map(weight).sum()
+    }
 }
 
 impl fmt::Display for ScopeSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.iter().collect::<Vec<_>>().join(" "))
+    }
+}
+
+/// What a scope grants beyond its own name (GITLAB.md, "Scopes").
+fn implied(scope: &str) -> &'static [&'static str] {
+    match scope {
+        "api" => &[
+            "read_api",
+            "read_user",
+            "read_repository",
+            "write_repository",
+            "read_registry",
+            "write_registry",
+        ],
+        "read_api" => &["read_user", "read_repository"],
+        "write_repository" => &["read_repository"],
+        "write_registry" => &["read_registry"],
+        _ => &[],
+    }
+}
+
+/// A rough order of power, for choosing the least privileged of several connections.
+fn weight(scope: &str) -> u32 {
+    match scope {
+        "openid" | "profile" | "email" => 0,
+        "read_user" => 1,
+        "read_repository" | "read_registry" | "read_virtual_registry" => 10,
+        "read_api" => 40,
+        "write_repository" | "write_registry" | "write_virtual_registry" => 50,
+        "api" => 1_000,
+        "sudo" | "admin_mode" => 10_000,
+        _ => 100,
     }
 }
 
@@ -146,6 +192,20 @@ mod tests {
             policy.with_openid().to_string(),
             "openid read_api read_repository"
         );
+    }
+
+    #[test]
+    fn coverage_counts_what_scopes_imply_and_privilege_ignores_identity() {
+        let set = |names: &[&str]| ScopeSet::parse(names).unwrap();
+        assert!(set(&["api", "openid"]).covers(&set(&["read_repository", "write_repository"])));
+        assert!(set(&["write_repository"]).covers(&set(&["read_repository"])));
+        assert!(!set(&["read_repository"]).covers(&set(&["write_repository"])));
+        assert!(!set(&["read_api"]).covers(&set(&["api"])));
+        assert!(
+            set(&["openid", "api"]).privilege()
+                > set(&["openid", "profile", "email", "read_api", "read_repository"]).privilege()
+        );
+        assert_eq!(set(&["openid", "profile", "email"]).privilege(), 0);
     }
 
     #[test]

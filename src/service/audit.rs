@@ -1,6 +1,8 @@
 //! The audit log: every handout, refresh failure and admin change. Events are queued and
-//! written in batches by one writer task, so recording never waits on a database commit.
-//! A crash loses what is still queued: at most one batch window (200 ms) of events.
+//! written in batches (every 200 ms, or 1,000 events) by one writer task, so recording never
+//! waits on a database commit. A failed batch is tried again while the database recovers. A
+//! crash loses what is still queued: normally one batch window, more if the database was
+//! falling behind. A normal shutdown writes the queue out first.
 
 use std::time::Duration;
 
@@ -117,27 +119,37 @@ async fn write_batches(pool: DbPool, mut commands: mpsc::Receiver<Command>) {
                 .flatten();
         }
         if !batch.is_empty() {
-            let pool = pool.clone();
-            let count = batch.len();
-            let written = tokio::task::spawn_blocking(move || {
-                let mut conn = pool.get().map_err(|e| e.to_string())?;
-                db::audit::insert_batch(&mut conn, &batch).map_err(|e| e.to_string())
-            })
-            .await;
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(events = count, error.cause = %e, "audit events could not be written")
-                }
-                Err(e) => {
-                    tracing::error!(events = count, error.cause = %e, "the audit writer failed")
-                }
-            }
+            write_with_retries(&pool, batch).await;
         }
         for done in waiting {
             let _ = done.send(());
         }
     }
+}
+
+async fn write_with_retries(pool: &DbPool, batch: Vec<NewAuditEvent>) {
+    let batch = std::sync::Arc::new(batch);
+    for attempt in 1..=10 {
+        let (pool, events) = (pool.clone(), batch.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            db::audit::insert_batch(&mut conn, &events).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|written| written);
+        match written {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(events = batch.len(), attempt, error.cause = %e, "audit events could not be written yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    tracing::error!(
+        events = batch.len(),
+        "audit events were dropped after 10 attempts"
+    );
 }
 
 /// Newest first; `limit` between 1 and 1000.

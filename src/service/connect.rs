@@ -8,10 +8,10 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::services::Service;
-use super::{Context, FieldError, ServiceError, connections};
+use super::{Context, FieldError, ServiceError, connections, required};
 use crate::crypto::SealedField;
 use crate::db::{self, connect_sessions::ConnectSessionRow, instances::InstanceRow};
-use crate::domain::{BaseUrl, CaBundle, InstanceName, Invalid, ReturnOrigin, ScopeSet, Subject};
+use crate::domain::{BaseUrl, CaBundle, InstanceName, ReturnOrigin, ScopeSet, Subject};
 use crate::oauth::{Discovery, GitLabApp, GitLabError};
 
 /// How long a link may wait to be followed, and a sign-in at GitLab may take once it is.
@@ -86,10 +86,10 @@ pub async fn create_session(
     form: ConnectForm,
 ) -> Result<ConnectLink, ServiceError> {
     let mut errors = Vec::new();
-    let instance_name = parse(&mut errors, "instance", form.instance, |v| {
+    let instance_name = required(&mut errors, "instance", form.instance, |v| {
         InstanceName::parse(&v)
     });
-    let subject = parse(&mut errors, "subject", form.subject, |v| Subject::parse(&v));
+    let subject = required(&mut errors, "subject", form.subject, |v| Subject::parse(&v));
     let (Some(instance_name), Some(subject)) = (instance_name, subject) else {
         return Err(ServiceError::Invalid(errors));
     };
@@ -580,22 +580,5 @@ fn pkce_field(session_id: &str) -> SealedField<'_> {
         table: "connect_sessions",
         column: "pkce_verifier",
         row_id: session_id,
-    }
-}
-
-fn parse<T>(
-    errors: &mut Vec<FieldError>,
-    field: &str,
-    value: Option<String>,
-    parse: impl FnOnce(String) -> Result<T, Invalid>,
-) -> Option<T> {
-    match value.map(parse) {
-        None => {
-            errors.push(FieldError::new(field, "is required"));
-            None
-        }
-        Some(parsed) => parsed
-            .map_err(|e| errors.push(FieldError::new(field, e.0)))
-            .ok(),
     }
 }

@@ -10,7 +10,7 @@ use super::audit::AuditEvent;
 use super::connections::open_token;
 use super::refresh::{self, Purpose, RefreshError};
 use super::services::Service;
-use super::{Context, FieldError, ServiceError};
+use super::{Context, FieldError, ServiceError, field, required};
 use crate::db::{self, connections::ConnectionRow};
 use crate::domain::{ConnectionStatus, InstanceName, ScopeSet, Subject};
 
@@ -43,8 +43,12 @@ pub async fn hand_out(
     service: &Service,
     form: CredentialsForm,
 ) -> Result<Credentials, ServiceError> {
-    let instance_name = form.instance.clone().unwrap_or_default();
     let result = hand_out_checked(ctx, service, form).await;
+    // Labels only ever name registered instances: request text must not grow the metrics.
+    let instance_name = match &result {
+        Ok(handed) => handed.instance.clone(),
+        Err(_) => "unknown".to_owned(),
+    };
     let outcome = match &result {
         Ok(_) => "ok",
         Err(ServiceError::NotConnected(_)) => "not_connected",
@@ -128,6 +132,7 @@ async fn hand_out_checked(
             RefreshError::Storage(e) => e,
         })?;
     let access_token = open_token(&ctx.sealer, &row, "access_token")?;
+    let valid_until = refresh::valid_until(ctx, &row);
     let scopes = ScopeSet::granted(row.scopes.split_whitespace());
     let event = AuditEvent::new("handout", format!("service:{}", service.name))
         .instance(&instance.name)
@@ -137,7 +142,7 @@ async fn hand_out_checked(
     ctx.audit.record(event).await;
     Ok(Credentials {
         access_token,
-        expires_at: row.expires_at,
+        expires_at: valid_until,
         scopes,
         connection_id: row.id,
         gitlab_user_id: row.gitlab_user_id,
@@ -160,7 +165,7 @@ fn choose(
     let covering: Vec<ConnectionRow> = held
         .into_iter()
         .filter(|row| row.status != ConnectionStatus::Revoked.as_str())
-        .filter(|row| requested.is_none_or(|wanted| wanted.outside(&granted(row)).is_empty()))
+        .filter(|row| requested.is_none_or(|wanted| granted(row).covers(wanted)))
         .collect();
     if covering.is_empty() {
         let what = requested.map(|s| format!(" with {s}")).unwrap_or_default();
@@ -188,12 +193,10 @@ fn choose(
         .iter()
         .filter(|row| row.status == ConnectionStatus::Active.as_str())
         .collect();
-    match active.into_iter().min_by_key(|row| {
-        (
-            granted(row).iter().count(),
-            std::cmp::Reverse(row.updated_at),
-        )
-    }) {
+    match active
+        .into_iter()
+        .min_by_key(|row| (granted(row).privilege(), std::cmp::Reverse(row.updated_at)))
+    {
         Some(row) => Ok(row.clone()),
         None => Err(ServiceError::ReauthorizationRequired(format!(
             "{subject}'s connection on {instance} needs the person to connect again"
@@ -205,44 +208,19 @@ fn parse(
     form: CredentialsForm,
 ) -> Result<(InstanceName, Subject, Option<ScopeSet>, i64), ServiceError> {
     let mut errors = Vec::new();
-    let mut field = |name: &str, message: String| errors.push(FieldError::new(name, message));
-    let instance = match form.instance.as_deref().map(InstanceName::parse) {
-        Some(Ok(name)) => Some(name),
-        Some(Err(e)) => {
-            field("instance", e.0);
-            None
-        }
-        None => {
-            field("instance", "is required".into());
-            None
-        }
-    };
-    let subject = match form.subject.as_deref().map(Subject::parse) {
-        Some(Ok(subject)) => Some(subject),
-        Some(Err(e)) => {
-            field("subject", e.0);
-            None
-        }
-        None => {
-            field("subject", "is required".into());
-            None
-        }
-    };
+    let instance = required(&mut errors, "instance", form.instance, |v| {
+        InstanceName::parse(&v)
+    });
+    let subject = required(&mut errors, "subject", form.subject, |v| Subject::parse(&v));
     // `Some(None)`: no scopes asked for; `None`: the ones asked for were refused.
-    let scopes = match form.scopes.map(|list| ScopeSet::parse(&list)) {
+    let scopes = match form.scopes {
         None => Some(None),
-        Some(Ok(scopes)) => Some(Some(scopes)),
-        Some(Err(e)) => {
-            field("scopes", e.0);
-            None
-        }
+        Some(list) => field(&mut errors, "scopes", ScopeSet::parse(&list)).map(Some),
     };
     let min_valid_for = form.min_valid_for.unwrap_or(0);
     if !(0..=MAX_MIN_VALID_FOR_SECONDS).contains(&min_valid_for) {
-        field(
-            "min_valid_for",
-            format!("must be a number of seconds from 0 to {MAX_MIN_VALID_FOR_SECONDS}"),
-        );
+        let message = format!("must be a number of seconds from 0 to {MAX_MIN_VALID_FOR_SECONDS}");
+        errors.push(FieldError::new("min_valid_for", message));
     }
     match (instance, subject, scopes) {
         (Some(instance), Some(subject), Some(scopes)) if errors.is_empty() => {

@@ -5,7 +5,7 @@ use chrono::{NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::audit::AuditEvent;
-use super::{Context, FieldError, ServiceError, connections};
+use super::{Context, FieldError, ServiceError, connections, field, required};
 use crate::crypto::SealedField;
 use crate::db::{self, instances::InstanceRow};
 use crate::domain::{BaseUrl, CaBundle, InstanceName, Invalid, ScopeSet};
@@ -332,25 +332,4 @@ fn parse_ca(errors: &mut Vec<FieldError>, pem: Option<String>) -> Option<Option<
         None => Some(None),
         Some(pem) => field(errors, "ca_pem", CaBundle::parse(&pem)).map(Some),
     }
-}
-
-fn required<T, U>(
-    errors: &mut Vec<FieldError>,
-    name: &str,
-    value: Option<T>,
-    parse: impl FnOnce(T) -> Result<U, Invalid>,
-) -> Option<U> {
-    match value {
-        Some(value) => field(errors, name, parse(value)),
-        None => {
-            errors.push(FieldError::new(name, "is required"));
-            None
-        }
-    }
-}
-
-fn field<U>(errors: &mut Vec<FieldError>, name: &str, parsed: Result<U, Invalid>) -> Option<U> {
-    parsed
-        .map_err(|e| errors.push(FieldError::new(name, e.0)))
-        .ok()
 }

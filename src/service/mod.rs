@@ -23,7 +23,7 @@ pub use error::{FieldError, ServiceError};
 use crate::config::{OutboundSettings, RefresherSettings};
 use crate::crypto::{Sealer, ServiceTokenKeys, TokenHash};
 use crate::db::{DbConnection, DbPool};
-use crate::domain::InstanceName;
+use crate::domain::{InstanceName, Invalid};
 use crate::metrics::Metrics;
 use crate::oauth::InstanceClients;
 
@@ -72,4 +72,31 @@ impl Context {
     pub fn public_base(&self) -> &str {
         self.public_url.as_str().trim_end_matches('/')
     }
+}
+
+/// Parses a required input field, recording in `errors` why it is missing or refused.
+pub(crate) fn required<T, U>(
+    errors: &mut Vec<FieldError>,
+    name: &str,
+    value: Option<T>,
+    parse: impl FnOnce(T) -> Result<U, Invalid>,
+) -> Option<U> {
+    match value {
+        Some(value) => field(errors, name, parse(value)),
+        None => {
+            errors.push(FieldError::new(name, "is required"));
+            None
+        }
+    }
+}
+
+/// Keeps a parsed field's value, or records why it was refused.
+pub(crate) fn field<U>(
+    errors: &mut Vec<FieldError>,
+    name: &str,
+    parsed: Result<U, Invalid>,
+) -> Option<U> {
+    parsed
+        .map_err(|e| errors.push(FieldError::new(name, e.0)))
+        .ok()
 }

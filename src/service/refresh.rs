@@ -16,6 +16,7 @@
 //!   the connection needs re-authorization (recorded, audited).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Per-process coordination: one lock per connection, and this process's lease name.
 pub struct Refreshes {
     owner: String,
+    /// Refreshes under way in this process, for a shutdown that lets them finish.
+    in_flight: AtomicUsize,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
 }
@@ -47,6 +50,7 @@ impl Default for Refreshes {
     fn default() -> Self {
         Self {
             owner: uuid::Uuid::new_v4().to_string(),
+            in_flight: AtomicUsize::new(0),
             locks: Mutex::default(),
             backoff: Mutex::default(),
         }
@@ -94,35 +98,44 @@ pub async fn ensure_fresh(
     let deadline = Instant::now() + lease_length(ctx) + Duration::from_secs(2);
     loop {
         let row = load(ctx, id).await?;
-        if satisfies(&row, need_until, purpose) {
+        if satisfies(ctx, &row, need_until, purpose) {
             return Ok(row);
         }
         // One refresh per connection in this process; the others wait here for its result.
         let lock = ctx.refreshes.lock_for(id);
         let guard = lock.lock_owned().await;
         let row = load(ctx, id).await?;
-        if satisfies(&row, need_until, purpose) {
+        if satisfies(ctx, &row, need_until, purpose) {
             return Ok(row);
         }
-        let now = Utc::now().naive_utc();
-        let until = now + TimeDelta::from_std(lease_length(ctx)).unwrap_or(TimeDelta::seconds(60));
-        let (owner, lease_id) = (ctx.refreshes.owner.clone(), id.to_owned());
-        let leased = ctx
-            .db(move |conn| db::connections::take_lease(conn, &lease_id, &owner, until, now))
-            .await?;
-        if leased {
-            let (ctx, id) = (ctx.clone(), id.to_owned());
-            // Its own task: nothing the caller does can cut it off between GitLab and the database.
-            let task = tokio::spawn(async move {
-                let _held = guard;
-                refresh_with_lease(&ctx, &id, need_until, purpose).await
-            });
-            return task
-                .await
-                .unwrap_or_else(|e| Err(RefreshError::Storage(ServiceError::Internal(e.into()))));
+        // Its own task, lease included: nothing the caller does (hanging up) can cut it off
+        // between taking the lease, GitLab's answer and the database.
+        let (task_ctx, task_id) = (ctx.clone(), id.to_owned());
+        let task = tokio::spawn(async move {
+            let _held = guard;
+            let ctx = &task_ctx;
+            ctx.refreshes.in_flight.fetch_add(1, Ordering::SeqCst);
+            let now = Utc::now().naive_utc();
+            let until =
+                now + TimeDelta::from_std(lease_length(ctx)).unwrap_or(TimeDelta::seconds(60));
+            let (owner, lease_id) = (ctx.refreshes.owner.clone(), task_id.clone());
+            let leased = ctx
+                .db(move |conn| db::connections::take_lease(conn, &lease_id, &owner, until, now))
+                .await;
+            let outcome = match leased {
+                Ok(true) => Some(refresh_with_lease(ctx, &task_id, need_until, purpose).await),
+                Ok(false) => None,
+                Err(e) => Some(Err(RefreshError::Storage(e))),
+            };
+            ctx.refreshes.in_flight.fetch_sub(1, Ordering::SeqCst);
+            outcome
+        });
+        match task.await {
+            Ok(Some(outcome)) => return outcome,
+            Ok(None) => {}
+            Err(e) => return Err(RefreshError::Storage(ServiceError::Internal(e.into()))),
         }
         // Another process holds the lease: wait for its result, or for its lease to run out.
-        drop(guard);
         if Instant::now() > deadline {
             return Err(RefreshError::Unavailable {
                 retry_after: Duration::from_secs(1),
@@ -186,7 +199,10 @@ pub async fn sweep(ctx: &Context) -> Result<usize, ServiceError> {
             let need_until =
                 Utc::now().naive_utc() + TimeDelta::from_std(settings.margin).unwrap_or_default();
             match ensure_fresh(ctx, &row.id, need_until, Purpose::Maintain).await {
-                Ok(_) => true,
+                Ok(_) => {
+                    ctx.refreshes.back_off_ends(&row.instance_id);
+                    true
+                }
                 Err(RefreshError::Unavailable { retry_after, .. }) => {
                     ctx.refreshes.back_off(&row.instance_id, retry_after);
                     false
@@ -222,6 +238,15 @@ fn jitter(id: &str, range: Duration) -> Duration {
 }
 
 impl Refreshes {
+    /// Waits (at most `limit`) for this process's refreshes under way to finish: a refresh cut
+    /// off after GitLab's commit would lose its grant.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self
             .locks
@@ -240,6 +265,13 @@ impl Refreshes {
             .is_some_and(|(until, _)| Instant::now() < *until)
     }
 
+    fn back_off_ends(&self, instance_id: &str) {
+        self.backoff
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(instance_id);
+    }
+
     /// Doubles the instance's back-off (from GitLab's `Retry-After` or 30 s, up to 10 minutes).
     fn back_off(&self, instance_id: &str, retry_after: Duration) {
         let mut backoff = self
@@ -256,9 +288,10 @@ impl Refreshes {
     }
 }
 
-/// Long enough for a probe and a refresh, each bounded by the request timeout.
+/// Long enough for a probe, a refresh (each bounded by the request timeout) and storing the
+/// result (bounded by the pool timeout), with room to spare.
 fn lease_length(ctx: &Context) -> Duration {
-    ctx.outbound.request_timeout * 2 + ctx.outbound.connect_timeout + Duration::from_secs(5)
+    ctx.outbound.request_timeout * 3 + ctx.outbound.connect_timeout + Duration::from_secs(10)
 }
 
 /// After an unknown outcome, how long GitLab may still be working on the request.
@@ -266,9 +299,30 @@ fn settle_time(ctx: &Context) -> Duration {
     ctx.outbound.request_timeout * 2
 }
 
-fn satisfies(row: &ConnectionRow, need_until: NaiveDateTime, purpose: Purpose) -> bool {
-    let settled = purpose == Purpose::Handout || row.refresh_in_flight_since.is_none();
-    row.status == ConnectionStatus::Active.as_str() && settled && row.expires_at >= need_until
+fn satisfies(
+    ctx: &Context,
+    row: &ConnectionRow,
+    need_until: NaiveDateTime,
+    purpose: Purpose,
+) -> bool {
+    let active = row.status == ConnectionStatus::Active.as_str();
+    match purpose {
+        Purpose::Handout => active && valid_until(ctx, row) >= need_until,
+        Purpose::Maintain => {
+            active && row.refresh_in_flight_since.is_none() && row.expires_at >= need_until
+        }
+    }
+}
+
+/// Until when a token handed out now keeps working: its expiry, or, with the background
+/// refresher on, the moment the refresher will rotate it (a refresh revokes the old token at
+/// once). Handing out the expiry instead would promise validity the refresher then takes away.
+pub fn valid_until(ctx: &Context, row: &ConnectionRow) -> NaiveDateTime {
+    if !ctx.refresher.enabled {
+        return row.expires_at;
+    }
+    let margin = ctx.refresher.margin + jitter(&row.id, ctx.refresher.jitter);
+    row.expires_at - TimeDelta::from_std(margin).unwrap_or_default()
 }
 
 async fn load(ctx: &Context, id: &str) -> Result<ConnectionRow, RefreshError> {
@@ -303,7 +357,7 @@ async fn refresh_with_lease(
             return Err(e);
         }
     };
-    if satisfies(&row, need_until, purpose) {
+    if satisfies(ctx, &row, need_until, purpose) {
         lease.release(true).await;
         return Ok(row);
     }
@@ -339,7 +393,24 @@ async fn refresh_with_lease(
             .await
         {
             Ok(true) => {}
-            Ok(false) => return Err(lost(ctx, &lease, &row, &instance.name).await),
+            // Dead before its expiry: GitLab rotated the pair and its answer was lost.
+            Ok(false) if row.expires_at > Utc::now().naive_utc() => {
+                let reason = "GitLab rotated the tokens but its answer was lost";
+                return Err(reauthorize(
+                    ctx,
+                    &lease,
+                    &row,
+                    &instance.name,
+                    "refresh_response_lost",
+                    reason,
+                )
+                .await);
+            }
+            // Expired anyway, so the probe cannot tell. Refreshing is the question GitLab can
+            // answer: a rotated (dead) refresh token gets invalid_grant, the same verdict, and
+            // GitLab revokes nothing else on reuse (GITLAB.md); a live one refreshes. Marking the
+            // grant dead instead would kill grants that a long outage never touched.
+            Ok(false) => {}
             Err(e) => {
                 lease.release(false).await;
                 return Err(unavailable(
@@ -381,18 +452,19 @@ async fn refresh_with_lease(
                     refresh_token.expose_secret().as_bytes(),
                 ),
             };
-            let (stored_id, expires_at) = (id.to_owned(), expires_at.naive_utc());
-            ctx.db(move |conn| {
-                let tokens = RefreshedTokens {
-                    access_token_sealed: &tokens.access,
-                    refresh_token_sealed: &tokens.refresh,
-                    expires_at,
-                };
-                db::connections::store_refresh(conn, &stored_id, tokens, Utc::now().naive_utc())
-            })
-            .await?;
+            store_new_pair(ctx, id, tokens, expires_at.naive_utc()).await?;
             ctx.metrics.refresh(&instance.name, "ok", seconds);
-            load(ctx, id).await
+            match load(ctx, id).await {
+                // Revoked (or re-authorized) while GitLab was answering: the new pair must not
+                // outlive the decision.
+                Err(RefreshError::Gone | RefreshError::Reauthorization(_)) => {
+                    if let Err(e) = registration.app().revoke(&http, &refresh_token).await {
+                        tracing::warn!(connection.id = %id, error.cause = %e, "could not revoke a pair refreshed after revocation");
+                    }
+                    Err(RefreshError::Gone)
+                }
+                other => other,
+            }
         }
         RefreshOutcome::InvalidGrant => {
             ctx.metrics
@@ -437,28 +509,6 @@ async fn refresh_with_lease(
             ))
         }
     }
-}
-
-/// The pair died before its time after an unknown outcome: GitLab rotated it and the answer
-/// was lost.
-async fn lost(
-    ctx: &Context,
-    lease: &Lease<'_>,
-    row: &ConnectionRow,
-    instance: &str,
-) -> RefreshError {
-    let (code, reason) = if row.expires_at > Utc::now().naive_utc() {
-        (
-            "refresh_response_lost",
-            "GitLab rotated the tokens but its answer was lost",
-        )
-    } else {
-        (
-            "refresh_outcome_unverifiable",
-            "the last refresh's outcome is unknown and the expired access token cannot tell",
-        )
-    };
-    reauthorize(ctx, lease, row, instance, code, reason).await
 }
 
 async fn reauthorize(
@@ -511,6 +561,40 @@ fn unavailable(retry_after: Duration, reason: String) -> RefreshError {
 struct Sealed {
     access: Vec<u8>,
     refresh: Vec<u8>,
+}
+
+/// Stores a pair GitLab has just issued, trying again while the database does not answer: it
+/// is the only live pair, and dropping it would lose the grant.
+async fn store_new_pair(
+    ctx: &Context,
+    id: &str,
+    tokens: Sealed,
+    expires_at: NaiveDateTime,
+) -> Result<(), RefreshError> {
+    let tokens = Arc::new(tokens);
+    let mut attempt = 0;
+    loop {
+        let (stored_id, sealed) = (id.to_owned(), tokens.clone());
+        let stored = ctx
+            .db(move |conn| {
+                let tokens = RefreshedTokens {
+                    access_token_sealed: &sealed.access,
+                    refresh_token_sealed: &sealed.refresh,
+                    expires_at,
+                };
+                db::connections::store_refresh(conn, &stored_id, tokens, Utc::now().naive_utc())
+            })
+            .await;
+        match stored {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < 30 => {
+                attempt += 1;
+                tracing::error!(connection.id = %id, error.cause = %e, attempt, "cannot store a refreshed pair yet; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(RefreshError::Storage(e)),
+        }
+    }
 }
 
 /// This process's hold on a row's refresh lease.

@@ -6,10 +6,10 @@ use chrono::{NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::audit::AuditEvent;
-use super::{Context, FieldError, ServiceError, connections};
+use super::{Context, FieldError, ServiceError, connections, required};
 use crate::crypto::{self, ServiceClaims, TokenHash, TokenRejected, generate_token};
 use crate::db::{self, services::ServiceRow};
-use crate::domain::{InstanceAccess, Invalid, ReturnOrigin, ScopeSet, ServiceName};
+use crate::domain::{InstanceAccess, ReturnOrigin, ScopeSet, ServiceName};
 
 /// Service fields as typed, before parsing.
 #[derive(Debug, Default)]
@@ -45,21 +45,11 @@ pub async fn create(
     form: ServiceForm,
 ) -> Result<(Service, SecretString), ServiceError> {
     let mut errors = Vec::new();
-    let name = required(
-        &mut errors,
-        "name",
-        form.name.map(|n| ServiceName::parse(&n)),
-    );
-    let instances = required(
-        &mut errors,
-        "instances",
-        form.instances.map(|v| InstanceAccess::parse(&v)),
-    );
-    let scopes = required(
-        &mut errors,
-        "scopes",
-        form.scopes.map(|v| ScopeSet::parse(&v)),
-    );
+    let name = required(&mut errors, "name", form.name, |n| ServiceName::parse(&n));
+    let instances = required(&mut errors, "instances", form.instances, |v| {
+        InstanceAccess::parse(&v)
+    });
+    let scopes = required(&mut errors, "scopes", form.scopes, |v| ScopeSet::parse(&v));
     let origins = form
         .return_origins
         .unwrap_or_default()
@@ -273,22 +263,4 @@ fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
 
 fn not_found(name: &str) -> ServiceError {
     ServiceError::NotFound(format!("no service is named {name:?}"))
-}
-
-fn required<T>(
-    errors: &mut Vec<FieldError>,
-    field: &str,
-    parsed: Option<Result<T, Invalid>>,
-) -> Option<T> {
-    match parsed {
-        None => {
-            errors.push(FieldError::new(field, "is required"));
-            None
-        }
-        Some(Err(e)) => {
-            errors.push(FieldError::new(field, e.0));
-            None
-        }
-        Some(Ok(value)) => Some(value),
-    }
 }

@@ -24,6 +24,9 @@ on_both_backends!(
     requests_outside_the_policy_are_refused,
     the_background_refresher_keeps_connections_fresh,
     metrics_count_handouts_and_refreshes,
+    an_outage_longer_than_the_token_leaves_the_grant_alive,
+    handed_out_validity_ends_before_the_background_refresh,
+    a_broader_scope_covers_what_it_implies,
 );
 
 /// Short GitLab timeouts, so that unknown outcomes settle in seconds.
@@ -581,7 +584,7 @@ async fn metrics_count_handouts_and_refreshes(backend: Backend) {
     let text = metrics.text().await.unwrap();
     for line in [
         r#"labgate_handouts_total{instance="corp",outcome="ok"} 1"#,
-        r#"labgate_handouts_total{instance="corp",outcome="not_connected"} 1"#,
+        r#"labgate_handouts_total{instance="unknown",outcome="not_connected"} 1"#,
         r#"labgate_refreshes_total{instance="corp",outcome="ok"} 1"#,
         r#"labgate_refresh_duration_seconds_count{instance="corp"} 1"#,
         r#"labgate_connections{status="active"} 1"#,
@@ -649,4 +652,76 @@ async fn two_applications_on_one_postgres_database_share_one_refresh() {
         "one refresh across both processes"
     );
     assert!(cw.world.gitlab.access_token_works(&tokens[0]));
+}
+
+async fn an_outage_longer_than_the_token_leaves_the_grant_alive(backend: Backend) {
+    let cw = world(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(3));
+    let id = cw.connect("user-17", json!({})).await;
+    cw.world.gitlab.behave(|b| {
+        b.refresh_fault = RefreshFault::ServerError;
+        b.token_lifetime = Duration::from_secs(7200);
+    });
+    expect_problem(
+        cw.fetch(request("user-17")).await,
+        503,
+        "gitlab_unavailable",
+    )
+    .await;
+
+    // GitLab stays down until the access token has expired, so asking it cannot tell whether
+    // the failed refresh rotated anything; then it comes back.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.refresh_fault = RefreshFault::None);
+    let token = cw.token(request("user-17")).await;
+
+    assert!(
+        cw.world.gitlab.access_token_works(&token),
+        "the grant GitLab never rotated is alive"
+    );
+    assert_eq!(cw.connection(&id).await["status"], "active");
+    assert_eq!(cw.world.gitlab.seen().refreshes, 2);
+}
+
+async fn handed_out_validity_ends_before_the_background_refresh(backend: Backend) {
+    let cw = ConnectWorld::start_with(backend, |settings| {
+        settings.refresher.enabled = true;
+        settings.refresher.interval = Duration::from_secs(3600);
+    })
+    .await;
+    let id = cw.connect("user-17", json!({})).await;
+
+    let handed: Value = cw.fetch(request("user-17")).await.json().await.unwrap();
+
+    let stored = chrono::DateTime::parse_from_rfc3339(
+        cw.connection(&id).await["expires_at"].as_str().unwrap(),
+    )
+    .unwrap();
+    let promised =
+        chrono::DateTime::parse_from_rfc3339(handed["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (stored - promised).num_seconds(),
+        600,
+        "the refresher rotates 600 s before expiry: no later promise"
+    );
+}
+
+async fn a_broader_scope_covers_what_it_implies(backend: Backend) {
+    let cw = world(backend).await;
+    let id = cw
+        .connect("user-17", json!({"scopes": ["write_repository"]}))
+        .await;
+
+    let handed: Value = cw
+        .fetch(json!({"instance": "corp", "subject": "user-17", "scopes": ["read_repository"]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(handed["connection_id"], id, "write_repository can pull");
 }
