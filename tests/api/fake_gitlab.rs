@@ -263,6 +263,23 @@ impl FakeGitLab {
             .collect()
     }
 
+    /// A live grant issued without a browser flow, as if the person had connected earlier;
+    /// returns its (access, refresh) pair.
+    #[allow(dead_code)] // used by benches/broker.rs
+    pub fn seed_grant(&self, scopes: &[&str], lifetime: Duration) -> (String, String) {
+        let record = TokenRecord {
+            access: random_hex(),
+            refresh: random_hex(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            created_at: now(),
+            lifetime,
+            revoked: false,
+        };
+        let pair = (record.access.clone(), record.refresh.clone());
+        self.state.lock().unwrap().tokens.push(record);
+        pair
+    }
+
     /// Whether GitLab would accept this access token now (not revoked, not expired).
     pub fn access_token_works(&self, access_token: &str) -> bool {
         let state = self.state.lock().unwrap();

@@ -1,0 +1,721 @@
+//! `cargo bench --bench broker`: labgate's handout path and its background refresher under
+//! load, on SQLite and, when LABGATE_TEST_POSTGRES_URL is set, on PostgreSQL.
+//!
+//! The machine is shared and noisy, so every figure is printed against a baseline measured in
+//! the same run on the same server:
+//! 1. handout throughput against `GET /healthz` throughput (closed loop, the two alternating),
+//!    then the handout's latency at half its maximum rate (open loop);
+//! 2. a refresh storm: 10,000 connections due at once, GitLab answering each refresh in 50 ms,
+//!    one sweep of the background refresher, against the ideal 10,000 × 50 ms ÷ concurrency.
+//!
+//! Load comes from a tokio runtime of its own, on threads of its own; labgate and the fake
+//! GitLab run as in the integration tests. Knobs: LABGATE_BENCH_SECONDS (length of each
+//! measured phase, default 4), LABGATE_BENCH_CLIENTS (closed-loop clients, default 32); an
+//! argument `handout` or `storm` (`cargo bench --bench broker -- storm`) runs only that part.
+
+#[allow(dead_code)]
+#[path = "../tests/api/certs.rs"]
+mod certs;
+#[allow(dead_code)]
+#[path = "../tests/api/fake_gitlab.rs"]
+mod fake_gitlab;
+
+/// What the fake GitLab borrows from the integration tests' helpers.
+mod helpers {
+    pub const PUBLIC_URL: &str = "https://labgate.test";
+    pub const CLIENT_SECRET: &str =
+        "gloas-5f3c1e0d9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d";
+}
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use chrono::{NaiveDateTime, TimeDelta, Utc};
+use diesel::{Connection, PgConnection, RunQueryDsl, sql_query};
+use labgate::config::{
+    AdminSettings, DatabaseSettings, DatabaseUrl, OutboundSettings, RefresherSettings,
+    SecuritySettings, ServerSettings, Settings,
+};
+use labgate::crypto::SealedField;
+use labgate::db::{self, connections::ConnectionRow};
+use labgate::domain::ScopeSet;
+use labgate::service::{Context, refresh};
+use labgate::startup::Application;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use certs::{TestCa, Validity};
+use fake_gitlab::{Discovery, FakeGitLab, default_application};
+
+/// Subjects whose fresh connections the handout phase spreads its requests over.
+const SUBJECTS: usize = 1_000;
+/// The storm: connections due at once, GitLab's time per refresh, the sweep's concurrency.
+const STORM: usize = 10_000;
+const STORM_DELAY: Duration = Duration::from_millis(50);
+const STORM_CONCURRENCY: usize = 64;
+/// Healthz and handout alternate this many times, so that a burst of noise from the rest of
+/// the machine falls on both.
+const ROUNDS: u32 = 2;
+const WARM_UP: Duration = Duration::from_millis(500);
+/// The seeded grants leave out `openid`: for such a grant the fake GitLab signs an RS256 ID
+/// token with every refresh, under its state lock, and on this machine that signing, not
+/// labgate, would set the pace of the storm. labgate does not read ID tokens on refresh.
+const GRANTED: [&str; 2] = ["read_api", "read_repository"];
+
+const HANDOUT_RATIO_TARGET: f64 = 0.5;
+const OPEN_LOOP_P99_TARGET: Duration = Duration::from_millis(5);
+const STORM_RATIO_TARGET: f64 = 1.2;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("broker benchmark failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let options = Options::from_env()?;
+    // The load generator's runtime: separate from labgate's, on threads of its own.
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-load")
+        .enable_all()
+        .build()?;
+    let mut backends = vec![Backend::Sqlite];
+    match std::env::var("LABGATE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => backends.push(Backend::Postgres(url)),
+        _ => println!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL is not measured\n"),
+    }
+    for backend in backends {
+        let started = Instant::now();
+        println!("== {} ==", backend.name());
+        actix_web::rt::System::new()
+            .block_on(bench_backend(&backend, &options, load.handle().clone()))
+            .with_context(|| format!("on {}", backend.name()))?;
+        println!(
+            "({} done in {:.0} s)\n",
+            backend.name(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+struct Options {
+    phase: Duration,
+    clients: usize,
+    /// `handout` or `storm` on the command line runs only that part.
+    only: Option<String>,
+}
+
+impl Options {
+    fn from_env() -> anyhow::Result<Self> {
+        let number = |name: &str, default: u64| -> anyhow::Result<u64> {
+            match std::env::var(name) {
+                Ok(v) => v
+                    .parse()
+                    .with_context(|| format!("{name} must be a whole number")),
+                Err(_) => Ok(default),
+            }
+        };
+        Ok(Self {
+            phase: Duration::from_secs(number("LABGATE_BENCH_SECONDS", 4)?.max(1)),
+            clients: number("LABGATE_BENCH_CLIENTS", 32)?.max(1) as usize,
+            // cargo passes `--bench`; anything else names the part to run.
+            only: std::env::args().skip(1).find(|a| !a.starts_with('-')),
+        })
+    }
+
+    fn runs(&self, part: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == part)
+    }
+}
+
+async fn bench_backend(
+    backend: &Backend,
+    options: &Options,
+    load: tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let db = BenchDatabase::create(backend)?;
+    let ca = TestCa::new("Bench Root CA");
+    let gitlab = FakeGitLab::start(
+        &ca.issue(&["localhost", "127.0.0.1"], Validity::Current),
+        Discovery::Correct,
+    )
+    .await;
+    let admin_token = format!("bench-admin-{}", uuid::Uuid::new_v4());
+    let app = Application::build(db.settings(&admin_token)).await?;
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let ctx = app.context().clone();
+    let server = app.handle();
+    actix_web::rt::spawn(app.run());
+
+    let world = World::set_up(&address, &admin_token, &ca, &gitlab, &ctx).await?;
+    let outcome = async {
+        if options.runs("handout") {
+            handouts(&world, options, &load).await?;
+        }
+        if options.runs("storm") {
+            storm(&world).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    server.stop(true).await;
+    gitlab.stop().await;
+    outcome
+}
+
+/// labgate with an instance `corp` on the fake GitLab and a service allowed to use it.
+struct World<'a> {
+    address: String,
+    ctx: &'a Context,
+    gitlab: &'a FakeGitLab,
+    service_token: String,
+    service_id: String,
+    instance_id: String,
+}
+
+impl<'a> World<'a> {
+    async fn set_up(
+        address: &str,
+        admin_token: &str,
+        ca: &TestCa,
+        gitlab: &'a FakeGitLab,
+        ctx: &'a Context,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::new();
+        let admin = |path: &str| {
+            client
+                .post(format!("{address}{path}"))
+                .bearer_auth(admin_token)
+        };
+        let registered = admin("/api/v1/instances")
+            .json(&json!({
+                "name": "corp",
+                "base_url": gitlab.base_url(),
+                "client_id": default_application().client_id,
+                "client_secret": helpers::CLIENT_SECRET,
+                "ca_pem": ca.pem(),
+                "scopes": default_application().scopes,
+            }))
+            .send()
+            .await?;
+        ensure!(
+            registered.status() == 201,
+            "registering the instance: {}",
+            registered.text().await?
+        );
+        let created = admin("/api/v1/services")
+            .json(&json!({
+                "name": "bench-bot",
+                "instances": ["corp"],
+                "scopes": ["read_api", "read_repository", "write_repository"],
+                "return_origins": ["https://bot.corp.example"],
+            }))
+            .send()
+            .await?;
+        ensure!(created.status() == 201, "creating the service");
+        let created: Value = created.json().await?;
+        let answer: Value = client
+            .post(format!("{address}/api/v1/service-token"))
+            .basic_auth(
+                created["client_id"].as_str().unwrap_or_default(),
+                created["client_secret"].as_str(),
+            )
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await?
+            .json()
+            .await?;
+        let service_token = answer["access_token"]
+            .as_str()
+            .context("no service token")?
+            .to_owned();
+        let (service_id, instance_id) = ctx
+            .db(|conn| {
+                let service = db::services::find_by_name(conn, "bench-bot")?;
+                let instance = db::instances::find_by_name(conn, "corp")?;
+                Ok(service.zip(instance).map(|(s, i)| (s.id, i.id)))
+            })
+            .await?
+            .context("the service or the instance is not stored")?;
+        Ok(Self {
+            address: address.to_owned(),
+            ctx,
+            gitlab,
+            service_token,
+            service_id,
+            instance_id,
+        })
+    }
+
+    /// Stores one connection per subject, tokens sealed, the matching grants live at the
+    /// fake GitLab; returns their ids.
+    async fn seed(
+        &self,
+        subjects: impl Iterator<Item = String>,
+        expires_at: NaiveDateTime,
+    ) -> anyhow::Result<Vec<String>> {
+        let now = Utc::now().naive_utc();
+        let scopes = ScopeSet::granted(GRANTED).to_string();
+        let lifetime = (expires_at - now).to_std().unwrap_or_default();
+        let rows: Vec<ConnectionRow> = subjects
+            .map(|subject| {
+                let id = uuid::Uuid::new_v4().to_string();
+                let (access, refresh) = self.gitlab.seed_grant(&GRANTED, lifetime);
+                let seal = |column, token: &str| {
+                    let field = SealedField {
+                        table: "connections",
+                        column,
+                        row_id: &id,
+                    };
+                    self.ctx.sealer.seal(field, token.as_bytes())
+                };
+                ConnectionRow {
+                    access_token_sealed: seal("access_token", &access),
+                    refresh_token_sealed: seal("refresh_token", &refresh),
+                    service_id: self.service_id.clone(),
+                    instance_id: self.instance_id.clone(),
+                    subject,
+                    scopes: scopes.clone(),
+                    gitlab_user_id: fake_gitlab::USER_ID.to_string(),
+                    gitlab_username: fake_gitlab::USERNAME.to_owned(),
+                    expires_at,
+                    status: "active".to_owned(),
+                    created_at: now,
+                    updated_at: now,
+                    refreshed_at: None,
+                    refresh_lease_owner: None,
+                    refresh_lease_until: None,
+                    refresh_in_flight_since: None,
+                    status_reason: None,
+                    id,
+                }
+            })
+            .collect();
+        let ids = rows.iter().map(|row| row.id.clone()).collect();
+        self.ctx
+            .db(move |conn| {
+                conn.transaction(|conn| {
+                    rows.iter()
+                        .try_for_each(|row| db::connections::insert(conn, row))
+                })
+            })
+            .await?;
+        Ok(ids)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Handout throughput and latency
+
+#[derive(Clone)]
+enum Target {
+    Healthz {
+        url: String,
+    },
+    Handout {
+        url: String,
+        token: Arc<str>,
+        subjects: Arc<[String]>,
+    },
+}
+
+impl Target {
+    /// Sends request number `n`; `Ok` only for a 200 whose body arrived whole.
+    async fn send(&self, client: &reqwest::Client, n: usize) -> anyhow::Result<()> {
+        let response = match self {
+            Target::Healthz { url } => client.get(url).send().await?,
+            Target::Handout {
+                url,
+                token,
+                subjects,
+            } => {
+                let subject = &subjects[n % subjects.len()];
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"instance": "corp", "subject": subject}))
+                    .send()
+                    .await?
+            }
+        };
+        let status = response.status();
+        let body = response.bytes().await?;
+        if status != 200 {
+            bail!("{status}: {}", String::from_utf8_lossy(&body));
+        }
+        Ok(())
+    }
+}
+
+/// Completed requests and their latencies.
+#[derive(Default)]
+struct Sample {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Sample {
+    fn merge(&mut self, other: Sample) {
+        self.latencies.extend(other.latencies);
+        self.elapsed += other.elapsed;
+    }
+
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&mut self, p: f64) -> Duration {
+        self.latencies.sort_unstable();
+        let last = self.latencies.len().saturating_sub(1);
+        self.latencies
+            .get(((self.latencies.len() as f64 * p) as usize).min(last))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn latency(&mut self) -> String {
+        format!(
+            "p50 {:>6.2} ms  p99 {:>6.2} ms",
+            millis(self.percentile(0.50)),
+            millis(self.percentile(0.99))
+        )
+    }
+}
+
+/// `clients` concurrent clients, each with its own keep-alive connection, sending one request
+/// after the other for `length`.
+async fn closed_loop(target: Target, clients: usize, length: Duration) -> anyhow::Result<Sample> {
+    let started = Instant::now();
+    let deadline = started + length;
+    let workers: Vec<_> = (0..clients)
+        .map(|first| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()?;
+                let mut latencies = Vec::new();
+                let mut n = first;
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    target.send(&client, n).await?;
+                    latencies.push(sent.elapsed());
+                    n += clients;
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut sample = Sample::default();
+    for worker in workers {
+        sample.latencies.extend(worker.await??);
+    }
+    sample.elapsed = started.elapsed();
+    Ok(sample)
+}
+
+/// Requests sent on a fixed schedule whatever the answers do; each latency counts from the
+/// moment its request was due, so a stall is not hidden by requests that were never sent.
+async fn open_loop(target: Target, rate: f64, length: Duration) -> anyhow::Result<Sample> {
+    let client = reqwest::Client::new();
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let count = (rate * length.as_secs_f64()) as u32;
+    let started = Instant::now();
+    let mut requests = Vec::with_capacity(count as usize);
+    for n in 0..count {
+        let due = started + period * n;
+        tokio::time::sleep_until(due.into()).await;
+        let (target, client) = (target.clone(), client.clone());
+        requests.push(tokio::spawn(async move {
+            target.send(&client, n as usize).await?;
+            anyhow::Ok(due.elapsed())
+        }));
+    }
+    let mut sample = Sample::default();
+    for request in requests {
+        sample.latencies.push(request.await??);
+    }
+    sample.elapsed = started.elapsed();
+    Ok(sample)
+}
+
+async fn handouts(
+    world: &World<'_>,
+    options: &Options,
+    load: &tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let subjects: Vec<String> = (0..SUBJECTS).map(|i| format!("user-{i:05}")).collect();
+    let fresh_until = Utc::now().naive_utc() + TimeDelta::hours(2);
+    world.seed(subjects.iter().cloned(), fresh_until).await?;
+    let healthz = Target::Healthz {
+        url: format!("{}/healthz", world.address),
+    };
+    let handout = Target::Handout {
+        url: format!("{}/api/v1/credentials", world.address),
+        token: world.service_token.as_str().into(),
+        subjects: subjects.into(),
+    };
+    let refreshes_before = world.gitlab.seen().refreshes;
+
+    let clients = options.clients;
+    let (mut health, mut hand) = (Sample::default(), Sample::default());
+    for target in [&healthz, &handout] {
+        load.spawn(closed_loop(target.clone(), clients, WARM_UP))
+            .await??;
+    }
+    let round = options.phase / ROUNDS;
+    for _ in 0..ROUNDS {
+        health.merge(
+            load.spawn(closed_loop(healthz.clone(), clients, round))
+                .await??,
+        );
+        hand.merge(
+            load.spawn(closed_loop(handout.clone(), clients, round))
+                .await??,
+        );
+    }
+    let ratio = hand.rate() / health.rate();
+    println!(
+        "closed loop, {clients} clients on keep-alive connections, {ROUNDS} × {:.1} s each, alternating:",
+        round.as_secs_f64()
+    );
+    println!(
+        "  GET /healthz              {:>8.0} req/s  {}",
+        health.rate(),
+        health.latency()
+    );
+    println!(
+        "  POST /api/v1/credentials  {:>8.0} req/s  {}",
+        hand.rate(),
+        hand.latency()
+    );
+    println!(
+        "  handout ÷ healthz         {ratio:>8.2}        (target ≥ {HANDOUT_RATIO_TARGET}: {})",
+        verdict(ratio >= HANDOUT_RATIO_TARGET)
+    );
+
+    let rate = hand.rate() / 2.0;
+    load.spawn(open_loop(handout.clone(), rate, WARM_UP))
+        .await??;
+    let mut paced = load
+        .spawn(open_loop(handout.clone(), rate, options.phase))
+        .await??;
+    let p99 = paced.percentile(0.99);
+    println!(
+        "open loop at {rate:.0} req/s (half the maximum) for {:.0} s, {} requests:",
+        options.phase.as_secs_f64(),
+        paced.latencies.len()
+    );
+    println!(
+        "  POST /api/v1/credentials  {}   (target p99 ≤ {} ms: {})",
+        paced.latency(),
+        OPEN_LOOP_P99_TARGET.as_millis(),
+        verdict(p99 <= OPEN_LOOP_P99_TARGET)
+    );
+    let refreshed = world.gitlab.seen().refreshes - refreshes_before;
+    ensure!(
+        refreshed == 0,
+        "fresh tokens were refreshed {refreshed} times"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Refresh storm
+
+async fn storm(world: &World<'_>) -> anyhow::Result<()> {
+    let now = Utc::now().naive_utc();
+    let ids = world
+        .seed((0..STORM).map(|i| format!("storm-{i:05}")), now)
+        .await?;
+    world.gitlab.behave(|b| b.refresh_delay = STORM_DELAY);
+    let before = world.gitlab.seen().refreshes;
+    ensure!(
+        world.ctx.refresher.concurrency == STORM_CONCURRENCY,
+        "the refresher's concurrency is not {STORM_CONCURRENCY}"
+    );
+
+    let started = Instant::now();
+    let swept = refresh::sweep(world.ctx).await?;
+    let wall = started.elapsed();
+    let calls = world.gitlab.seen().refreshes - before;
+    world.gitlab.behave(|b| b.refresh_delay = Duration::ZERO);
+
+    let ideal = STORM_DELAY * STORM as u32 / STORM_CONCURRENCY as u32;
+    let ratio = wall.as_secs_f64() / ideal.as_secs_f64();
+    println!(
+        "refresh storm: {STORM} connections due at once, GitLab answering in {} ms, one sweep at concurrency {STORM_CONCURRENCY}:",
+        STORM_DELAY.as_millis()
+    );
+    println!(
+        "  wall {:.2} s, ideal {:.2} s ({STORM} × {} ms ÷ {STORM_CONCURRENCY}), ratio {ratio:.2}×  (target ≤ {STORM_RATIO_TARGET}×: {})",
+        wall.as_secs_f64(),
+        ideal.as_secs_f64(),
+        STORM_DELAY.as_millis(),
+        verdict(ratio <= STORM_RATIO_TARGET)
+    );
+    println!(
+        "  refresh calls at GitLab {calls}, sweep reports {swept} refreshed  (must be exactly {STORM}: {})",
+        verdict(calls == STORM && swept == STORM)
+    );
+
+    let (fresh, live) = check_storm(world, ids).await?;
+    println!(
+        "  afterwards: {fresh}/{STORM} connections active and fresh, {live}/{STORM} access tokens live at GitLab"
+    );
+    ensure!(
+        calls == STORM && swept == STORM && fresh == STORM && live == STORM,
+        "the storm lost or repeated refreshes"
+    );
+    Ok(())
+}
+
+/// How many of the storm's connections are active, settled and valid past the refresher's
+/// margin, and how many of their stored access tokens GitLab accepts.
+async fn check_storm(world: &World<'_>, ids: Vec<String>) -> anyhow::Result<(usize, usize)> {
+    let rows = world
+        .ctx
+        .db(move |conn| {
+            ids.iter()
+                .map(|id| db::connections::find(conn, id))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    let fresh_after = Utc::now().naive_utc()
+        + TimeDelta::from_std(world.ctx.refresher.margin).unwrap_or_default();
+    let mut fresh = 0;
+    let mut live = 0;
+    for row in rows.into_iter().flatten() {
+        if row.status == "active"
+            && row.expires_at > fresh_after
+            && row.refresh_in_flight_since.is_none()
+            && row.refresh_lease_owner.is_none()
+            && row.refreshed_at.is_some()
+        {
+            fresh += 1;
+        }
+        let field = SealedField {
+            table: "connections",
+            column: "access_token",
+            row_id: &row.id,
+        };
+        let access = world.ctx.sealer.open(field, &row.access_token_sealed)?;
+        if world
+            .gitlab
+            .access_token_works(&String::from_utf8_lossy(access.expose_secret()))
+        {
+            live += 1;
+        }
+    }
+    Ok((fresh, live))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Databases and settings
+
+enum Backend {
+    Sqlite,
+    /// A PostgreSQL server where the benchmark may create and drop a database of its own.
+    Postgres(String),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// The benchmark's own database, with a directory for its files; dropped at the end.
+struct BenchDatabase {
+    url: DatabaseUrl,
+    postgres: Option<(String, String)>,
+    dir: TempDir,
+}
+
+impl BenchDatabase {
+    fn create(backend: &Backend) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (url, postgres) = match backend {
+            Backend::Sqlite => (DatabaseUrl::Sqlite(dir.path().join("labgate.db")), None),
+            Backend::Postgres(server_url) => {
+                let name = format!("labgate_bench_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = PgConnection::establish(server_url)
+                    .context("LABGATE_TEST_POSTGRES_URL is set but PostgreSQL does not answer")?;
+                sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
+                let mut url = url::Url::parse(server_url)?;
+                url.set_path(&name);
+                (
+                    DatabaseUrl::Postgres(SecretString::from(url.to_string())),
+                    Some((server_url.clone(), name)),
+                )
+            }
+        };
+        Ok(Self { url, postgres, dir })
+    }
+
+    /// labgate's defaults for pool and workers; the refresher left to the storm's sweep.
+    fn settings(&self, admin_token: &str) -> Settings {
+        Settings {
+            server: ServerSettings {
+                listen: "127.0.0.1:0".parse().expect("a socket address"),
+                public_url: url::Url::parse(helpers::PUBLIC_URL).expect("a URL"),
+                tls: None,
+                workers: 0,
+            },
+            database: DatabaseSettings {
+                url: self.url.clone(),
+                pool_size: 8,
+                pool_timeout: Duration::from_secs(5),
+            },
+            security: SecuritySettings {
+                master_key: None,
+                generated_master_key_path: self.dir.path().join("master.key"),
+            },
+            admin: AdminSettings {
+                token: Some(SecretString::from(admin_token.to_owned())),
+            },
+            outbound: OutboundSettings {
+                connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(10),
+            },
+            refresher: RefresherSettings {
+                enabled: false,
+                interval: Duration::from_secs(30),
+                margin: Duration::from_secs(600),
+                jitter: Duration::ZERO,
+                concurrency: STORM_CONCURRENCY,
+            },
+        }
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        if let Some((server_url, name)) = &self.postgres
+            && let Ok(mut conn) = PgConnection::establish(server_url)
+        {
+            let _ = sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn);
+        }
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
