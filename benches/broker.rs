@@ -52,6 +52,8 @@ use fake_gitlab::{Discovery, FakeGitLab, default_application};
 
 /// Subjects whose fresh connections the handout phase spreads its requests over.
 const SUBJECTS: usize = 1_000;
+/// Subjects asked for once each: handouts with nothing remembered, for comparison.
+const FIRST_TIME_SUBJECTS: usize = 20_000;
 /// The storm: connections due at once, GitLab's time per refresh, the sweep's concurrency.
 const STORM: usize = 10_000;
 const STORM_DELAY: Duration = Duration::from_millis(50);
@@ -392,8 +394,13 @@ impl Sample {
 }
 
 /// `clients` concurrent clients, each with its own keep-alive connection, sending one request
-/// after the other for `length`.
-async fn closed_loop(target: Target, clients: usize, length: Duration) -> anyhow::Result<Sample> {
+/// after the other for `length`, or until `requests` were sent.
+async fn closed_loop(
+    target: Target,
+    clients: usize,
+    length: Duration,
+    requests: Option<usize>,
+) -> anyhow::Result<Sample> {
     let started = Instant::now();
     let deadline = started + length;
     let workers: Vec<_> = (0..clients)
@@ -405,7 +412,7 @@ async fn closed_loop(target: Target, clients: usize, length: Duration) -> anyhow
                     .build()?;
                 let mut latencies = Vec::new();
                 let mut n = first;
-                while Instant::now() < deadline {
+                while Instant::now() < deadline && requests.is_none_or(|last| n < last) {
                     let sent = Instant::now();
                     target.send(&client, n).await?;
                     latencies.push(sent.elapsed());
@@ -423,26 +430,40 @@ async fn closed_loop(target: Target, clients: usize, length: Duration) -> anyhow
     Ok(sample)
 }
 
-/// Requests sent on a fixed schedule whatever the answers do; each latency counts from the
-/// moment its request was due, so a stall is not hidden by requests that were never sent.
-async fn open_loop(target: Target, rate: f64, length: Duration) -> anyhow::Result<Sample> {
-    let client = reqwest::Client::new();
+/// Requests sent on a fixed schedule whatever the answers do, as wrk2 sends them: request `n`
+/// is due at `n ÷ rate` and goes out on connection `n mod clients` (each client one keep-alive
+/// connection). Each latency counts from the moment its request was due, so a stall is charged
+/// to every request it held back, not hidden by requests that were never sent.
+async fn open_loop(
+    target: Target,
+    rate: f64,
+    clients: usize,
+    length: Duration,
+) -> anyhow::Result<Sample> {
     let period = Duration::from_secs_f64(1.0 / rate);
-    let count = (rate * length.as_secs_f64()) as u32;
+    let count = (rate * length.as_secs_f64()) as usize;
     let started = Instant::now();
-    let mut requests = Vec::with_capacity(count as usize);
-    for n in 0..count {
-        let due = started + period * n;
-        tokio::time::sleep_until(due.into()).await;
-        let (target, client) = (target.clone(), client.clone());
-        requests.push(tokio::spawn(async move {
-            target.send(&client, n as usize).await?;
-            anyhow::Ok(due.elapsed())
-        }));
-    }
+    let workers: Vec<_> = (0..clients)
+        .map(|first| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()?;
+                let mut latencies = Vec::new();
+                for n in (first..count).step_by(clients) {
+                    let due = started + period.mul_f64(n as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                    target.send(&client, n).await?;
+                    latencies.push(due.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
     let mut sample = Sample::default();
-    for request in requests {
-        sample.latencies.push(request.await??);
+    for worker in workers {
+        sample.latencies.extend(worker.await??);
     }
     sample.elapsed = started.elapsed();
     Ok(sample)
@@ -469,21 +490,22 @@ async fn handouts(
     let clients = options.clients;
     let (mut health, mut hand) = (Sample::default(), Sample::default());
     for target in [&healthz, &handout] {
-        load.spawn(closed_loop(target.clone(), clients, WARM_UP))
+        load.spawn(closed_loop(target.clone(), clients, WARM_UP, None))
             .await??;
     }
     let round = options.phase / ROUNDS;
     for _ in 0..ROUNDS {
         health.merge(
-            load.spawn(closed_loop(healthz.clone(), clients, round))
+            load.spawn(closed_loop(healthz.clone(), clients, round, None))
                 .await??,
         );
         hand.merge(
-            load.spawn(closed_loop(handout.clone(), clients, round))
+            load.spawn(closed_loop(handout.clone(), clients, round, None))
                 .await??,
         );
     }
     let ratio = hand.rate() / health.rate();
+
     println!(
         "closed loop, {clients} clients on keep-alive connections, {ROUNDS} × {:.1} s each, alternating:",
         round.as_secs_f64()
@@ -503,23 +525,50 @@ async fn handouts(
         verdict(ratio >= HANDOUT_RATIO_TARGET)
     );
 
+    // At half the maximum rate; healthz at the same rate is the floor this machine and the
+    // load generator set.
     let rate = hand.rate() / 2.0;
-    load.spawn(open_loop(handout.clone(), rate, WARM_UP))
-        .await??;
-    let mut paced = load
-        .spawn(open_loop(handout.clone(), rate, options.phase))
-        .await??;
-    let p99 = paced.percentile(0.99);
+    let paced =
+        |target: &Target, length| load.spawn(open_loop(target.clone(), rate, clients, length));
+    paced(&handout, WARM_UP).await??;
+    let mut health_paced = paced(&healthz, options.phase).await??;
+    let mut hand_paced = paced(&handout, options.phase).await??;
+    let p99 = hand_paced.percentile(0.99);
     println!(
-        "open loop at {rate:.0} req/s (half the maximum) for {:.0} s, {} requests:",
+        "open loop at {rate:.0} req/s (half the maximum), {clients} connections, {:.0} s each:",
         options.phase.as_secs_f64(),
-        paced.latencies.len()
     );
+    println!("  GET /healthz              {}", health_paced.latency());
     println!(
         "  POST /api/v1/credentials  {}   (target p99 ≤ {} ms: {})",
-        paced.latency(),
+        hand_paced.latency(),
         OPEN_LOOP_P99_TARGET.as_millis(),
         verdict(p99 <= OPEN_LOOP_P99_TARGET)
+    );
+    // Every subject asked for once: each handout reads the database (no target; for comparison).
+    let first_time: Vec<String> = (0..FIRST_TIME_SUBJECTS)
+        .map(|i| format!("first-{i:05}"))
+        .collect();
+    world.seed(first_time.iter().cloned(), fresh_until).await?;
+    let first_handout = Target::Handout {
+        url: format!("{}/api/v1/credentials", world.address),
+        token: world.service_token.as_str().into(),
+        subjects: first_time.into(),
+    };
+    let mut first = load
+        .spawn(closed_loop(
+            first_handout,
+            clients,
+            options.phase,
+            Some(FIRST_TIME_SUBJECTS),
+        ))
+        .await??;
+    println!(
+        "closed loop over {} subjects asked for once each, nothing remembered (no target):\n  POST /api/v1/credentials  {:>8.0} req/s  {}  (÷ healthz {:.2})",
+        first.latencies.len(),
+        first.rate(),
+        first.latency(),
+        first.rate() / health.rate()
     );
     let refreshed = world.gitlab.seen().refreshes - refreshes_before;
     ensure!(

@@ -14,12 +14,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
-use crate::config::{ConfigError, Settings, TlsFiles};
+use crate::config::{ConfigError, DatabaseUrl, Settings, TlsFiles};
 use crate::crypto::{MasterKey, SealedField, Sealer, ServiceTokenKeys, TokenHash, generate_token};
+use crate::db::changes::Feed;
 use crate::db::{self, DbConnection, DbPool, meta};
 use crate::http::{self, RequestSpan};
 use crate::oauth::InstanceClients;
 use crate::service::audit::AuditLog;
+use crate::service::handout_cache::HandoutCache;
 use crate::service::{Context, refresh};
 
 pub struct Application {
@@ -48,6 +50,7 @@ impl Application {
             refreshes: Arc::default(),
             refresher: settings.refresher.clone(),
             audit: AuditLog::start(pool.clone()),
+            handouts: handout_cache(&settings.database.url),
             metrics: Arc::default(),
             public_url: settings.server.public_url.clone(),
             outbound: settings.outbound.clone(),
@@ -119,6 +122,34 @@ impl Application {
         self.context.audit.flush().await;
         served
     }
+}
+
+/// What handouts remember; with PostgreSQL, trusted only while other processes' changes are
+/// heard. The listener thread ends once the cache is dropped.
+fn handout_cache(url: &DatabaseUrl) -> Arc<HandoutCache> {
+    let DatabaseUrl::Postgres(url) = url else {
+        return Arc::new(HandoutCache::new(true));
+    };
+    let cache = Arc::new(HandoutCache::new(false));
+    let (watched, url) = (Arc::downgrade(&cache), url.clone());
+    std::thread::Builder::new()
+        .name("labgate-changes".into())
+        .spawn(move || {
+            db::changes::listen(&url, |feed| {
+                let Some(cache) = watched.upgrade() else {
+                    return false;
+                };
+                match feed {
+                    Feed::Listening => cache.hearing_all_changes(true),
+                    Feed::Changed => cache.changed(),
+                    Feed::Lost => cache.hearing_all_changes(false),
+                    Feed::Quiet => {}
+                }
+                true
+            })
+        })
+        .expect("the operating system starts a thread");
+    cache
 }
 
 /// Opens the pool and applies pending migrations, as `labgate serve` and `labgate migrate` do.

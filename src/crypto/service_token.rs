@@ -1,8 +1,10 @@
 //! Service tokens: short-lived JWTs that labgate issues to services and verifies itself.
 //! One algorithm (EdDSA over Ed25519), one key, its `kid` in every header; anything else is
-//! refused before a signature is even checked.
+//! refused before a signature is even checked. A token that passed once is remembered, so a
+//! service calling many times with one token pays for the signature check once.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use quick_cache::sync::Cache;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
@@ -13,11 +15,15 @@ pub const AUDIENCE: &str = "labgate";
 /// Fifteen minutes: long enough for a CI job's step, short enough that a leak ages out.
 pub const LIFETIME_SECONDS: i64 = 15 * 60;
 const LEEWAY_SECONDS: u64 = 5;
+/// Tokens remembered as verified: a few per service, each for at most its lifetime.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 pub struct ServiceTokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     kid: String,
+    /// Tokens that passed every check, by their exact text; only their expiry can change.
+    verified: Cache<String, ServiceClaims>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +66,7 @@ impl ServiceTokenKeys {
             encoding: EncodingKey::from_ed_der(pkcs8),
             decoding: DecodingKey::from_ed_der(public),
             kid: hex::encode(&Sha256::digest(public)[..8]),
+            verified: Cache::new(VERIFIED_CAPACITY),
         })
     }
 
@@ -71,6 +78,36 @@ impl ServiceTokenKeys {
     }
 
     pub fn verify(&self, token: &str, issuer: &str) -> Result<ServiceClaims, TokenRejected> {
+        self.verify_at(token, issuer, chrono::Utc::now().timestamp())
+    }
+
+    /// `verify` as of `now` (seconds since the epoch) for a token remembered as verified.
+    fn verify_at(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: i64,
+    ) -> Result<ServiceClaims, TokenRejected> {
+        if let Some(claims) = self.verified.get(token)
+            && claims.iss == issuer
+        {
+            return if claims.exp.saturating_add(LEEWAY_SECONDS as i64) < now {
+                self.verified.remove(token);
+                Err(TokenRejected::Expired)
+            } else {
+                Ok(claims)
+            };
+        }
+        let claims = self.verify_signature_and_claims(token, issuer)?;
+        self.verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signature_and_claims(
+        &self,
+        token: &str,
+        issuer: &str,
+    ) -> Result<ServiceClaims, TokenRejected> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejected::Malformed)?;
         if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(TokenRejected::WrongKey);
@@ -125,6 +162,20 @@ mod tests {
             keys.verify(&token, "https://other.test"),
             Err(TokenRejected::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let keys = keys();
+        let token = keys.sign(&claims(60));
+        assert!(keys.verify(&token, "https://labgate.test").is_ok());
+        let later = chrono::Utc::now().timestamp() + 60 + LEEWAY_SECONDS as i64 + 1;
+        assert!(matches!(
+            keys.verify_at(&token, "https://labgate.test", later),
+            Err(TokenRejected::Expired)
+        ));
+        // Forgotten once expired: the full check now refuses it too.
+        assert!(keys.verified.get(&token).is_none());
     }
 
     #[test]

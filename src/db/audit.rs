@@ -2,12 +2,16 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::query_builder::InsertStatement;
+use diesel::query_dsl::methods::ExecuteDsl;
 
 use super::DbConnection;
 use super::schema::audit_events;
 
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = audit_events)]
+// `None` is written as NULL, the columns' default: every row then has the same columns, so one
+// statement takes many rows, and the statement is prepared once.
+#[diesel(table_name = audit_events, treat_none_as_default_value = false)]
 pub struct NewAuditEvent {
     pub at: NaiveDateTime,
     pub kind: String,
@@ -35,10 +39,26 @@ pub struct AuditRow {
 
 /// Inserts a batch in one transaction: one commit for many events.
 pub fn insert_batch(conn: &mut DbConnection, events: &[NewAuditEvent]) -> QueryResult<()> {
+    // A hundred rows per statement keeps the bound values far below either backend's limit.
+    // (Matched per backend: diesel's multi-backend connection cannot batch inserts.)
+    match conn {
+        DbConnection::Postgres(conn) => insert_in_chunks(conn, events),
+        DbConnection::Sqlite(conn) => insert_in_chunks(conn, events),
+    }
+}
+
+fn insert_in_chunks<'a, C>(conn: &mut C, events: &'a [NewAuditEvent]) -> QueryResult<()>
+where
+    C: Connection,
+    InsertStatement<
+        audit_events::table,
+        <&'a [NewAuditEvent] as Insertable<audit_events::table>>::Values,
+    >: ExecuteDsl<C>,
+{
     conn.transaction(|conn| {
-        for event in events {
+        for rows in events.chunks(100) {
             diesel::insert_into(audit_events::table)
-                .values(event)
+                .values(rows)
                 .execute(conn)?;
         }
         Ok(())

@@ -25,6 +25,15 @@ pub struct InstanceRow {
     pub updated_at: NaiveDateTime,
 }
 
+/// What a handout needs of an instance.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = instances)]
+pub struct InstanceSummary {
+    pub id: String,
+    pub name: String,
+    pub base_url: String,
+}
+
 pub fn insert(conn: &mut DbConnection, row: &InstanceRow) -> QueryResult<()> {
     diesel::insert_into(instances::table)
         .values(row)
@@ -36,6 +45,17 @@ pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<I
     instances::table
         .filter(instances::name.eq(name))
         .select(InstanceRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn summary_by_name(
+    conn: &mut DbConnection,
+    name: &str,
+) -> QueryResult<Option<InstanceSummary>> {
+    instances::table
+        .filter(instances::name.eq(name))
+        .select(InstanceSummary::as_select())
         .first(conn)
         .optional()
 }

@@ -3,6 +3,7 @@
 
 pub mod admin_sessions;
 pub mod audit;
+pub mod changes;
 pub mod connect_sessions;
 pub mod connections;
 pub mod instances;

@@ -7,7 +7,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use super::ApiError;
-use crate::service::services::{self, Service};
+use crate::service::services::{self, Service, VerifiedToken};
 use crate::service::{Context, ServiceError};
 
 /// Proof that the request carries the admin token. A handler that takes this as its first
@@ -16,6 +16,10 @@ pub struct Admin;
 
 /// A service authenticated by a valid service token; its policy comes along.
 pub struct ServicePrincipal(pub Service);
+
+/// A valid service token, its service not yet looked up: for a use case that reads the
+/// service's row together with its own data and admits it there.
+pub struct ServiceBearer(pub VerifiedToken);
 
 /// Either of the two, for routes both may call.
 pub enum Caller {
@@ -55,6 +59,18 @@ impl FromRequest for ServicePrincipal {
     }
 }
 
+impl FromRequest for ServiceBearer {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(context(req).and_then(|ctx| {
+            let token = bearer_token(req).ok_or_else(missing_service_token)?;
+            Ok(Self(services::verify_token(&ctx, token)?))
+        }))
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Extracting<Self>;
@@ -77,12 +93,14 @@ impl FromRequest for Caller {
 }
 
 async fn service_for(ctx: &Context, token: Option<String>) -> Result<Service, ApiError> {
-    let token = token.ok_or_else(|| {
-        ApiError::from(ServiceError::Unauthenticated(
-            "send a service token as Authorization: Bearer <token>; get one from POST /api/v1/service-token".into(),
-        ))
-    })?;
+    let token = token.ok_or_else(missing_service_token)?;
     Ok(services::authenticate(ctx, &token).await?)
+}
+
+fn missing_service_token() -> ApiError {
+    ApiError::from(ServiceError::Unauthenticated(
+        "send a service token as Authorization: Bearer <token>; get one from POST /api/v1/service-token".into(),
+    ))
 }
 
 fn context(req: &HttpRequest) -> Result<web::Data<Context>, ApiError> {

@@ -1,6 +1,7 @@
 //! Handing out credentials: the least-privileged connection that covers the request, with a
 //! token valid long enough, refreshed first when it is not.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
@@ -8,8 +9,9 @@ use secrecy::SecretString;
 
 use super::audit::AuditEvent;
 use super::connections::open_token;
+use super::handout_cache::{HandoutKey, HandoutView};
 use super::refresh::{self, Purpose, RefreshError};
-use super::services::Service;
+use super::services::{self, Service, VerifiedToken};
 use super::{Context, FieldError, ServiceError, field, required};
 use crate::db::{self, connections::ConnectionRow};
 use crate::domain::{ConnectionStatus, InstanceName, ScopeSet, Subject};
@@ -38,12 +40,14 @@ pub struct Credentials {
     pub base_url: String,
 }
 
+/// Hands a token to the service `token` speaks for. The service's row, the instance and the
+/// subject's connections are read in one trip to the database; a fresh token needs no other.
 pub async fn hand_out(
     ctx: &Context,
-    service: &Service,
+    token: &VerifiedToken,
     form: CredentialsForm,
 ) -> Result<Credentials, ServiceError> {
-    let result = hand_out_checked(ctx, service, form).await;
+    let result = hand_out_checked(ctx, token, form).await;
     // Labels only ever name registered instances: request text must not grow the metrics.
     let instance_name = match &result {
         Ok(handed) => handed.instance.clone(),
@@ -56,6 +60,7 @@ pub async fn hand_out(
         Err(ServiceError::GitLabUnavailable { .. }) => "unavailable",
         Err(ServiceError::Forbidden { .. }) => "forbidden",
         Err(ServiceError::Invalid(_)) => "invalid",
+        Err(ServiceError::Unauthenticated(_)) => "unauthenticated",
         Err(_) => "error",
     };
     ctx.metrics.handout(&instance_name, outcome);
@@ -64,10 +69,12 @@ pub async fn hand_out(
 
 async fn hand_out_checked(
     ctx: &Context,
-    service: &Service,
+    token: &VerifiedToken,
     form: CredentialsForm,
 ) -> Result<Credentials, ServiceError> {
     let (instance_name, subject, requested, min_valid_for) = parse(form)?;
+    let view = read_view(ctx, token, &instance_name, &subject).await?;
+    let service = services::admit(token, view.service.as_ref())?;
     if !service.instances.allows(&instance_name) {
         return Err(ServiceError::Forbidden {
             code: "instance_not_allowed",
@@ -91,25 +98,22 @@ async fn hand_out_checked(
             });
         }
     }
-    let name = instance_name.to_string();
-    let instance = ctx
-        .db(move |conn| db::instances::find_by_name(conn, &name))
-        .await?
-        .ok_or_else(|| {
-            ServiceError::NotConnected(format!(
-                "no instance is registered under the name {instance_name}"
-            ))
-        })?;
-    let (service_id, instance_id, who) =
-        (service.id.clone(), instance.id.clone(), subject.to_string());
-    let held = ctx
-        .db(move |conn| db::connections::for_subject(conn, &service_id, &instance_id, &who))
-        .await?;
-    let chosen = choose(service, &subject, &instance.name, held, requested.as_ref())?;
+    let instance = view.instance.as_ref().ok_or_else(|| {
+        ServiceError::NotConnected(format!(
+            "no instance is registered under the name {instance_name}"
+        ))
+    })?;
+    let chosen = choose(
+        service,
+        &subject,
+        &instance.name,
+        &view.held,
+        requested.as_ref(),
+    )?;
 
     let need_until =
         Utc::now().naive_utc() + TimeDelta::seconds(min_valid_for.max(MIN_VALIDITY_SECONDS));
-    let row = refresh::ensure_fresh(ctx, &chosen.id, need_until, Purpose::Handout)
+    let row = refresh::ensure_fresh(ctx, chosen, need_until, Purpose::Handout)
         .await
         .map_err(|e| match e {
             RefreshError::Reauthorization(reason) => {
@@ -132,7 +136,7 @@ async fn hand_out_checked(
             RefreshError::Storage(e) => e,
         })?;
     let access_token = open_token(&ctx.sealer, &row, "access_token")?;
-    let valid_until = refresh::valid_until(ctx, &row);
+    let valid_until = refresh::valid_until(&ctx.refresher, &row);
     let scopes = ScopeSet::granted(row.scopes.split_whitespace());
     let event = AuditEvent::new("handout", format!("service:{}", service.name))
         .instance(&instance.name)
@@ -147,9 +151,49 @@ async fn hand_out_checked(
         connection_id: row.id,
         gitlab_user_id: row.gitlab_user_id,
         gitlab_username: row.gitlab_username,
-        instance: instance.name,
-        base_url: instance.base_url,
+        instance: instance.name.clone(),
+        base_url: instance.base_url.clone(),
     })
+}
+
+/// The service, the instance and the subject's connections there: as remembered, or read in
+/// one trip to the database.
+async fn read_view(
+    ctx: &Context,
+    token: &VerifiedToken,
+    instance: &InstanceName,
+    subject: &Subject,
+) -> Result<Arc<HandoutView>, ServiceError> {
+    let key = HandoutKey {
+        service_id: token.service_id().to_owned(),
+        instance: instance.to_string(),
+        subject: subject.to_string(),
+    };
+    if let Some(view) = ctx.handouts.get(&key) {
+        return Ok(view);
+    }
+    let generation = ctx.handouts.generation();
+    let read = key.clone();
+    let (service, instance, held) = ctx
+        .db_read(move |conn| {
+            let service = db::services::find_by_id(conn, &read.service_id)?;
+            let instance = db::instances::summary_by_name(conn, &read.instance)?;
+            let held = match &instance {
+                Some(instance) => db::connections::for_subject(
+                    conn,
+                    &read.service_id,
+                    &instance.id,
+                    &read.subject,
+                )?,
+                None => Vec::new(),
+            };
+            Ok((service, instance, held))
+        })
+        .await?;
+    let service = service.map(services::to_service).transpose()?;
+    Ok(ctx
+        .handouts
+        .remember(key, generation, service, instance, held))
 }
 
 /// The narrowest usable connection that covers the request and stays within the service's
@@ -158,14 +202,14 @@ fn choose(
     service: &Service,
     subject: &Subject,
     instance: &str,
-    held: Vec<ConnectionRow>,
+    held: &[ConnectionRow],
     requested: Option<&ScopeSet>,
 ) -> Result<ConnectionRow, ServiceError> {
-    let granted = |row: &ConnectionRow| ScopeSet::granted(row.scopes.split_whitespace());
-    let covering: Vec<ConnectionRow> = held
-        .into_iter()
+    let covering: Vec<(&ConnectionRow, ScopeSet)> = held
+        .iter()
         .filter(|row| row.status != ConnectionStatus::Revoked.as_str())
-        .filter(|row| requested.is_none_or(|wanted| granted(row).covers(wanted)))
+        .map(|row| (row, ScopeSet::granted(row.scopes.split_whitespace())))
+        .filter(|(_, granted)| requested.is_none_or(|wanted| granted.covers(wanted)))
         .collect();
     if covering.is_empty() {
         let what = requested.map(|s| format!(" with {s}")).unwrap_or_default();
@@ -175,11 +219,11 @@ fn choose(
     }
     let (within, beyond): (Vec<_>, Vec<_>) = covering
         .into_iter()
-        .partition(|row| granted(row).beyond_policy(&service.scopes).is_empty());
+        .partition(|(_, granted)| granted.beyond_policy(&service.scopes).is_empty());
     if within.is_empty() {
         let broad = beyond
             .first()
-            .map(|row| granted(row).to_string())
+            .map(|(_, granted)| granted.to_string())
             .unwrap_or_default();
         return Err(ServiceError::Forbidden {
             code: "scope_not_allowed",
@@ -189,15 +233,12 @@ fn choose(
             ),
         });
     }
-    let active: Vec<&ConnectionRow> = within
-        .iter()
-        .filter(|row| row.status == ConnectionStatus::Active.as_str())
-        .collect();
-    match active
+    match within
         .into_iter()
-        .min_by_key(|row| (granted(row).privilege(), std::cmp::Reverse(row.updated_at)))
+        .filter(|(row, _)| row.status == ConnectionStatus::Active.as_str())
+        .min_by_key(|(row, granted)| (granted.privilege(), std::cmp::Reverse(row.updated_at)))
     {
-        Some(row) => Ok(row.clone()),
+        Some((row, _)) => Ok(row.clone()),
         None => Err(ServiceError::ReauthorizationRequired(format!(
             "{subject}'s connection on {instance} needs the person to connect again"
         ))),

@@ -26,7 +26,7 @@ pub async fn readiness(ctx: &Context) -> Result<(), String> {
 
 /// Refreshes the connections-by-status gauge from the database.
 pub async fn count_connections(ctx: &Context) -> Result<(), ServiceError> {
-    let statuses = ctx.db(db::connections::statuses).await?;
+    let statuses = ctx.db_read(db::connections::statuses).await?;
     let counts: Vec<(&str, i64)> = ["active", "reauthorization_required", "revoked"]
         .into_iter()
         .map(|status| {

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod connections;
 pub mod credentials;
 mod error;
+pub mod handout_cache;
 pub mod health;
 pub mod instances;
 pub mod refresh;
@@ -38,6 +39,7 @@ pub struct Context {
     pub refreshes: Arc<refresh::Refreshes>,
     pub refresher: RefresherSettings,
     pub audit: audit::AuditLog,
+    pub handouts: Arc<handout_cache::HandoutCache>,
     pub metrics: Arc<Metrics>,
     /// The URL GitLab and browsers reach labgate at.
     pub public_url: Url,
@@ -46,8 +48,20 @@ pub struct Context {
 
 impl Context {
     /// Runs `work` with a pooled connection on a blocking thread. Waiting for a connection is
-    /// bounded by the pool's timeout, after which the caller gets `Unavailable` (503).
+    /// bounded by the pool's timeout, after which the caller gets `Unavailable` (503). Whatever
+    /// `work` did, handouts read afresh afterwards: it may have written.
     pub async fn db<T, F>(&self, work: F) -> Result<T, ServiceError>
+    where
+        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let done = self.db_read(work).await;
+        self.handouts.changed();
+        done
+    }
+
+    /// `db` for work that only reads: what handouts remember stays valid.
+    pub async fn db_read<T, F>(&self, work: F) -> Result<T, ServiceError>
     where
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,

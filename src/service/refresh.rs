@@ -28,6 +28,8 @@ use super::audit::AuditEvent;
 use super::connect::Registration;
 use super::connections::{open_token, token_field};
 use super::{Context, ServiceError};
+use crate::config::RefresherSettings;
+use crate::db::instances::InstanceRow;
 use crate::db::{self, connections::ConnectionRow, connections::RefreshedTokens};
 use crate::domain::ConnectionStatus;
 use crate::oauth::RefreshOutcome;
@@ -88,44 +90,39 @@ pub enum Purpose {
 }
 
 /// The connection's row once its token is valid until at least `need_until`, refreshing first
-/// when it is not.
+/// when it is not. `seen` is the row as the caller just read it.
 pub async fn ensure_fresh(
     ctx: &Context,
-    id: &str,
+    seen: ConnectionRow,
     need_until: NaiveDateTime,
     purpose: Purpose,
 ) -> Result<ConnectionRow, RefreshError> {
     let deadline = Instant::now() + lease_length(ctx) + Duration::from_secs(2);
+    let id = seen.id.clone();
+    let mut seen = Some(seen);
     loop {
-        let row = load(ctx, id).await?;
-        if satisfies(ctx, &row, need_until, purpose) {
+        let row = match seen.take() {
+            Some(row) => usable(row)?,
+            None => load(ctx, &id).await?,
+        };
+        if satisfies(&ctx.refresher, &row, need_until, purpose) {
             return Ok(row);
         }
         // One refresh per connection in this process; the others wait here for its result.
-        let lock = ctx.refreshes.lock_for(id);
+        let lock = ctx.refreshes.lock_for(&id);
         let guard = lock.lock_owned().await;
-        let row = load(ctx, id).await?;
-        if satisfies(ctx, &row, need_until, purpose) {
-            return Ok(row);
-        }
         // Its own task, lease included: nothing the caller does (hanging up) can cut it off
         // between taking the lease, GitLab's answer and the database.
-        let (task_ctx, task_id) = (ctx.clone(), id.to_owned());
+        let (task_ctx, task_id) = (ctx.clone(), id.clone());
         let task = tokio::spawn(async move {
             let _held = guard;
             let ctx = &task_ctx;
             ctx.refreshes.in_flight.fetch_add(1, Ordering::SeqCst);
-            let now = Utc::now().naive_utc();
-            let until =
-                now + TimeDelta::from_std(lease_length(ctx)).unwrap_or(TimeDelta::seconds(60));
-            let (owner, lease_id) = (ctx.refreshes.owner.clone(), task_id.clone());
-            let leased = ctx
-                .db(move |conn| db::connections::take_lease(conn, &lease_id, &owner, until, now))
-                .await;
-            let outcome = match leased {
-                Ok(true) => Some(refresh_with_lease(ctx, &task_id, need_until, purpose).await),
-                Ok(false) => None,
-                Err(e) => Some(Err(RefreshError::Storage(e))),
+            let outcome = match claim(ctx, &task_id, need_until, purpose).await {
+                Ok(Claim::Settled(row)) => Some(usable(*row)),
+                Ok(Claim::Busy) => None,
+                Ok(Claim::Leased(leased)) => Some(refresh_with_lease(ctx, *leased).await),
+                Err(e) => Some(Err(e)),
             };
             ctx.refreshes.in_flight.fetch_sub(1, Ordering::SeqCst);
             outcome
@@ -144,6 +141,76 @@ pub async fn ensure_fresh(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Where a connection stands once this process has asked for its refresh lease.
+enum Claim {
+    /// No refresh is needed (any more), or the row is no longer active: as read now.
+    Settled(Box<ConnectionRow>),
+    /// Another process holds the lease.
+    Busy,
+    /// This process holds the lease and the row needs a refresh.
+    Leased(Box<Leased>),
+}
+
+struct Leased {
+    row: ConnectionRow,
+    instance: Option<InstanceRow>,
+    /// Marked "refresh in flight" by this claim; `false` when an earlier refresh's outcome is
+    /// still unknown and must be settled first.
+    marked: bool,
+}
+
+/// In one trip to the database: reads the row; if it needs a refresh, takes the lease (compare
+/// and set), reads the row again under it (a refresh may have finished meanwhile), and marks the
+/// refresh in flight unless an earlier outcome is pending.
+async fn claim(
+    ctx: &Context,
+    id: &str,
+    need_until: NaiveDateTime,
+    purpose: Purpose,
+) -> Result<Claim, RefreshError> {
+    let refresher = ctx.refresher.clone();
+    let (id, owner) = (id.to_owned(), ctx.refreshes.owner.clone());
+    let lease_until = lease_length(ctx);
+    let claimed = ctx
+        .db(move |conn| {
+            let needs_refresh = |row: &ConnectionRow| {
+                row.status == ConnectionStatus::Active.as_str()
+                    && !satisfies(&refresher, row, need_until, purpose)
+            };
+            let Some(row) = db::connections::find(conn, &id)? else {
+                return Ok(None);
+            };
+            if !needs_refresh(&row) {
+                return Ok(Some(Claim::Settled(Box::new(row))));
+            }
+            let now = Utc::now().naive_utc();
+            let until = now + TimeDelta::from_std(lease_until).unwrap_or(TimeDelta::seconds(60));
+            if !db::connections::take_lease(conn, &id, &owner, until, now)? {
+                return Ok(Some(Claim::Busy));
+            }
+            let Some(row) = db::connections::find(conn, &id)? else {
+                return Ok(None);
+            };
+            if !needs_refresh(&row) {
+                db::connections::release_lease(conn, &id, &owner, false)?;
+                return Ok(Some(Claim::Settled(Box::new(row))));
+            }
+            let instance = db::instances::find_by_id(conn, &row.instance_id)?;
+            let marked = match row.refresh_in_flight_since {
+                Some(_) => false,
+                None if db::connections::mark_in_flight(conn, &id, &owner, now)? => true,
+                None => return Ok(Some(Claim::Busy)),
+            };
+            Ok(Some(Claim::Leased(Box::new(Leased {
+                row,
+                instance,
+                marked,
+            }))))
+        })
+        .await?;
+    claimed.ok_or(RefreshError::Gone)
 }
 
 /// Takes the connection's refresh lease, waiting out a refresh in flight, so that a revocation
@@ -193,18 +260,19 @@ pub async fn sweep(ctx: &Context) -> Result<usize, ServiceError> {
         .collect();
     let refreshed = futures_util::stream::iter(due)
         .map(|row| async move {
-            if ctx.refreshes.backing_off(&row.instance_id) {
+            let instance_id = row.instance_id.clone();
+            if ctx.refreshes.backing_off(&instance_id) {
                 return false;
             }
             let need_until =
                 Utc::now().naive_utc() + TimeDelta::from_std(settings.margin).unwrap_or_default();
-            match ensure_fresh(ctx, &row.id, need_until, Purpose::Maintain).await {
+            match ensure_fresh(ctx, row, need_until, Purpose::Maintain).await {
                 Ok(_) => {
-                    ctx.refreshes.back_off_ends(&row.instance_id);
+                    ctx.refreshes.back_off_ends(&instance_id);
                     true
                 }
                 Err(RefreshError::Unavailable { retry_after, .. }) => {
-                    ctx.refreshes.back_off(&row.instance_id, retry_after);
+                    ctx.refreshes.back_off(&instance_id, retry_after);
                     false
                 }
                 Err(_) => false,
@@ -300,14 +368,14 @@ fn settle_time(ctx: &Context) -> Duration {
 }
 
 fn satisfies(
-    ctx: &Context,
+    refresher: &RefresherSettings,
     row: &ConnectionRow,
     need_until: NaiveDateTime,
     purpose: Purpose,
 ) -> bool {
     let active = row.status == ConnectionStatus::Active.as_str();
     match purpose {
-        Purpose::Handout => active && valid_until(ctx, row) >= need_until,
+        Purpose::Handout => active && valid_until(refresher, row) >= need_until,
         Purpose::Maintain => {
             active && row.refresh_in_flight_since.is_none() && row.expires_at >= need_until
         }
@@ -317,11 +385,11 @@ fn satisfies(
 /// Until when a token handed out now keeps working: its expiry, or, with the background
 /// refresher on, the moment the refresher will rotate it (a refresh revokes the old token at
 /// once). Handing out the expiry instead would promise validity the refresher then takes away.
-pub fn valid_until(ctx: &Context, row: &ConnectionRow) -> NaiveDateTime {
-    if !ctx.refresher.enabled {
+pub fn valid_until(refresher: &RefresherSettings, row: &ConnectionRow) -> NaiveDateTime {
+    if !refresher.enabled {
         return row.expires_at;
     }
-    let margin = ctx.refresher.margin + jitter(&row.id, ctx.refresher.jitter);
+    let margin = refresher.margin + jitter(&row.id, refresher.jitter);
     row.expires_at - TimeDelta::from_std(margin).unwrap_or_default()
 }
 
@@ -331,6 +399,11 @@ async fn load(ctx: &Context, id: &str) -> Result<ConnectionRow, RefreshError> {
         .db(move |conn| db::connections::find(conn, &owned))
         .await?
         .ok_or(RefreshError::Gone)?;
+    usable(row)
+}
+
+/// The row if it is active; otherwise why no token comes from it.
+fn usable(row: ConnectionRow) -> Result<ConnectionRow, RefreshError> {
     match row.status.as_str() {
         "active" => Ok(row),
         "reauthorization_required" => Err(RefreshError::Reauthorization(
@@ -343,40 +416,37 @@ async fn load(ctx: &Context, id: &str) -> Result<ConnectionRow, RefreshError> {
 }
 
 /// Holding the lease: resolves an earlier unknown outcome, then refreshes once.
-async fn refresh_with_lease(
-    ctx: &Context,
-    id: &str,
-    need_until: NaiveDateTime,
-    purpose: Purpose,
-) -> Result<ConnectionRow, RefreshError> {
+async fn refresh_with_lease(ctx: &Context, leased: Leased) -> Result<ConnectionRow, RefreshError> {
+    let Leased {
+        row,
+        instance,
+        marked,
+    } = leased;
+    let id = row.id.as_str();
     let lease = Lease { ctx, id };
-    let row = match load(ctx, id).await {
-        Ok(row) => row,
+    // Until the request leaves, nothing was sent: giving up clears this claim's own mark.
+    let prepared = instance.ok_or(RefreshError::Gone).and_then(|instance| {
+        let registration =
+            Registration::of(ctx, &instance).map_err(|e| RefreshError::Storage(e.into()))?;
+        let http = registration
+            .http_client(ctx)
+            .map_err(|e| RefreshError::Storage(ServiceError::Internal(anyhow::anyhow!(e))))?;
+        let access_token = open_token(&ctx.sealer, &row, "access_token")
+            .map_err(|e| RefreshError::Storage(e.into()))?;
+        let refresh_token = open_token(&ctx.sealer, &row, "refresh_token")
+            .map_err(|e| RefreshError::Storage(e.into()))?;
+        Ok((instance, registration, http, access_token, refresh_token))
+    });
+    let (instance, registration, http, access_token, refresh_token) = match prepared {
+        Ok(prepared) => prepared,
         Err(e) => {
-            lease.release(true).await;
+            lease.release(marked).await;
             return Err(e);
         }
     };
-    if satisfies(ctx, &row, need_until, purpose) {
-        lease.release(true).await;
-        return Ok(row);
-    }
-    let instance_id = row.instance_id.clone();
-    let instance = ctx
-        .db(move |conn| db::instances::find_by_id(conn, &instance_id))
-        .await?
-        .ok_or(RefreshError::Gone)?;
-    let registration =
-        Registration::of(ctx, &instance).map_err(|e| RefreshError::Storage(e.into()))?;
-    let http = registration
-        .http_client(ctx)
-        .map_err(|e| RefreshError::Storage(ServiceError::Internal(anyhow::anyhow!(e))))?;
-    let access_token = open_token(&ctx.sealer, &row, "access_token")
-        .map_err(|e| RefreshError::Storage(e.into()))?;
-    let refresh_token = open_token(&ctx.sealer, &row, "refresh_token")
-        .map_err(|e| RefreshError::Storage(e.into()))?;
 
-    if let Some(since) = row.refresh_in_flight_since {
+    if !marked {
+        let since = row.refresh_in_flight_since.unwrap_or_default();
         let waited = (Utc::now().naive_utc() - since)
             .to_std()
             .unwrap_or_default();
@@ -419,18 +489,17 @@ async fn refresh_with_lease(
                 ));
             }
         }
-    }
-
-    let now = Utc::now().naive_utc();
-    let (marked_id, owner) = (id.to_owned(), ctx.refreshes.owner.clone());
-    if !ctx
-        .db(move |conn| db::connections::mark_in_flight(conn, &marked_id, &owner, now))
-        .await?
-    {
-        return Err(unavailable(
-            Duration::from_secs(1),
-            "the refresh lease was lost".into(),
-        ));
+        let now = Utc::now().naive_utc();
+        let (marked_id, owner) = (id.to_owned(), ctx.refreshes.owner.clone());
+        if !ctx
+            .db(move |conn| db::connections::mark_in_flight(conn, &marked_id, &owner, now))
+            .await?
+        {
+            return Err(unavailable(
+                Duration::from_secs(1),
+                "the refresh lease was lost".into(),
+            ));
+        }
     }
     let started = Instant::now();
     let outcome = registration.app().refresh(&http, &refresh_token).await;
@@ -452,9 +521,9 @@ async fn refresh_with_lease(
                     refresh_token.expose_secret().as_bytes(),
                 ),
             };
-            store_new_pair(ctx, id, tokens, expires_at.naive_utc()).await?;
+            let stored = store_new_pair(ctx, id, tokens, expires_at.naive_utc()).await?;
             ctx.metrics.refresh(&instance.name, "ok", seconds);
-            match load(ctx, id).await {
+            match stored.ok_or(RefreshError::Gone).and_then(usable) {
                 // Revoked (or re-authorized) while GitLab was answering: the new pair must not
                 // outlive the decision.
                 Err(RefreshError::Gone | RefreshError::Reauthorization(_)) => {
@@ -564,13 +633,14 @@ struct Sealed {
 }
 
 /// Stores a pair GitLab has just issued, trying again while the database does not answer: it
-/// is the only live pair, and dropping it would lose the grant.
+/// is the only live pair, and dropping it would lose the grant. Returns the row as stored
+/// (`None`: deleted meanwhile).
 async fn store_new_pair(
     ctx: &Context,
     id: &str,
     tokens: Sealed,
     expires_at: NaiveDateTime,
-) -> Result<(), RefreshError> {
+) -> Result<Option<ConnectionRow>, RefreshError> {
     let tokens = Arc::new(tokens);
     let mut attempt = 0;
     loop {
@@ -582,11 +652,12 @@ async fn store_new_pair(
                     refresh_token_sealed: &sealed.refresh,
                     expires_at,
                 };
-                db::connections::store_refresh(conn, &stored_id, tokens, Utc::now().naive_utc())
+                db::connections::store_refresh(conn, &stored_id, tokens, Utc::now().naive_utc())?;
+                db::connections::find(conn, &stored_id)
             })
             .await;
         match stored {
-            Ok(_) => return Ok(()),
+            Ok(row) => return Ok(row),
             Err(e) if attempt < 30 => {
                 attempt += 1;
                 tracing::error!(connection.id = %id, error.cause = %e, attempt, "cannot store a refreshed pair yet; trying again");

@@ -1,6 +1,8 @@
 //! Services: internal consumers that authenticate with a client ID and secret, exchange them
 //! for short-lived service tokens, and act within their policy.
 
+use std::borrow::Borrow;
+
 use anyhow::Context as _;
 use chrono::{NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -214,11 +216,30 @@ pub async fn issue_token(
     })
 }
 
+/// A service token whose signature, issuer, audience and expiry are checked. Whether its
+/// service still exists and kept its secret is `admit`'s question, asked with the service's
+/// row, which a use case may read together with its own data.
+pub struct VerifiedToken(ServiceClaims);
+
+impl VerifiedToken {
+    pub fn service_id(&self) -> &str {
+        &self.0.sub
+    }
+}
+
 /// The service a bearer token speaks for: signature, issuer, audience and expiry checked, and
 /// the service must still exist.
 pub async fn authenticate(ctx: &Context, token: &str) -> Result<Service, ServiceError> {
-    let claims = ctx
-        .service_tokens
+    let verified = verify_token(ctx, token)?;
+    let id = verified.service_id().to_owned();
+    let row = ctx
+        .db_read(move |conn| db::services::find_by_id(conn, &id))
+        .await?;
+    admit(&verified, row.map(to_service).transpose()?)
+}
+
+pub fn verify_token(ctx: &Context, token: &str) -> Result<VerifiedToken, ServiceError> {
+    ctx.service_tokens
         .verify(token, ctx.public_base())
         .map_err(|e| match e {
             TokenRejected::Expired => {
@@ -227,23 +248,27 @@ pub async fn authenticate(ctx: &Context, token: &str) -> Result<Service, Service
             other => {
                 ServiceError::Unauthenticated(format!("the service token is not valid: {other}"))
             }
-        })?;
-    let issued_at = claims.iat;
-    let row = ctx
-        .db(move |conn| db::services::find_by_id(conn, &claims.sub))
-        .await?;
-    let row =
-        row.ok_or_else(|| ServiceError::Unauthenticated("the service no longer exists".into()))?;
+        })
+        .map(VerifiedToken)
+}
+
+/// The service behind a verified token, as stored (`None`: deleted), owned or borrowed.
+pub fn admit<S: Borrow<Service>>(
+    token: &VerifiedToken,
+    service: Option<S>,
+) -> Result<S, ServiceError> {
+    let service = service
+        .ok_or_else(|| ServiceError::Unauthenticated("the service no longer exists".into()))?;
     // Rotating the secret also retires the tokens it bought: a leaked secret's tokens end with it.
-    if issued_at < row.updated_at.and_utc().timestamp() {
+    if token.0.iat < service.borrow().updated_at.and_utc().timestamp() {
         return Err(ServiceError::Unauthenticated(
             "the service token was issued before the secret was rotated".into(),
         ));
     }
-    to_service(row)
+    Ok(service)
 }
 
-fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
+pub(super) fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
     Ok(Service {
         name: ServiceName::parse(&row.name).context("stored service name")?,
         instances: InstanceAccess::from_stored(&row.instances).context("stored instance access")?,

@@ -611,36 +611,15 @@ async fn two_applications_on_one_postgres_database_share_one_refresh() {
         b.token_lifetime = Duration::from_secs(7200);
         b.refresh_delay = Duration::from_millis(300);
     });
-    // The second process: same database, same master key file, its own memory.
-    let second = labgate::startup::Application::build(cw.app.settings.clone())
-        .await
-        .unwrap();
-    let second_address = format!("http://127.0.0.1:{}", second.port());
-    actix_web::rt::spawn(second.run());
-    let fetch_from = |address: String| {
-        let (client, token) = (cw.app.client.clone(), cw.service_token.clone());
-        async move {
-            let response = client
-                .post(format!("{address}/api/v1/credentials"))
-                .bearer_auth(token)
-                .json(&request("user-17"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            response.json::<Value>().await.unwrap()["access_token"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
+    let second_address = second_process(&cw).await;
 
     let calls = (0..50).map(|i| {
-        fetch_from(if i % 2 == 0 {
-            cw.app.address.clone()
+        let address = if i % 2 == 0 {
+            &cw.app.address
         } else {
-            second_address.clone()
-        })
+            &second_address
+        };
+        token_at(&cw, address, request("user-17"))
     });
     let mut tokens = join_all(calls).await;
 
@@ -652,6 +631,102 @@ async fn two_applications_on_one_postgres_database_share_one_refresh() {
         "one refresh across both processes"
     );
     assert!(cw.world.gitlab.access_token_works(&tokens[0]));
+}
+
+/// Each process remembers what handouts read; a change another process commits must reach it
+/// through PostgreSQL's notifications, not wait for anything to expire.
+#[actix_web::test]
+async fn a_change_made_through_one_process_reaches_the_other_at_once() {
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL not tested");
+        return;
+    };
+    let cw = world(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(300));
+    cw.connect("user-17", json!({})).await;
+    let second = second_process(&cw).await;
+    let remembered = token_at(&cw, &second, request("user-17")).await;
+
+    // The first process refreshes: GitLab kills the token the second one remembers.
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(7200));
+    let refreshed = token_at(
+        &cw,
+        &cw.app.address,
+        json!({"instance": "corp", "subject": "user-17", "min_valid_for": 600}),
+    )
+    .await;
+    assert_ne!(refreshed, remembered);
+    assert!(!cw.world.gitlab.access_token_works(&remembered));
+    let heard_within = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    loop {
+        let handed = token_at(&cw, &second, request("user-17")).await;
+        if handed == refreshed {
+            break;
+        }
+        assert_eq!(handed, remembered);
+        assert!(
+            started.elapsed() < heard_within,
+            "the second process still hands out the dead token after {heard_within:?}"
+        );
+    }
+    assert_eq!(cw.world.gitlab.seen().refreshes, 1);
+
+    // Deleted through the first process: the second one refuses the service's token.
+    assert_eq!(
+        cw.app
+            .call(Method::DELETE, "/api/v1/services/ci-bot")
+            .await
+            .status(),
+        204
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let response = fetch_at(&cw, &second, request("user-17")).await;
+        if response.status() == 401 {
+            break;
+        }
+        assert_eq!(response.status(), 200);
+        assert!(
+            started.elapsed() < heard_within,
+            "the second process still serves a deleted service after {heard_within:?}"
+        );
+    }
+}
+
+/// Another labgate process on the first one's database and master key, with its own memory;
+/// returns its address.
+async fn second_process(cw: &ConnectWorld) -> String {
+    let second = labgate::startup::Application::build(cw.app.settings.clone())
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", second.port());
+    actix_web::rt::spawn(second.run());
+    address
+}
+
+async fn token_at(cw: &ConnectWorld, address: &str, body: Value) -> String {
+    let response = fetch_at(cw, address, body).await;
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn fetch_at(cw: &ConnectWorld, address: &str, body: Value) -> reqwest::Response {
+    cw.app
+        .client
+        .post(format!("{address}/api/v1/credentials"))
+        .bearer_auth(&cw.service_token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn an_outage_longer_than_the_token_leaves_the_grant_alive(backend: Backend) {

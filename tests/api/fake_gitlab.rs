@@ -115,6 +115,36 @@ struct CodeGrant {
 }
 
 /// One Doorkeeper access-token record: an access token and its refresh token, alive together.
+/// Every pair issued, found by either of its tokens: a refresh storm looks tokens up by the
+/// ten thousand.
+#[derive(Default)]
+struct Tokens {
+    records: Vec<TokenRecord>,
+    by_token: HashMap<String, usize>,
+}
+
+impl Tokens {
+    fn push(&mut self, record: TokenRecord) {
+        let index = self.records.len();
+        self.by_token.insert(record.access.clone(), index);
+        self.by_token.insert(record.refresh.clone(), index);
+        self.records.push(record);
+    }
+
+    /// The pair holding `token`, as its access or its refresh token.
+    fn find(&self, token: &str) -> Option<&TokenRecord> {
+        self.by_token.get(token).map(|&i| &self.records[i])
+    }
+
+    fn find_mut(&mut self, token: &str) -> Option<&mut TokenRecord> {
+        self.by_token.get(token).map(|&i| &mut self.records[i])
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &TokenRecord> {
+        self.records.iter()
+    }
+}
+
 #[derive(Clone)]
 struct TokenRecord {
     access: String,
@@ -140,7 +170,7 @@ struct State {
     app: Application,
     behaviour: Behaviour,
     codes: HashMap<String, CodeGrant>,
-    tokens: Vec<TokenRecord>,
+    tokens: Tokens,
     seen: Seen,
     /// Where `serve_git` keeps bare repositories, as `group/project.git`.
     git_root: Option<std::path::PathBuf>,
@@ -181,7 +211,7 @@ impl FakeGitLab {
             discovery,
             app,
             codes: HashMap::new(),
-            tokens: Vec::new(),
+            tokens: Tokens::default(),
             seen: Seen::default(),
             git_root: None,
         }));
@@ -244,11 +274,7 @@ impl FakeGitLab {
     /// Revokes a token as the person would by removing the application in GitLab.
     pub fn revoke_token(&self, token: &str) {
         let mut state = self.state.lock().unwrap();
-        for record in state
-            .tokens
-            .iter_mut()
-            .filter(|t| t.access == token || t.refresh == token)
-        {
+        if let Some(record) = state.tokens.find_mut(token) {
             record.revoked = true;
         }
     }
@@ -285,8 +311,8 @@ impl FakeGitLab {
         let state = self.state.lock().unwrap();
         state
             .tokens
-            .iter()
-            .any(|t| t.access == access_token && t.is_live())
+            .find(access_token)
+            .is_some_and(|t| t.access == access_token && t.is_live())
     }
 }
 
@@ -547,8 +573,8 @@ fn token_step(state: &mut State, req: &HttpRequest, form: TokenForm) -> TokenSte
             if commits {
                 let Some(old) = state
                     .tokens
-                    .iter_mut()
-                    .find(|t| t.refresh == presented && !t.revoked)
+                    .find_mut(&presented)
+                    .filter(|t| t.refresh == presented && !t.revoked)
                 else {
                     return TokenStep::Answer(invalid_grant());
                 };
@@ -594,11 +620,7 @@ async fn revoke(state: Shared, req: HttpRequest, form: web::Form<RevokeForm>) ->
             "You are not authorized to revoke this token",
         );
     }
-    for record in state
-        .tokens
-        .iter_mut()
-        .filter(|t| t.access == form.token || t.refresh == form.token)
-    {
+    if let Some(record) = state.tokens.find_mut(&form.token) {
         record.revoked = true;
     }
     state.seen.revoked_tokens.push(form.token);
@@ -656,8 +678,8 @@ fn bearer_record<'a>(state: &'a State, req: &HttpRequest) -> Option<&'a TokenRec
         .or_else(|| value.strip_prefix("bearer "))?;
     state
         .tokens
-        .iter()
-        .find(|t| t.access == token && t.is_live())
+        .find(token)
+        .filter(|t| t.access == token && t.is_live())
 }
 
 fn client_authenticated(
@@ -868,7 +890,7 @@ async fn git_over_http(state: Shared, req: HttpRequest, body: web::Bytes) -> Htt
                     .map(|(_, password)| password.to_owned())
             });
         let allowed = password.is_some_and(|token| {
-            state.tokens.iter().any(|t| {
+            state.tokens.find(&token).is_some_and(|t| {
                 t.access == token
                     && t.is_live()
                     && t.scopes.iter().any(|s| {
