@@ -16,7 +16,6 @@ use tracing_actix_web::TracingLogger;
 
 use crate::config::{ConfigError, DatabaseUrl, Settings, TlsFiles};
 use crate::crypto::{MasterKey, SealedField, Sealer, ServiceTokenKeys, TokenHash, generate_token};
-use crate::db::changes::Feed;
 use crate::db::{self, DbConnection, DbPool, meta};
 use crate::http::{self, RequestSpan};
 use crate::oauth::InstanceClients;
@@ -128,24 +127,15 @@ impl Application {
 /// heard. The listener thread ends once the cache is dropped.
 fn handout_cache(url: &DatabaseUrl) -> Arc<HandoutCache> {
     let DatabaseUrl::Postgres(url) = url else {
-        return Arc::new(HandoutCache::new(true));
+        return Arc::new(HandoutCache::alone());
     };
-    let cache = Arc::new(HandoutCache::new(false));
+    let cache = Arc::new(HandoutCache::with_change_feed());
     let (watched, url) = (Arc::downgrade(&cache), url.clone());
     std::thread::Builder::new()
         .name("labgate-changes".into())
         .spawn(move || {
             db::changes::listen(&url, |feed| {
-                let Some(cache) = watched.upgrade() else {
-                    return false;
-                };
-                match feed {
-                    Feed::Listening => cache.hearing_all_changes(true),
-                    Feed::Changed => cache.changed(),
-                    Feed::Lost => cache.hearing_all_changes(false),
-                    Feed::Quiet => {}
-                }
-                true
+                watched.upgrade().map(|cache| cache.hear(feed)).is_some()
             })
         })
         .expect("the operating system starts a thread");

@@ -74,7 +74,7 @@ pub fn ping(conn: &mut DbConnection) -> diesel::QueryResult<()> {
 }
 
 /// libpq's messages may quote the connection URL; r2d2 logs them and start-up prints them.
-fn redact_password(message: &str, url: &SecretString) -> String {
+pub(super) fn redact_password(message: &str, url: &SecretString) -> String {
     let Some(password) = url::Url::parse(url.expose_secret())
         .ok()
         .and_then(|u| u.password().map(str::to_owned))

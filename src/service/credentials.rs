@@ -40,8 +40,8 @@ pub struct Credentials {
     pub base_url: String,
 }
 
-/// Hands a token to the service `token` speaks for. The service's row, the instance and the
-/// subject's connections are read in one trip to the database; a fresh token needs no other.
+/// Hands a token to the service `token` speaks for. The service, the instance and the subject's
+/// connections come from memory, or from one trip to the database; a fresh token needs no more.
 pub async fn hand_out(
     ctx: &Context,
     token: &VerifiedToken,
@@ -72,7 +72,14 @@ async fn hand_out_checked(
     token: &VerifiedToken,
     form: CredentialsForm,
 ) -> Result<Credentials, ServiceError> {
-    let (instance_name, subject, requested, min_valid_for) = parse(form)?;
+    let (instance_name, subject, requested, min_valid_for) = match parse(form) {
+        Ok(parsed) => parsed,
+        // Who is asking comes first: a deleted service learns nothing about its input.
+        Err(invalid) => {
+            services::admit_stored(ctx, token).await?;
+            return Err(invalid);
+        }
+    };
     let view = read_view(ctx, token, &instance_name, &subject).await?;
     let service = services::admit(token, view.service.as_ref())?;
     if !service.instances.allows(&instance_name) {

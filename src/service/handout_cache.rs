@@ -2,19 +2,22 @@
 //! the database changes, so that handing out a fresh token needs no trip to the database.
 //!
 //! Validity is one generation number. This process bumps it after every `Context::db` call (the
-//! conservative default: anything may have written); `Context::db_read` leaves it alone. Changes
-//! other processes commit to PostgreSQL bump it when the change feed hears them (at most a poll
-//! later, see `db::changes`), and while the feed is down nothing remembered is used. A view is
-//! used only under the generation it was read in, so it never outlives a change this process
-//! made, and outlives another process's change by at most the feed's poll: as if that handout had
-//! come that much earlier. Refreshes never read from here: they read the row under its lease.
+//! conservative default: anything may have written); `Context::db_read` leaves it alone. A view
+//! is used only under the generation it was read in, so it never outlives a change this process
+//! made. Changes other processes commit to PostgreSQL bump it when the change feed hears them,
+//! normally within its 10 ms poll (`db::changes`): as if that handout had come that much earlier.
+//! The feed proves itself alive with a heartbeat every second; while it is down, or silent for
+//! `DEAF_AFTER` (a listener stuck on a dead socket), nothing remembered is used. Refreshes never
+//! read from here: they read the row under its lease.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use quick_cache::sync::Cache;
 
 use super::services::Service;
+use crate::db::changes::{DEAF_AFTER, Feed};
 use crate::db::connections::ConnectionRow;
 use crate::db::instances::InstanceSummary;
 
@@ -23,9 +26,20 @@ const CAPACITY: usize = 10_000;
 
 pub struct HandoutCache {
     generation: AtomicU64,
-    /// Whether every change to the database is heard (always, for SQLite's one process).
-    hearing_all_changes: AtomicBool,
+    hearing: Hearing,
     views: Cache<HandoutKey, Arc<HandoutView>>,
+}
+
+/// How this process learns of every change to the database.
+enum Hearing {
+    /// It makes them all (SQLite serves one process).
+    Alone,
+    /// Others' arrive through the change feed: trusted while its heartbeat is recent.
+    Feed {
+        started: Instant,
+        /// Milliseconds from `started` to the last heartbeat heard; 0 while not listening.
+        heartbeat_at: AtomicU64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,12 +60,24 @@ pub struct HandoutView {
 }
 
 impl HandoutCache {
-    /// `hearing_all_changes`: whether every change is made by this process or heard from the
-    /// change feed from the start.
-    pub fn new(hearing_all_changes: bool) -> Self {
+    /// For a database only this process changes.
+    pub fn alone() -> Self {
+        Self::hearing(Hearing::Alone)
+    }
+
+    /// For a database other processes change too: nothing is used until `hear` reports the
+    /// change feed listening.
+    pub fn with_change_feed() -> Self {
+        Self::hearing(Hearing::Feed {
+            started: Instant::now(),
+            heartbeat_at: AtomicU64::new(0),
+        })
+    }
+
+    fn hearing(hearing: Hearing) -> Self {
         Self {
             generation: AtomicU64::new(0),
-            hearing_all_changes: AtomicBool::new(hearing_all_changes),
+            hearing,
             views: Cache::new(CAPACITY),
         }
     }
@@ -67,14 +93,55 @@ impl HandoutCache {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The change feed is up (`true`, after which earlier views are outdated) or down.
-    pub fn hearing_all_changes(&self, hearing: bool) {
-        self.hearing_all_changes.store(hearing, Ordering::SeqCst);
-        self.changed();
+    /// What the change feed reports.
+    pub fn hear(&self, feed: Feed) {
+        let Hearing::Feed {
+            started,
+            heartbeat_at,
+        } = &self.hearing
+        else {
+            return;
+        };
+        let now = || feed_clock(started);
+        match feed {
+            // Changes before it may have gone unheard: outdate first, then trust.
+            Feed::Listening => {
+                self.changed();
+                heartbeat_at.store(now(), Ordering::SeqCst);
+            }
+            Feed::Heard { change, heartbeat } => {
+                if change {
+                    self.changed();
+                }
+                if heartbeat {
+                    heartbeat_at.store(now(), Ordering::SeqCst);
+                }
+            }
+            Feed::Lost => {
+                heartbeat_at.store(0, Ordering::SeqCst);
+                self.changed();
+            }
+        }
+    }
+
+    /// Whether every change committed so far has been heard, as far as this process can tell
+    /// `now_ms` after the feed's start.
+    fn hearing_all_changes_at(&self, now_ms: u64) -> bool {
+        match &self.hearing {
+            Hearing::Alone => true,
+            Hearing::Feed { heartbeat_at, .. } => match heartbeat_at.load(Ordering::SeqCst) {
+                0 => false,
+                at => now_ms <= at + DEAF_AFTER.as_millis() as u64,
+            },
+        }
     }
 
     pub fn get(&self, key: &HandoutKey) -> Option<Arc<HandoutView>> {
-        if !self.hearing_all_changes.load(Ordering::SeqCst) {
+        let now_ms = match &self.hearing {
+            Hearing::Alone => 0,
+            Hearing::Feed { started, .. } => feed_clock(started),
+        };
+        if !self.hearing_all_changes_at(now_ms) {
             return None;
         }
         self.views
@@ -104,6 +171,11 @@ impl HandoutCache {
     }
 }
 
+/// Milliseconds since the feed's start; never 0, which means "not listening".
+fn feed_clock(started: &Instant) -> u64 {
+    started.elapsed().as_millis().max(1) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_view_is_used_only_in_the_generation_it_was_read_in() {
-        let cache = HandoutCache::new(true);
+        let cache = HandoutCache::alone();
         let read_in = cache.generation();
         cache.remember(key(), read_in, None, None, Vec::new());
         assert!(cache.get(&key()).is_some());
@@ -128,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_view_read_across_a_change_is_not_remembered() {
-        let cache = HandoutCache::new(true);
+        let cache = HandoutCache::alone();
         let read_in = cache.generation();
         cache.changed(); // a write committed while the view was being read
         cache.remember(key(), read_in, None, None, Vec::new());
@@ -136,14 +208,37 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_used_while_changes_go_unheard() {
-        let cache = HandoutCache::new(false);
+    fn nothing_is_used_while_the_change_feed_is_down() {
+        let cache = HandoutCache::with_change_feed();
         cache.remember(key(), cache.generation(), None, None, Vec::new());
-        assert!(cache.get(&key()).is_none());
-        cache.hearing_all_changes(true);
+        assert!(cache.get(&key()).is_none(), "not listening yet");
+        cache.hear(Feed::Listening);
         cache.remember(key(), cache.generation(), None, None, Vec::new());
         assert!(cache.get(&key()).is_some());
-        cache.hearing_all_changes(false);
+        cache.hear(Feed::Heard {
+            change: true,
+            heartbeat: false,
+        });
+        assert!(
+            cache.get(&key()).is_none(),
+            "another process changed something"
+        );
+        cache.remember(key(), cache.generation(), None, None, Vec::new());
+        cache.hear(Feed::Lost);
         assert!(cache.get(&key()).is_none());
+    }
+
+    #[test]
+    fn a_silent_change_feed_is_not_trusted() {
+        let cache = HandoutCache::with_change_feed();
+        cache.hear(Feed::Listening);
+        let heard_at = match &cache.hearing {
+            Hearing::Feed { heartbeat_at, .. } => heartbeat_at.load(Ordering::SeqCst),
+            Hearing::Alone => unreachable!("made with a change feed"),
+        };
+        let deaf_after = DEAF_AFTER.as_millis() as u64;
+        assert!(cache.hearing_all_changes_at(heard_at + deaf_after));
+        // The listener stuck on a dead socket: no heartbeat, no report, yet no trust.
+        assert!(!cache.hearing_all_changes_at(heard_at + deaf_after + 1));
     }
 }

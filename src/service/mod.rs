@@ -55,9 +55,15 @@ impl Context {
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let done = self.db_read(work).await;
-        self.handouts.changed();
-        done
+        let handouts = self.handouts.clone();
+        // Outdated on the blocking thread, right after the work: a caller that stops waiting (a
+        // client hanging up) cannot skip it.
+        self.db_read(move |conn| {
+            let done = work(conn);
+            handouts.changed();
+            done
+        })
+        .await
     }
 
     /// `db` for work that only reads: what handouts remember stays valid.

@@ -147,7 +147,7 @@ pub async fn ensure_fresh(
 enum Claim {
     /// No refresh is needed (any more), or the row is no longer active: as read now.
     Settled(Box<ConnectionRow>),
-    /// Another process holds the lease.
+    /// Another process holds the lease, or took it over before this claim could mark the row.
     Busy,
     /// This process holds the lease and the row needs a refresh.
     Leased(Box<Leased>),
@@ -156,9 +156,15 @@ enum Claim {
 struct Leased {
     row: ConnectionRow,
     instance: Option<InstanceRow>,
-    /// Marked "refresh in flight" by this claim; `false` when an earlier refresh's outcome is
-    /// still unknown and must be settled first.
-    marked: bool,
+    mark: Mark,
+}
+
+/// Who marked the row "refresh in flight".
+enum Mark {
+    /// This claim, just now.
+    Ours,
+    /// An earlier refresh, at that time, whose outcome is unknown and must be settled first.
+    Earlier(NaiveDateTime),
 }
 
 /// In one trip to the database: reads the row; if it needs a refresh, takes the lease (compare
@@ -190,24 +196,32 @@ async fn claim(
             if !db::connections::take_lease(conn, &id, &owner, until, now)? {
                 return Ok(Some(Claim::Busy));
             }
-            let Some(row) = db::connections::find(conn, &id)? else {
-                return Ok(None);
-            };
-            if !needs_refresh(&row) {
-                db::connections::release_lease(conn, &id, &owner, false)?;
-                return Ok(Some(Claim::Settled(Box::new(row))));
+            let under_lease = (|| {
+                let Some(row) = db::connections::find(conn, &id)? else {
+                    return Ok(None);
+                };
+                if !needs_refresh(&row) {
+                    db::connections::release_lease(conn, &id, &owner, false)?;
+                    return Ok(Some(Claim::Settled(Box::new(row))));
+                }
+                let instance = db::instances::find_by_id(conn, &row.instance_id)?;
+                let mark = match row.refresh_in_flight_since {
+                    Some(since) => Mark::Earlier(since),
+                    None if db::connections::mark_in_flight(conn, &id, &owner, now)? => Mark::Ours,
+                    None => return Ok(Some(Claim::Busy)),
+                };
+                Ok(Some(Claim::Leased(Box::new(Leased {
+                    row,
+                    instance,
+                    mark,
+                }))))
+            })();
+            if under_lease.is_err() {
+                // Nothing was sent. Any mark stays: it may be an earlier refresh's, or ours
+                // committed before the error, and a mark only makes the next attempt ask first.
+                let _ = db::connections::release_lease(conn, &id, &owner, false);
             }
-            let instance = db::instances::find_by_id(conn, &row.instance_id)?;
-            let marked = match row.refresh_in_flight_since {
-                Some(_) => false,
-                None if db::connections::mark_in_flight(conn, &id, &owner, now)? => true,
-                None => return Ok(Some(Claim::Busy)),
-            };
-            Ok(Some(Claim::Leased(Box::new(Leased {
-                row,
-                instance,
-                marked,
-            }))))
+            under_lease
         })
         .await?;
     claimed.ok_or(RefreshError::Gone)
@@ -420,8 +434,9 @@ async fn refresh_with_lease(ctx: &Context, leased: Leased) -> Result<ConnectionR
     let Leased {
         row,
         instance,
-        marked,
+        mark,
     } = leased;
+    let marked = matches!(mark, Mark::Ours);
     let id = row.id.as_str();
     let lease = Lease { ctx, id };
     // Until the request leaves, nothing was sent: giving up clears this claim's own mark.
@@ -445,8 +460,7 @@ async fn refresh_with_lease(ctx: &Context, leased: Leased) -> Result<ConnectionR
         }
     };
 
-    if !marked {
-        let since = row.refresh_in_flight_since.unwrap_or_default();
+    if let Mark::Earlier(since) = mark {
         let waited = (Utc::now().naive_utc() - since)
             .to_std()
             .unwrap_or_default();
@@ -634,7 +648,8 @@ struct Sealed {
 
 /// Stores a pair GitLab has just issued, trying again while the database does not answer: it
 /// is the only live pair, and dropping it would lose the grant. Returns the row as stored
-/// (`None`: deleted meanwhile).
+/// (`None`: deleted meanwhile). Once stored, it is never written again: by then another refresh
+/// may have replaced it.
 async fn store_new_pair(
     ctx: &Context,
     id: &str,
@@ -653,11 +668,13 @@ async fn store_new_pair(
                     expires_at,
                 };
                 db::connections::store_refresh(conn, &stored_id, tokens, Utc::now().naive_utc())?;
-                db::connections::find(conn, &stored_id)
+                // Read back in the same trip; a failure here must not store the pair again.
+                Ok(db::connections::find(conn, &stored_id).ok())
             })
             .await;
         match stored {
-            Ok(row) => return Ok(row),
+            Ok(Some(row)) => return Ok(row),
+            Ok(None) => return Ok(load_stored(ctx, id).await?),
             Err(e) if attempt < 30 => {
                 attempt += 1;
                 tracing::error!(connection.id = %id, error.cause = %e, attempt, "cannot store a refreshed pair yet; trying again");
@@ -666,6 +683,13 @@ async fn store_new_pair(
             Err(e) => return Err(RefreshError::Storage(e)),
         }
     }
+}
+
+/// The row after its new pair was stored, when reading it back in the same trip failed.
+async fn load_stored(ctx: &Context, id: &str) -> Result<Option<ConnectionRow>, ServiceError> {
+    let owned = id.to_owned();
+    ctx.db_read(move |conn| db::connections::find(conn, &owned))
+        .await
 }
 
 /// This process's hold on a row's refresh lease.

@@ -1,8 +1,6 @@
 //! Services: internal consumers that authenticate with a client ID and secret, exchange them
 //! for short-lived service tokens, and act within their policy.
 
-use std::borrow::Borrow;
-
 use anyhow::Context as _;
 use chrono::{NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -230,12 +228,17 @@ impl VerifiedToken {
 /// The service a bearer token speaks for: signature, issuer, audience and expiry checked, and
 /// the service must still exist.
 pub async fn authenticate(ctx: &Context, token: &str) -> Result<Service, ServiceError> {
-    let verified = verify_token(ctx, token)?;
-    let id = verified.service_id().to_owned();
+    admit_stored(ctx, &verify_token(ctx, token)?).await
+}
+
+/// `admit` with the service as stored now.
+pub async fn admit_stored(ctx: &Context, token: &VerifiedToken) -> Result<Service, ServiceError> {
+    let id = token.service_id().to_owned();
     let row = ctx
         .db_read(move |conn| db::services::find_by_id(conn, &id))
         .await?;
-    admit(&verified, row.map(to_service).transpose()?)
+    let service = row.map(to_service).transpose()?;
+    admit(token, service.as_ref()).cloned()
 }
 
 pub fn verify_token(ctx: &Context, token: &str) -> Result<VerifiedToken, ServiceError> {
@@ -252,15 +255,15 @@ pub fn verify_token(ctx: &Context, token: &str) -> Result<VerifiedToken, Service
         .map(VerifiedToken)
 }
 
-/// The service behind a verified token, as stored (`None`: deleted), owned or borrowed.
-pub fn admit<S: Borrow<Service>>(
+/// The service behind a verified token, as stored (`None`: deleted).
+pub fn admit<'a>(
     token: &VerifiedToken,
-    service: Option<S>,
-) -> Result<S, ServiceError> {
+    service: Option<&'a Service>,
+) -> Result<&'a Service, ServiceError> {
     let service = service
         .ok_or_else(|| ServiceError::Unauthenticated("the service no longer exists".into()))?;
     // Rotating the secret also retires the tokens it bought: a leaked secret's tokens end with it.
-    if token.0.iat < service.borrow().updated_at.and_utc().timestamp() {
+    if token.0.iat < service.updated_at.and_utc().timestamp() {
         return Err(ServiceError::Unauthenticated(
             "the service token was issued before the secret was rotated".into(),
         ));

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use diesel::RunQueryDsl;
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::fake_gitlab::{RefreshFault, USER_ID, USERNAME};
-use crate::helpers::{Backend, ConnectWorld, expect_problem};
+use crate::helpers::{Backend, ConnectWorld, StopOnDrop, expect_problem};
 
 on_both_backends!(
     a_fresh_token_is_handed_out_without_a_refresh,
@@ -611,7 +612,7 @@ async fn two_applications_on_one_postgres_database_share_one_refresh() {
         b.token_lifetime = Duration::from_secs(7200);
         b.refresh_delay = Duration::from_millis(300);
     });
-    let second_address = second_process(&cw).await;
+    let (second_address, _second) = second_process(&cw).await;
 
     let calls = (0..50).map(|i| {
         let address = if i % 2 == 0 {
@@ -646,7 +647,7 @@ async fn a_change_made_through_one_process_reaches_the_other_at_once() {
         .gitlab
         .behave(|b| b.token_lifetime = Duration::from_secs(300));
     cw.connect("user-17", json!({})).await;
-    let second = second_process(&cw).await;
+    let (second, _stop_second) = second_process(&cw).await;
     let remembered = token_at(&cw, &second, request("user-17")).await;
 
     // The first process refreshes: GitLab kills the token the second one remembers.
@@ -698,15 +699,70 @@ async fn a_change_made_through_one_process_reaches_the_other_at_once() {
     }
 }
 
+/// A change committed while a process's change feed is down must not be missed: the process
+/// remembers nothing until it listens again, then forgets what it remembered before.
+#[actix_web::test]
+async fn a_change_made_while_the_change_feed_is_down_is_not_missed() {
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL not tested");
+        return;
+    };
+    let cw = world(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(300));
+    cw.connect("user-17", json!({})).await;
+    let (second, _stop_second) = second_process(&cw).await;
+    let remembered = token_at(&cw, &second, request("user-17")).await;
+
+    // Both processes' listening connections die; the refresh's notification reaches nobody.
+    let pool = labgate::db::connect(&cw.app.settings.database).unwrap();
+    let ended = diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND query LIKE '%labgate_changes%'",
+    )
+    .execute(&mut pool.get().unwrap())
+    .unwrap();
+    assert_eq!(ended, 2, "one listener per process");
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(7200));
+    let refreshed = token_at(
+        &cw,
+        &cw.app.address,
+        json!({"instance": "corp", "subject": "user-17", "min_valid_for": 600}),
+    )
+    .await;
+
+    let heard_within = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    loop {
+        let handed = token_at(&cw, &second, request("user-17")).await;
+        if handed == refreshed {
+            break;
+        }
+        assert_eq!(handed, remembered);
+        assert!(
+            started.elapsed() < heard_within,
+            "the second process still hands out the dead token after {heard_within:?}"
+        );
+    }
+    // Listening again (it reconnects after a second): still the new token, from memory or not.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(token_at(&cw, &second, request("user-17")).await, refreshed);
+}
+
 /// Another labgate process on the first one's database and master key, with its own memory;
-/// returns its address.
-async fn second_process(cw: &ConnectWorld) -> String {
+/// returns its address, and what stops it.
+async fn second_process(cw: &ConnectWorld) -> (String, StopOnDrop) {
     let second = labgate::startup::Application::build(cw.app.settings.clone())
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", second.port());
+    let stop = StopOnDrop(second.handle());
     actix_web::rt::spawn(second.run());
-    address
+    (address, stop)
 }
 
 async fn token_at(cw: &ConnectWorld, address: &str, body: Value) -> String {

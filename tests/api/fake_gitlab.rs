@@ -114,7 +114,6 @@ struct CodeGrant {
     nonce: Option<String>,
 }
 
-/// One Doorkeeper access-token record: an access token and its refresh token, alive together.
 /// Every pair issued, found by either of its tokens: a refresh storm looks tokens up by the
 /// ten thousand.
 #[derive(Default)]
@@ -145,6 +144,7 @@ impl Tokens {
     }
 }
 
+/// One Doorkeeper access-token record: an access token and its refresh token, alive together.
 #[derive(Clone)]
 struct TokenRecord {
     access: String,

@@ -137,13 +137,25 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Stops a labgate server when the test lets go of it: a server left running keeps its state
+/// (and with PostgreSQL its change listener) alive after the test's database is gone.
+pub struct StopOnDrop(pub ServerHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        // The command is sent now; the server stops on its own threads.
+        drop(self.0.stop(false));
+    }
+}
+
 pub struct TestApp {
     pub address: String,
     pub admin_token: String,
     pub client: reqwest::Client,
     pub settings: Settings,
+    /// Before `db`: the server stops before its database is dropped.
+    handle: StopOnDrop,
     pub db: TestDatabase,
-    handle: ServerHandle,
     /// The running app's use-case state, to drive the background refresher by hand.
     pub context: labgate::service::Context,
 }
@@ -205,7 +217,7 @@ impl TestApp {
             .await
             .expect("labgate starts");
         let address = format!("http://127.0.0.1:{}", app.port());
-        let handle = app.handle();
+        let handle = StopOnDrop(app.handle());
         let context = app.context().clone();
         actix_web::rt::spawn(app.run());
         let admin_token = settings
@@ -228,7 +240,7 @@ impl TestApp {
 
     /// Stops the server and hands back its database, for a restart.
     pub async fn stop(self) -> (TestDatabase, Settings) {
-        self.handle.stop(true).await;
+        self.handle.0.stop(true).await;
         (self.db, self.settings)
     }
 
