@@ -60,7 +60,7 @@ const STORM_DELAY: Duration = Duration::from_millis(50);
 const STORM_CONCURRENCY: usize = 64;
 /// Healthz and handout alternate this many times, so that a burst of noise from the rest of
 /// the machine falls on both.
-const ROUNDS: u32 = 2;
+const ROUNDS: u32 = 4;
 const WARM_UP: Duration = Duration::from_millis(500);
 /// The seeded grants leave out `openid`: for such a grant the fake GitLab signs an RS256 ID
 /// token with every refresh, under its state lock, and on this machine that signing, not

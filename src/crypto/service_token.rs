@@ -3,6 +3,8 @@
 //! refused before a signature is even checked. A token that passed once is remembered, so a
 //! service calling many times with one token pays for the signature check once.
 
+use std::sync::Arc;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use quick_cache::sync::Cache;
 use ring::rand::SystemRandom;
@@ -23,7 +25,7 @@ pub struct ServiceTokenKeys {
     decoding: DecodingKey,
     kid: String,
     /// Tokens that passed every check, by their exact text; only their expiry can change.
-    verified: Cache<String, ServiceClaims>,
+    verified: Cache<String, Arc<ServiceClaims>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,7 +79,7 @@ impl ServiceTokenKeys {
             .expect("signing with an Ed25519 key cannot fail")
     }
 
-    pub fn verify(&self, token: &str, issuer: &str) -> Result<ServiceClaims, TokenRejected> {
+    pub fn verify(&self, token: &str, issuer: &str) -> Result<Arc<ServiceClaims>, TokenRejected> {
         self.verify_at(token, issuer, chrono::Utc::now().timestamp())
     }
 
@@ -87,7 +89,7 @@ impl ServiceTokenKeys {
         token: &str,
         issuer: &str,
         now: i64,
-    ) -> Result<ServiceClaims, TokenRejected> {
+    ) -> Result<Arc<ServiceClaims>, TokenRejected> {
         if let Some(claims) = self.verified.get(token)
             && claims.iss == issuer
         {
@@ -98,7 +100,7 @@ impl ServiceTokenKeys {
                 Ok(claims)
             };
         }
-        let claims = self.verify_signature_and_claims(token, issuer)?;
+        let claims = Arc::new(self.verify_signature_and_claims(token, issuer)?);
         self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }

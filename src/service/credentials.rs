@@ -120,30 +120,36 @@ async fn hand_out_checked(
 
     let need_until =
         Utc::now().naive_utc() + TimeDelta::seconds(min_valid_for.max(MIN_VALIDITY_SECONDS));
-    let row = refresh::ensure_fresh(ctx, chosen, need_until, Purpose::Handout)
-        .await
-        .map_err(|e| match e {
-            RefreshError::Reauthorization(reason) => {
-                ServiceError::ReauthorizationRequired(format!(
-                    "{subject}'s connection on {} needs the person to connect again ({reason})",
+    let refreshed;
+    let row = if refresh::satisfies(&ctx.refresher, chosen, need_until, Purpose::Handout) {
+        chosen
+    } else {
+        refreshed = refresh::ensure_fresh(ctx, chosen.clone(), need_until, Purpose::Handout)
+            .await
+            .map_err(|e| match e {
+                RefreshError::Reauthorization(reason) => {
+                    ServiceError::ReauthorizationRequired(format!(
+                        "{subject}'s connection on {} needs the person to connect again ({reason})",
+                        instance.name
+                    ))
+                }
+                RefreshError::Unavailable {
+                    retry_after,
+                    reason,
+                } => ServiceError::GitLabUnavailable {
+                    detail: format!("GitLab could not refresh the token: {reason}"),
+                    retry_after: retry_after.max(Duration::from_secs(1)),
+                },
+                RefreshError::Gone => ServiceError::NotConnected(format!(
+                    "{subject} is not connected to {}",
                     instance.name
-                ))
-            }
-            RefreshError::Unavailable {
-                retry_after,
-                reason,
-            } => ServiceError::GitLabUnavailable {
-                detail: format!("GitLab could not refresh the token: {reason}"),
-                retry_after: retry_after.max(Duration::from_secs(1)),
-            },
-            RefreshError::Gone => ServiceError::NotConnected(format!(
-                "{subject} is not connected to {}",
-                instance.name
-            )),
-            RefreshError::Storage(e) => e,
-        })?;
-    let access_token = open_token(&ctx.sealer, &row, "access_token")?;
-    let valid_until = refresh::valid_until(&ctx.refresher, &row);
+                )),
+                RefreshError::Storage(e) => e,
+            })?;
+        &refreshed
+    };
+    let access_token = open_token(&ctx.sealer, row, "access_token")?;
+    let valid_until = refresh::valid_until(&ctx.refresher, row);
     let scopes = ScopeSet::granted(row.scopes.split_whitespace());
     let event = AuditEvent::new("handout", format!("service:{}", service.name))
         .instance(&instance.name)
@@ -155,9 +161,9 @@ async fn hand_out_checked(
         access_token,
         expires_at: valid_until,
         scopes,
-        connection_id: row.id,
-        gitlab_user_id: row.gitlab_user_id,
-        gitlab_username: row.gitlab_username,
+        connection_id: row.id.clone(),
+        gitlab_user_id: row.gitlab_user_id.clone(),
+        gitlab_username: row.gitlab_username.clone(),
         instance: instance.name.clone(),
         base_url: instance.base_url.clone(),
     })
@@ -205,13 +211,13 @@ async fn read_view(
 
 /// The narrowest usable connection that covers the request and stays within the service's
 /// policy; otherwise the error that says why there is none.
-fn choose(
+fn choose<'a>(
     service: &Service,
     subject: &Subject,
     instance: &str,
-    held: &[ConnectionRow],
+    held: &'a [ConnectionRow],
     requested: Option<&ScopeSet>,
-) -> Result<ConnectionRow, ServiceError> {
+) -> Result<&'a ConnectionRow, ServiceError> {
     let covering: Vec<(&ConnectionRow, ScopeSet)> = held
         .iter()
         .filter(|row| row.status != ConnectionStatus::Revoked.as_str())
@@ -245,7 +251,7 @@ fn choose(
         .filter(|(row, _)| row.status == ConnectionStatus::Active.as_str())
         .min_by_key(|(row, granted)| (granted.privilege(), std::cmp::Reverse(row.updated_at)))
     {
-        Some((row, _)) => Ok(row.clone()),
+        Some((row, _)) => Ok(row),
         None => Err(ServiceError::ReauthorizationRequired(format!(
             "{subject}'s connection on {instance} needs the person to connect again"
         ))),

@@ -381,7 +381,8 @@ fn settle_time(ctx: &Context) -> Duration {
     ctx.outbound.request_timeout * 2
 }
 
-fn satisfies(
+/// Whether the row's token serves `purpose` until `need_until` without a refresh.
+pub fn satisfies(
     refresher: &RefresherSettings,
     row: &ConnectionRow,
     need_until: NaiveDateTime,

@@ -1,6 +1,8 @@
 //! Services: internal consumers that authenticate with a client ID and secret, exchange them
 //! for short-lived service tokens, and act within their policy.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use chrono::{NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -217,7 +219,7 @@ pub async fn issue_token(
 /// A service token whose signature, issuer, audience and expiry are checked. Whether its
 /// service still exists and kept its secret is `admit`'s question, asked with the service's
 /// row, which a use case may read together with its own data.
-pub struct VerifiedToken(ServiceClaims);
+pub struct VerifiedToken(Arc<ServiceClaims>);
 
 impl VerifiedToken {
     pub fn service_id(&self) -> &str {
