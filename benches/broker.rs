@@ -401,39 +401,25 @@ async fn closed_loop(
     length: Duration,
     requests: Option<usize>,
 ) -> anyhow::Result<Sample> {
-    let started = Instant::now();
-    let deadline = started + length;
-    let workers: Vec<_> = (0..clients)
-        .map(|first| {
-            let target = target.clone();
-            tokio::spawn(async move {
-                let client = reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .build()?;
-                let mut latencies = Vec::new();
-                let mut n = first;
-                while Instant::now() < deadline && requests.is_none_or(|last| n < last) {
-                    let sent = Instant::now();
-                    target.send(&client, n).await?;
-                    latencies.push(sent.elapsed());
-                    n += clients;
-                }
-                anyhow::Ok(latencies)
-            })
-        })
-        .collect();
-    let mut sample = Sample::default();
-    for worker in workers {
-        sample.latencies.extend(worker.await??);
-    }
-    sample.elapsed = started.elapsed();
-    Ok(sample)
+    let deadline = Instant::now() + length;
+    on_connections(target, clients, move |target, client, first| async move {
+        let mut latencies = Vec::new();
+        let mut n = first;
+        while Instant::now() < deadline && requests.is_none_or(|last| n < last) {
+            let sent = Instant::now();
+            target.send(&client, n).await?;
+            latencies.push(sent.elapsed());
+            n += clients;
+        }
+        Ok(latencies)
+    })
+    .await
 }
 
 /// Requests sent on a fixed schedule whatever the answers do, as wrk2 sends them: request `n`
-/// is due at `n ÷ rate` and goes out on connection `n mod clients` (each client one keep-alive
-/// connection). Each latency counts from the moment its request was due, so a stall is charged
-/// to every request it held back, not hidden by requests that were never sent.
+/// is due at `n ÷ rate` and goes out on connection `n mod clients`. Each latency counts from
+/// the moment its request was due, so a stall is charged to every request it held back, not
+/// hidden by requests that were never sent.
 async fn open_loop(
     target: Target,
     rate: f64,
@@ -443,24 +429,34 @@ async fn open_loop(
     let period = Duration::from_secs_f64(1.0 / rate);
     let count = (rate * length.as_secs_f64()) as usize;
     let started = Instant::now();
-    let workers: Vec<_> = (0..clients)
-        .map(|first| {
-            let target = target.clone();
-            tokio::spawn(async move {
-                let client = reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .build()?;
-                let mut latencies = Vec::new();
-                for n in (first..count).step_by(clients) {
-                    let due = started + period.mul_f64(n as f64);
-                    tokio::time::sleep_until(due.into()).await;
-                    target.send(&client, n).await?;
-                    latencies.push(due.elapsed());
-                }
-                anyhow::Ok(latencies)
-            })
-        })
-        .collect();
+    on_connections(target, clients, move |target, client, first| async move {
+        let mut latencies = Vec::new();
+        for n in (first..count).step_by(clients) {
+            let due = started + period.mul_f64(n as f64);
+            tokio::time::sleep_until(due.into()).await;
+            target.send(&client, n).await?;
+            latencies.push(due.elapsed());
+        }
+        Ok(latencies)
+    })
+    .await
+}
+
+/// Runs `work` once per client, each with a keep-alive connection of its own and its first
+/// request number, and gathers the latencies they measured.
+async fn on_connections<F, Work>(target: Target, clients: usize, work: F) -> anyhow::Result<Sample>
+where
+    F: Fn(Target, reqwest::Client, usize) -> Work,
+    Work: Future<Output = anyhow::Result<Vec<Duration>>> + Send + 'static,
+{
+    let started = Instant::now();
+    let mut workers = Vec::with_capacity(clients);
+    for first in 0..clients {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()?;
+        workers.push(tokio::spawn(work(target.clone(), client, first)));
+    }
     let mut sample = Sample::default();
     for worker in workers {
         sample.latencies.extend(worker.await??);

@@ -638,48 +638,18 @@ async fn two_applications_on_one_postgres_database_share_one_refresh() {
 /// through PostgreSQL's notifications, not wait for anything to expire.
 #[actix_web::test]
 async fn a_change_made_through_one_process_reaches_the_other_at_once() {
-    let Some(backend) = Backend::postgres() else {
-        eprintln!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL not tested");
+    let Some(two) = TwoProcesses::start().await else {
         return;
     };
-    let cw = world(backend).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(300));
-    cw.connect("user-17", json!({})).await;
-    let (second, _stop_second) = second_process(&cw).await;
-    let remembered = token_at(&cw, &second, request("user-17")).await;
-
-    // The first process refreshes: GitLab kills the token the second one remembers.
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(7200));
-    let refreshed = token_at(
-        &cw,
-        &cw.app.address,
-        json!({"instance": "corp", "subject": "user-17", "min_valid_for": 600}),
-    )
-    .await;
-    assert_ne!(refreshed, remembered);
-    assert!(!cw.world.gitlab.access_token_works(&remembered));
-    let heard_within = Duration::from_secs(1);
-    let started = std::time::Instant::now();
-    loop {
-        let handed = token_at(&cw, &second, request("user-17")).await;
-        if handed == refreshed {
-            break;
-        }
-        assert_eq!(handed, remembered);
-        assert!(
-            started.elapsed() < heard_within,
-            "the second process still hands out the dead token after {heard_within:?}"
-        );
-    }
-    assert_eq!(cw.world.gitlab.seen().refreshes, 1);
+    let refreshed = two.refresh_through_the_first().await;
+    two.second_hands_out_within(Duration::from_secs(1), &refreshed)
+        .await;
+    assert_eq!(two.cw.world.gitlab.seen().refreshes, 1);
 
     // Deleted through the first process: the second one refuses the service's token.
     assert_eq!(
-        cw.app
+        two.cw
+            .app
             .call(Method::DELETE, "/api/v1/services/ci-bot")
             .await
             .status(),
@@ -687,14 +657,14 @@ async fn a_change_made_through_one_process_reaches_the_other_at_once() {
     );
     let started = std::time::Instant::now();
     loop {
-        let response = fetch_at(&cw, &second, request("user-17")).await;
+        let response = fetch_at(&two.cw, &two.second, request("user-17")).await;
         if response.status() == 401 {
             break;
         }
         assert_eq!(response.status(), 200);
         assert!(
-            started.elapsed() < heard_within,
-            "the second process still serves a deleted service after {heard_within:?}"
+            started.elapsed() < Duration::from_secs(1),
+            "the second process still serves a deleted service"
         );
     }
 }
@@ -703,20 +673,11 @@ async fn a_change_made_through_one_process_reaches_the_other_at_once() {
 /// remembers nothing until it listens again, then forgets what it remembered before.
 #[actix_web::test]
 async fn a_change_made_while_the_change_feed_is_down_is_not_missed() {
-    let Some(backend) = Backend::postgres() else {
-        eprintln!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL not tested");
+    let Some(two) = TwoProcesses::start().await else {
         return;
     };
-    let cw = world(backend).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(300));
-    cw.connect("user-17", json!({})).await;
-    let (second, _stop_second) = second_process(&cw).await;
-    let remembered = token_at(&cw, &second, request("user-17")).await;
-
     // Both processes' listening connections die; the refresh's notification reaches nobody.
-    let pool = labgate::db::connect(&cw.app.settings.database).unwrap();
+    let pool = labgate::db::connect(&two.cw.app.settings.database).unwrap();
     let ended = diesel::sql_query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid() \
@@ -725,32 +686,76 @@ async fn a_change_made_while_the_change_feed_is_down_is_not_missed() {
     .execute(&mut pool.get().unwrap())
     .unwrap();
     assert_eq!(ended, 2, "one listener per process");
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(7200));
-    let refreshed = token_at(
-        &cw,
-        &cw.app.address,
-        json!({"instance": "corp", "subject": "user-17", "min_valid_for": 600}),
-    )
-    .await;
+    let refreshed = two.refresh_through_the_first().await;
 
-    let heard_within = Duration::from_secs(1);
-    let started = std::time::Instant::now();
-    loop {
-        let handed = token_at(&cw, &second, request("user-17")).await;
-        if handed == refreshed {
-            break;
-        }
-        assert_eq!(handed, remembered);
-        assert!(
-            started.elapsed() < heard_within,
-            "the second process still hands out the dead token after {heard_within:?}"
-        );
-    }
+    two.second_hands_out_within(Duration::from_secs(1), &refreshed)
+        .await;
     // Listening again (it reconnects after a second): still the new token, from memory or not.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(token_at(&cw, &second, request("user-17")).await, refreshed);
+    assert_eq!(
+        token_at(&two.cw, &two.second, request("user-17")).await,
+        refreshed
+    );
+}
+
+/// Two labgate processes on one PostgreSQL database; the second remembers user-17's token.
+struct TwoProcesses {
+    cw: ConnectWorld,
+    second: String,
+    _stop_second: StopOnDrop,
+    remembered: String,
+}
+
+impl TwoProcesses {
+    async fn start() -> Option<Self> {
+        let Some(backend) = Backend::postgres() else {
+            eprintln!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL not tested");
+            return None;
+        };
+        let cw = world(backend).await;
+        cw.world
+            .gitlab
+            .behave(|b| b.token_lifetime = Duration::from_secs(300));
+        cw.connect("user-17", json!({})).await;
+        let (second, stop) = second_process(&cw).await;
+        let remembered = token_at(&cw, &second, request("user-17")).await;
+        Some(Self {
+            cw,
+            second,
+            _stop_second: stop,
+            remembered,
+        })
+    }
+
+    /// A refresh through the first process: GitLab kills the token the second one remembers.
+    async fn refresh_through_the_first(&self) -> String {
+        self.cw
+            .world
+            .gitlab
+            .behave(|b| b.token_lifetime = Duration::from_secs(7200));
+        let body = json!({"instance": "corp", "subject": "user-17", "min_valid_for": 600});
+        let refreshed = token_at(&self.cw, &self.cw.app.address, body).await;
+        assert_ne!(refreshed, self.remembered);
+        assert!(!self.cw.world.gitlab.access_token_works(&self.remembered));
+        refreshed
+    }
+
+    /// The second process hands out the dead remembered token for at most `limit`, then
+    /// `refreshed`.
+    async fn second_hands_out_within(&self, limit: Duration, refreshed: &str) {
+        let started = std::time::Instant::now();
+        loop {
+            let handed = token_at(&self.cw, &self.second, request("user-17")).await;
+            if handed == refreshed {
+                return;
+            }
+            assert_eq!(handed, self.remembered);
+            assert!(
+                started.elapsed() < limit,
+                "the second process still hands out the dead token after {limit:?}"
+            );
+        }
+    }
 }
 
 /// Another labgate process on the first one's database and master key, with its own memory;
