@@ -38,9 +38,9 @@ use labgate::config::{
     AdminSettings, DatabaseSettings, DatabaseUrl, OutboundSettings, RefresherSettings,
     SecuritySettings, ServerSettings, Settings,
 };
-use labgate::crypto::SealedField;
 use labgate::db::{self, connections::ConnectionRow};
 use labgate::domain::ScopeSet;
+use labgate::service::connections::{open_token, token_field};
 use labgate::service::{Context, refresh};
 use labgate::startup::Application;
 use secrecy::{ExposeSecret, SecretString};
@@ -273,12 +273,9 @@ impl<'a> World<'a> {
                 let id = uuid::Uuid::new_v4().to_string();
                 let (access, refresh) = self.gitlab.seed_grant(&GRANTED, lifetime);
                 let seal = |column, token: &str| {
-                    let field = SealedField {
-                        table: "connections",
-                        column,
-                        row_id: &id,
-                    };
-                    self.ctx.sealer.seal(field, token.as_bytes())
+                    self.ctx
+                        .sealer
+                        .seal(token_field(&id, column), token.as_bytes())
                 };
                 ConnectionRow {
                     access_token_sealed: seal("access_token", &access),
@@ -648,16 +645,8 @@ async fn check_storm(world: &World<'_>, ids: Vec<String>) -> anyhow::Result<(usi
         {
             fresh += 1;
         }
-        let field = SealedField {
-            table: "connections",
-            column: "access_token",
-            row_id: &row.id,
-        };
-        let access = world.ctx.sealer.open(field, &row.access_token_sealed)?;
-        if world
-            .gitlab
-            .access_token_works(&String::from_utf8_lossy(access.expose_secret()))
-        {
+        let access = open_token(&world.ctx.sealer, &row, "access_token")?;
+        if world.gitlab.access_token_works(access.expose_secret()) {
             live += 1;
         }
     }

@@ -176,7 +176,7 @@ pub async fn list(
         .collect())
 }
 
-pub(super) fn token_field<'a>(connection_id: &'a str, column: &'a str) -> SealedField<'a> {
+pub fn token_field<'a>(connection_id: &'a str, column: &'a str) -> SealedField<'a> {
     SealedField {
         table: "connections",
         column,
@@ -185,7 +185,7 @@ pub(super) fn token_field<'a>(connection_id: &'a str, column: &'a str) -> Sealed
 }
 
 /// Opens one of a connection's sealed tokens (`access_token` or `refresh_token`).
-pub(super) fn open_token(
+pub fn open_token(
     sealer: &Sealer,
     row: &ConnectionRow,
     column: &str,

@@ -785,18 +785,8 @@ async fn a_service_secret_is_shown_once_after_create_and_rotate(backend: Backend
         .await;
     assert_eq!(created.status(), 201);
     let html = created.text().await.unwrap();
-    let secret = html
-        .split("<code id=\"client-secret\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .unwrap()
-        .to_owned();
-    let client_id = html
-        .split("<code id=\"client-id\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .unwrap()
-        .to_owned();
+    let secret = code_text(&html, "client-secret");
+    let client_id = code_text(&html, "client-id");
     assert!(secret.starts_with("lgsec_"));
     assert!(html.contains("shown only this once"));
     assert_eq!(
@@ -816,12 +806,7 @@ async fn a_service_secret_is_shown_once_after_create_and_rotate(backend: Backend
         .await;
     assert_eq!(rotated.status(), 200);
     let html = rotated.text().await.unwrap();
-    let new_secret = html
-        .split("<code id=\"client-secret\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .unwrap()
-        .to_owned();
+    let new_secret = code_text(&html, "client-secret");
     assert_ne!(new_secret, secret);
     assert_eq!(
         app.request_service_token(&client_id, &secret)
@@ -932,4 +917,13 @@ async fn a_connection_is_revoked_after_confirmation_and_the_audit_page_shows_it(
         "{everything}"
     );
     assert!(!everything.contains(&token));
+}
+
+/// The text of the page's `<code id="…">` element (a secret or client ID shown once).
+fn code_text(html: &str, id: &str) -> String {
+    html.split(&format!("<code id=\"{id}\">"))
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap()
+        .to_owned()
 }

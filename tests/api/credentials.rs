@@ -38,6 +38,14 @@ async fn world(backend: Backend) -> ConnectWorld {
     .await
 }
 
+/// Connects `subject` with GitLab issuing tokens that last `seconds`; returns the connection's id.
+async fn connect_expiring_in(cw: &ConnectWorld, subject: &str, seconds: u64) -> String {
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(seconds));
+    cw.connect(subject, json!({})).await
+}
+
 fn request(subject: &str) -> Value {
     json!({"instance": "corp", "subject": subject})
 }
@@ -91,10 +99,7 @@ async fn a_fresh_token_is_handed_out_without_a_refresh(backend: Backend) {
 
 async fn min_valid_for_forces_a_refresh_and_the_new_pair_is_kept(backend: Backend) {
     let cw = world(backend).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(300));
-    cw.connect("user-17", json!({})).await;
+    connect_expiring_in(&cw, "user-17", 300).await;
     let first = cw.token(request("user-17")).await;
     assert_eq!(
         cw.world.gitlab.seen().refreshes,
@@ -130,10 +135,7 @@ async fn min_valid_for_forces_a_refresh_and_the_new_pair_is_kept(backend: Backen
 
 async fn fifty_concurrent_fetches_share_one_refresh(backend: Backend) {
     let cw = world(backend).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(30));
-    cw.connect("user-17", json!({})).await;
+    connect_expiring_in(&cw, "user-17", 30).await;
     cw.world.gitlab.behave(|b| {
         b.token_lifetime = Duration::from_secs(7200);
         b.refresh_delay = Duration::from_millis(300);
@@ -173,10 +175,7 @@ async fn gitlab_failures_leave_the_stored_tokens_untouched(backend: Backend) {
         RefreshFault::Garbage,
     ] {
         let cw = world(backend.clone()).await;
-        cw.world
-            .gitlab
-            .behave(|b| b.token_lifetime = Duration::from_secs(300));
-        let id = cw.connect("user-17", json!({})).await;
+        let id = connect_expiring_in(&cw, "user-17", 300).await;
         let before = cw.connection(&id).await;
         let token = cw.world.gitlab.issued_tokens()[0].clone();
         cw.world.gitlab.behave(|b| b.refresh_fault = fault);
@@ -216,10 +215,7 @@ async fn gitlab_failures_leave_the_stored_tokens_untouched(backend: Backend) {
 
 async fn a_lost_refresh_answer_is_detected_and_never_retried_blindly(backend: Backend) {
     let cw = world(backend).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(30));
-    let id = cw.connect("user-17", json!({})).await;
+    let id = connect_expiring_in(&cw, "user-17", 30).await;
     let old = cw.world.gitlab.issued_tokens()[0].clone();
     cw.world
         .gitlab
@@ -269,10 +265,7 @@ async fn a_lost_refresh_answer_is_detected_and_never_retried_blindly(backend: Ba
 
 async fn a_timeout_before_gitlab_commits_is_resolved_and_refreshed(backend: Backend) {
     let cw = world(backend).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(30));
-    let id = cw.connect("user-17", json!({})).await;
+    let id = connect_expiring_in(&cw, "user-17", 30).await;
     cw.world.gitlab.behave(|b| {
         b.refresh_fault = RefreshFault::Timeout;
         b.token_lifetime = Duration::from_secs(7200);
@@ -301,10 +294,7 @@ async fn a_timeout_before_gitlab_commits_is_resolved_and_refreshed(backend: Back
 
 async fn invalid_grant_requires_reauthorization_and_is_kept(backend: Backend) {
     let cw = world(backend).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(30));
-    let id = cw.connect("user-17", json!({})).await;
+    let id = connect_expiring_in(&cw, "user-17", 30).await;
     let refresh_token = cw.world.gitlab.issued_tokens()[1].clone();
     cw.world.gitlab.revoke_token(&refresh_token);
 
@@ -497,14 +487,8 @@ async fn requests_outside_the_policy_are_refused(backend: Backend) {
 
 async fn the_background_refresher_keeps_connections_fresh(backend: Backend) {
     let cw = world(backend).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(300));
-    let due = cw.connect("user-17", json!({})).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(7200));
-    let fresh = cw.connect("user-18", json!({})).await;
+    let due = connect_expiring_in(&cw, "user-17", 300).await;
+    let fresh = connect_expiring_in(&cw, "user-18", 7200).await;
     let before = cw.connection(&fresh).await;
 
     let refreshed = labgate::service::refresh::sweep(&cw.app.context)
@@ -562,10 +546,7 @@ async fn the_background_refresher_keeps_connections_fresh(backend: Backend) {
 
 async fn metrics_count_handouts_and_refreshes(backend: Backend) {
     let cw = world(backend).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(30));
-    cw.connect("user-17", json!({})).await;
+    connect_expiring_in(&cw, "user-17", 30).await;
     cw.token(request("user-17")).await;
     expect_problem(cw.fetch(request("nobody")).await, 404, "not_connected").await;
 
@@ -604,10 +585,7 @@ async fn two_applications_on_one_postgres_database_share_one_refresh() {
         return;
     };
     let cw = world(backend).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(30));
-    cw.connect("user-17", json!({})).await;
+    connect_expiring_in(&cw, "user-17", 30).await;
     cw.world.gitlab.behave(|b| {
         b.token_lifetime = Duration::from_secs(7200);
         b.refresh_delay = Duration::from_millis(300);
@@ -620,7 +598,7 @@ async fn two_applications_on_one_postgres_database_share_one_refresh() {
         } else {
             &second_address
         };
-        token_at(&cw, address, request("user-17"))
+        cw.token_from(address, request("user-17"))
     });
     let mut tokens = join_all(calls).await;
 
@@ -657,7 +635,10 @@ async fn a_change_made_through_one_process_reaches_the_other_at_once() {
     );
     let started = std::time::Instant::now();
     loop {
-        let response = fetch_at(&two.cw, &two.second, request("user-17")).await;
+        let response = two
+            .cw
+            .fetch_from(&two.second, &two.cw.service_token, request("user-17"))
+            .await;
         if response.status() == 401 {
             break;
         }
@@ -693,7 +674,7 @@ async fn a_change_made_while_the_change_feed_is_down_is_not_missed() {
     // Listening again (it reconnects after a second): still the new token, from memory or not.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        token_at(&two.cw, &two.second, request("user-17")).await,
+        two.cw.token_from(&two.second, request("user-17")).await,
         refreshed
     );
 }
@@ -713,12 +694,9 @@ impl TwoProcesses {
             return None;
         };
         let cw = world(backend).await;
-        cw.world
-            .gitlab
-            .behave(|b| b.token_lifetime = Duration::from_secs(300));
-        cw.connect("user-17", json!({})).await;
+        connect_expiring_in(&cw, "user-17", 300).await;
         let (second, stop) = second_process(&cw).await;
-        let remembered = token_at(&cw, &second, request("user-17")).await;
+        let remembered = cw.token_from(&second, request("user-17")).await;
         Some(Self {
             cw,
             second,
@@ -734,7 +712,7 @@ impl TwoProcesses {
             .gitlab
             .behave(|b| b.token_lifetime = Duration::from_secs(7200));
         let body = json!({"instance": "corp", "subject": "user-17", "min_valid_for": 600});
-        let refreshed = token_at(&self.cw, &self.cw.app.address, body).await;
+        let refreshed = self.cw.token(body).await;
         assert_ne!(refreshed, self.remembered);
         assert!(!self.cw.world.gitlab.access_token_works(&self.remembered));
         refreshed
@@ -745,7 +723,7 @@ impl TwoProcesses {
     async fn second_hands_out_within(&self, limit: Duration, refreshed: &str) {
         let started = std::time::Instant::now();
         loop {
-            let handed = token_at(&self.cw, &self.second, request("user-17")).await;
+            let handed = self.cw.token_from(&self.second, request("user-17")).await;
             if handed == refreshed {
                 return;
             }
@@ -770,32 +748,9 @@ async fn second_process(cw: &ConnectWorld) -> (String, StopOnDrop) {
     (address, stop)
 }
 
-async fn token_at(cw: &ConnectWorld, address: &str, body: Value) -> String {
-    let response = fetch_at(cw, address, body).await;
-    assert_eq!(response.status(), 200);
-    response.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn fetch_at(cw: &ConnectWorld, address: &str, body: Value) -> reqwest::Response {
-    cw.app
-        .client
-        .post(format!("{address}/api/v1/credentials"))
-        .bearer_auth(&cw.service_token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn an_outage_longer_than_the_token_leaves_the_grant_alive(backend: Backend) {
     let cw = world(backend).await;
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(3));
-    let id = cw.connect("user-17", json!({})).await;
+    let id = connect_expiring_in(&cw, "user-17", 3).await;
     cw.world.gitlab.behave(|b| {
         b.refresh_fault = RefreshFault::ServerError;
         b.token_lifetime = Duration::from_secs(7200);

@@ -590,9 +590,15 @@ impl ConnectWorld {
     }
 
     pub async fn fetch_as(&self, service_token: &str, body: Value) -> Response {
+        self.fetch_from(&self.app.address, service_token, body)
+            .await
+    }
+
+    /// `fetch_as`, from the labgate process at `address` (another one on the same database).
+    pub async fn fetch_from(&self, address: &str, service_token: &str, body: Value) -> Response {
         self.app
             .client
-            .post(format!("{}/api/v1/credentials", self.app.address))
+            .post(format!("{address}/api/v1/credentials"))
             .bearer_auth(service_token)
             .json(&body)
             .send()
@@ -602,7 +608,12 @@ impl ConnectWorld {
 
     /// The access token of a successful fetch.
     pub async fn token(&self, body: Value) -> String {
-        let response = self.fetch(body).await;
+        self.token_from(&self.app.address, body).await
+    }
+
+    /// `token`, from the labgate process at `address`.
+    pub async fn token_from(&self, address: &str, body: Value) -> String {
+        let response = self.fetch_from(address, &self.service_token, body).await;
         let status = response.status();
         let answer: Value = response.json().await.unwrap();
         assert_eq!(status, 200, "{answer}");
