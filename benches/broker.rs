@@ -39,8 +39,8 @@ use labgate::config::{
     SecuritySettings, ServerSettings, Settings,
 };
 use labgate::db::{self, connections::ConnectionRow};
-use labgate::domain::ScopeSet;
-use labgate::service::connections::{open_token, token_field};
+use labgate::domain::{ConnectionStatus, ScopeSet, TokenLife};
+use labgate::service::connection_tokens::{TokenKind, open_token, seal_token};
 use labgate::service::{Context, refresh};
 use labgate::startup::Application;
 use secrecy::{ExposeSecret, SecretString};
@@ -241,7 +241,7 @@ impl<'a> World<'a> {
             .context("no service token")?
             .to_owned();
         let (service_id, instance_id) = ctx
-            .db(|conn| {
+            .db_read(|conn| {
                 let service = db::services::find_by_name(conn, "bench-bot")?;
                 let instance = db::instances::find_by_name(conn, "corp")?;
                 Ok(service.zip(instance).map(|(s, i)| (s.id, i.id)))
@@ -272,14 +272,19 @@ impl<'a> World<'a> {
             .map(|subject| {
                 let id = uuid::Uuid::new_v4().to_string();
                 let (access, refresh) = self.gitlab.seed_grant(&GRANTED, lifetime);
-                let seal = |column, token: &str| {
-                    self.ctx
-                        .sealer
-                        .seal(token_field(&id, column), token.as_bytes())
+                let seal = |kind, token: String| {
+                    seal_token(&self.ctx.sealer, &id, kind, &SecretString::from(token))
+                };
+                // Seeded as GitLab's default two-hour tokens, of which `lifetime` is left.
+                let life = TokenLife {
+                    issued_at: expires_at - TimeDelta::hours(2),
+                    expires_at,
                 };
                 ConnectionRow {
-                    access_token_sealed: seal("access_token", &access),
-                    refresh_token_sealed: seal("refresh_token", &refresh),
+                    token_issued_at: life.issued_at,
+                    refresh_due_at: life.refresh_due_at(&id),
+                    access_token_sealed: seal(TokenKind::Access, access),
+                    refresh_token_sealed: seal(TokenKind::Refresh, refresh),
                     service_id: self.service_id.clone(),
                     instance_id: self.instance_id.clone(),
                     subject,
@@ -287,7 +292,7 @@ impl<'a> World<'a> {
                     gitlab_user_id: fake_gitlab::USER_ID.to_string(),
                     gitlab_username: fake_gitlab::USERNAME.to_owned(),
                     expires_at,
-                    status: "active".to_owned(),
+                    status: ConnectionStatus::Active,
                     created_at: now,
                     updated_at: now,
                     refreshed_at: None,
@@ -301,7 +306,7 @@ impl<'a> World<'a> {
             .collect();
         let ids = rows.iter().map(|row| row.id.clone()).collect();
         self.ctx
-            .db(move |conn| {
+            .db_write(move |conn| {
                 conn.transaction(|conn| {
                     rows.iter()
                         .try_for_each(|row| db::connections::insert(conn, row))
@@ -626,26 +631,25 @@ async fn storm(world: &World<'_>) -> anyhow::Result<()> {
 async fn check_storm(world: &World<'_>, ids: Vec<String>) -> anyhow::Result<(usize, usize)> {
     let rows = world
         .ctx
-        .db(move |conn| {
+        .db_read(move |conn| {
             ids.iter()
                 .map(|id| db::connections::find(conn, id))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
-    let fresh_after = Utc::now().naive_utc()
-        + TimeDelta::from_std(world.ctx.refresher.margin).unwrap_or_default();
+    let now = Utc::now().naive_utc();
     let mut fresh = 0;
     let mut live = 0;
     for row in rows.into_iter().flatten() {
-        if row.status == "active"
-            && row.expires_at > fresh_after
+        if row.status == ConnectionStatus::Active
+            && row.refresh_due_at > now
             && row.refresh_in_flight_since.is_none()
             && row.refresh_lease_owner.is_none()
             && row.refreshed_at.is_some()
         {
             fresh += 1;
         }
-        let access = open_token(&world.ctx.sealer, &row, "access_token")?;
+        let access = open_token(&world.ctx.sealer, &row, TokenKind::Access)?;
         if world.gitlab.access_token_works(access.expose_secret()) {
             live += 1;
         }
@@ -727,8 +731,6 @@ impl BenchDatabase {
             refresher: RefresherSettings {
                 enabled: false,
                 interval: Duration::from_secs(30),
-                margin: Duration::from_secs(600),
-                jitter: Duration::ZERO,
                 concurrency: STORM_CONCURRENCY,
             },
         }

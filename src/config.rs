@@ -76,8 +76,6 @@ pub struct OutboundSettings {
 pub struct RefresherSettings {
     pub enabled: bool,
     pub interval: Duration,
-    pub margin: Duration,
-    pub jitter: Duration,
     pub concurrency: usize,
 }
 
@@ -167,8 +165,6 @@ struct RawSettings {
 struct RawRefresher {
     enabled: bool,
     interval_seconds: u64,
-    margin_seconds: u64,
-    jitter_seconds: u64,
     concurrency: usize,
 }
 
@@ -276,8 +272,6 @@ impl RawRefresher {
         Ok(RefresherSettings {
             enabled: self.enabled,
             interval: Duration::from_secs(self.interval_seconds),
-            margin: Duration::from_secs(self.margin_seconds),
-            jitter: Duration::from_secs(self.jitter_seconds),
             concurrency: self.concurrency,
         })
     }

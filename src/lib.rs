@@ -3,6 +3,7 @@
 //! Dependencies point one way: `http` → `service` → {`db`, `oauth`, `crypto`} → `domain`;
 //! `config` and `telemetry` depend on nothing of ours; `startup` wires everything together.
 
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod crypto;

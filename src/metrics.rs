@@ -20,6 +20,11 @@ pub struct Instance {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Task {
+    pub task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Status {
     pub status: String,
 }
@@ -32,6 +37,7 @@ pub struct Metrics {
     refreshes: Family<Outcome, Counter>,
     refresh_seconds: Latency,
     connections: Family<Status, Gauge>,
+    task_failures: Family<Task, Counter>,
 }
 
 impl Default for Metrics {
@@ -58,17 +64,32 @@ impl Default for Metrics {
             refresh_seconds.clone(),
         );
         registry.register("connections", "Connections by status", connections.clone());
+        let task_failures = Family::<Task, Counter>::default();
+        registry.register(
+            "background_task_failures",
+            "Background tasks that panicked and were restarted, by task",
+            task_failures.clone(),
+        );
         Self {
             registry,
             handouts,
             refreshes,
             refresh_seconds,
             connections,
+            task_failures,
         }
     }
 }
 
 impl Metrics {
+    pub fn task_failed(&self, task: &str) {
+        self.task_failures
+            .get_or_create(&Task {
+                task: task.to_owned(),
+            })
+            .inc();
+    }
+
     pub fn handout(&self, instance: &str, outcome: &str) {
         self.handouts
             .get_or_create(&Outcome {

@@ -12,10 +12,12 @@ use base64::engine::general_purpose::STANDARD;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::ExposeSecret;
+use tokio::task::JoinHandle;
 use tracing_actix_web::TracingLogger;
 
+use crate::background;
 use crate::config::{ConfigError, DatabaseUrl, Settings, TlsFiles};
-use crate::crypto::{MasterKey, SealedField, Sealer, ServiceTokenKeys, TokenHash, generate_token};
+use crate::crypto::{MasterKey, SealedColumn, Sealer, ServiceTokenKeys, TokenHash, generate_token};
 use crate::db::{self, DbConnection, DbPool, meta};
 use crate::http::{self, RequestSpan};
 use crate::oauth::InstanceClients;
@@ -27,6 +29,8 @@ pub struct Application {
     port: u16,
     server: Server,
     context: Context,
+    /// The background refresher's supervisor, when the refresher is on.
+    refresher: Option<JoinHandle<()>>,
 }
 
 impl Application {
@@ -54,9 +58,12 @@ impl Application {
             public_url: settings.server.public_url.clone(),
             outbound: settings.outbound.clone(),
         };
-        if settings.refresher.enabled {
-            tokio::spawn(refresh::run_background(ctx.clone()));
-        }
+        let refresher = settings.refresher.enabled.then(|| {
+            let task_ctx = ctx.clone();
+            background::supervise("refresher", ctx.metrics.clone(), move || {
+                refresh::run_background(task_ctx.clone())
+            })
+        });
         let context = ctx.clone();
         let ctx = web::Data::new(ctx);
 
@@ -94,6 +101,7 @@ impl Application {
             port,
             server: server.run(),
             context,
+            refresher,
         })
     }
 
@@ -111,9 +119,14 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped, then lets refreshes under way finish and writes queued audit events.
+    /// Serves until stopped, then stops the background refresher (no new refreshes start), lets
+    /// refreshes under way finish and writes queued audit events.
     pub async fn run(self) -> std::io::Result<()> {
         let served = self.server.await;
+        if let Some(refresher) = self.refresher {
+            refresher.abort();
+            let _ = refresher.await;
+        }
         self.context
             .refreshes
             .drain(std::time::Duration::from_secs(30))
@@ -210,11 +223,7 @@ fn load_service_token_keys(
     conn: &mut DbConnection,
     sealer: &Sealer,
 ) -> anyhow::Result<ServiceTokenKeys> {
-    let field = SealedField {
-        table: "labgate_meta",
-        column: "value",
-        row_id: meta::SERVICE_TOKEN_KEY,
-    };
+    let field = SealedColumn::MetaValue.of(meta::SERVICE_TOKEN_KEY);
     let candidate = STANDARD.encode(sealer.seal(field, &ServiceTokenKeys::generate_pkcs8()));
     let stored = meta::get_or_insert(conn, meta::SERVICE_TOKEN_KEY, &candidate)?;
     let sealed = STANDARD

@@ -6,7 +6,7 @@ mod service_token;
 mod token;
 
 pub use master_key::{KeyError, KeyId, MasterKey};
-pub use sealing::{SealError, SealedField, Sealer};
+pub use sealing::{SealError, SealedColumn, SealedField, Sealer};
 pub use service_token::{
     AUDIENCE, LIFETIME_SECONDS, ServiceClaims, ServiceTokenKeys, TokenRejected,
 };

@@ -15,11 +15,42 @@ pub struct Sealer {
     cipher: XChaCha20Poly1305,
 }
 
+/// Every column that holds a sealed value: the one list of the table and column names bound
+/// into ciphertexts (changing a name makes every value sealed under it unopenable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedColumn {
+    ConnectionAccessToken,
+    ConnectionRefreshToken,
+    InstanceClientSecret,
+    ConnectSessionPkceVerifier,
+    /// The key that signs service tokens, kept in `labgate_meta`.
+    MetaValue,
+}
+
+impl SealedColumn {
+    fn table_and_column(self) -> (&'static str, &'static str) {
+        match self {
+            Self::ConnectionAccessToken => ("connections", "access_token"),
+            Self::ConnectionRefreshToken => ("connections", "refresh_token"),
+            Self::InstanceClientSecret => ("instances", "client_secret"),
+            Self::ConnectSessionPkceVerifier => ("connect_sessions", "pkce_verifier"),
+            Self::MetaValue => ("labgate_meta", "value"),
+        }
+    }
+
+    /// The value of this column in one row.
+    pub fn of(self, row_id: &str) -> SealedField<'_> {
+        SealedField {
+            column: self,
+            row_id,
+        }
+    }
+}
+
 /// Where a sealed value lives; bound into the ciphertext as associated data.
 #[derive(Debug, Clone, Copy)]
 pub struct SealedField<'a> {
-    pub table: &'a str,
-    pub column: &'a str,
+    pub column: SealedColumn,
     pub row_id: &'a str,
 }
 
@@ -99,8 +130,8 @@ impl Sealer {
 impl SealedField<'_> {
     /// The place the value belongs to, and the header (version, key id) it was sealed with.
     fn associated_data(&self, header: &[u8]) -> Vec<u8> {
-        let mut aad =
-            format!("labgate/{}.{}/{}/", self.table, self.column, self.row_id).into_bytes();
+        let (table, column) = self.column.table_and_column();
+        let mut aad = format!("labgate/{table}.{column}/{}/", self.row_id).into_bytes();
         aad.extend_from_slice(header);
         aad
     }
@@ -113,11 +144,7 @@ mod tests {
     use super::*;
 
     fn field(row_id: &str) -> SealedField<'_> {
-        SealedField {
-            table: "instances",
-            column: "client_secret",
-            row_id,
-        }
+        SealedColumn::InstanceClientSecret.of(row_id)
     }
 
     #[test]
@@ -142,10 +169,7 @@ mod tests {
             sealer.open(field("row-2"), &sealed),
             Err(SealError::Forged)
         ));
-        let other_column = SealedField {
-            column: "access_token",
-            ..field("row-1")
-        };
+        let other_column = SealedColumn::ConnectionAccessToken.of("row-1");
         assert!(matches!(
             sealer.open(other_column, &sealed),
             Err(SealError::Forged)

@@ -5,6 +5,9 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::{connections, instances, services};
+use crate::domain::ConnectionStatus;
+
+diesel::allow_columns_to_appear_in_same_group_by_clause!(instances::name, connections::status);
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = connections)]
@@ -19,7 +22,8 @@ pub struct ConnectionRow {
     pub access_token_sealed: Vec<u8>,
     pub refresh_token_sealed: Vec<u8>,
     pub expires_at: NaiveDateTime,
-    pub status: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub status: ConnectionStatus,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub refreshed_at: Option<NaiveDateTime>,
@@ -27,13 +31,19 @@ pub struct ConnectionRow {
     pub refresh_lease_until: Option<NaiveDateTime>,
     pub refresh_in_flight_since: Option<NaiveDateTime>,
     pub status_reason: Option<String>,
+    /// When the current access token was issued (labgate's clock, as the request left).
+    pub token_issued_at: NaiveDateTime,
+    /// When the background refresher rotates it (`TokenLife::refresh_due_at`).
+    pub refresh_due_at: NaiveDateTime,
 }
 
 /// New tokens from a refresh, sealed for their row.
 pub struct RefreshedTokens<'a> {
     pub access_token_sealed: &'a [u8],
     pub refresh_token_sealed: &'a [u8],
+    pub issued_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+    pub refresh_due_at: NaiveDateTime,
 }
 
 /// Filters of the admin listing; `None` matches everything.
@@ -42,7 +52,7 @@ pub struct ConnectionFilter {
     pub service_name: Option<String>,
     pub instance_name: Option<String>,
     pub subject: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<ConnectionStatus>,
 }
 
 /// The connection for exactly this (service, instance, subject, scope set), if any.
@@ -93,19 +103,18 @@ pub fn for_instance(conn: &mut DbConnection, instance_id: &str) -> QueryResult<V
         .load(conn)
 }
 
-/// Active connections whose token expires before `before`, or whose last refresh's outcome is
+/// Active connections whose refresh is due by `now`, or whose last refresh's outcome is
 /// unknown, and that nobody is refreshing.
 pub fn due_for_refresh(
     conn: &mut DbConnection,
-    before: NaiveDateTime,
     now: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<Vec<ConnectionRow>> {
     connections::table
-        .filter(connections::status.eq("active"))
+        .filter(connections::status.eq(ConnectionStatus::Active.as_str()))
         .filter(
-            connections::expires_at
-                .lt(before)
+            connections::refresh_due_at
+                .le(now)
                 .or(connections::refresh_in_flight_since.is_not_null()),
         )
         .filter(
@@ -113,7 +122,7 @@ pub fn due_for_refresh(
                 .is_null()
                 .or(connections::refresh_lease_until.lt(now)),
         )
-        .order(connections::expires_at)
+        .order(connections::refresh_due_at)
         .limit(limit)
         .select(ConnectionRow::as_select())
         .load(conn)
@@ -159,19 +168,26 @@ pub fn mark_in_flight(
     .map(|n| n == 1)
 }
 
-/// Stores a refresh's new pair and clears the marker and the lease. Unconditional: a pair
-/// GitLab has issued is the only live one, and must never be dropped.
+/// Stores a refresh's new pair and clears the marker and the lease, if `lease_owner` still holds
+/// the lease: once another process has taken it over, that process decides the row. `false`:
+/// not stored (deleted, or the lease is someone else's).
 pub fn store_refresh(
     conn: &mut DbConnection,
     id: &str,
+    lease_owner: &str,
     tokens: RefreshedTokens<'_>,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    diesel::update(connections::table.find(id))
+    let leased = connections::table
+        .find(id)
+        .filter(connections::refresh_lease_owner.eq(lease_owner));
+    diesel::update(leased)
         .set((
             connections::access_token_sealed.eq(tokens.access_token_sealed),
             connections::refresh_token_sealed.eq(tokens.refresh_token_sealed),
+            connections::token_issued_at.eq(tokens.issued_at),
             connections::expires_at.eq(tokens.expires_at),
+            connections::refresh_due_at.eq(tokens.refresh_due_at),
             connections::refreshed_at.eq(now),
             connections::updated_at.eq(now),
             connections::refresh_in_flight_since.eq(None::<NaiveDateTime>),
@@ -213,13 +229,13 @@ pub fn release_lease(
 pub fn set_status(
     conn: &mut DbConnection,
     id: &str,
-    status: &str,
+    status: ConnectionStatus,
     reason: Option<&str>,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
     diesel::update(connections::table.find(id))
         .set((
-            connections::status.eq(status),
+            connections::status.eq(status.as_str()),
             connections::status_reason.eq(reason),
             connections::updated_at.eq(now),
             connections::refresh_in_flight_since.eq(None::<NaiveDateTime>),
@@ -246,14 +262,29 @@ pub fn delete_for_instance(conn: &mut DbConnection, instance_id: &str) -> QueryR
         .execute(conn)
 }
 
-/// The status of every connection, for the metrics gauge.
-pub fn statuses(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
-    connections::table.select(connections::status).load(conn)
+/// How many connections each instance holds in each status (one row per instance and status
+/// that has any), optionally for one instance only.
+pub fn count_by_instance_and_status(
+    conn: &mut DbConnection,
+    instance_name: Option<&str>,
+) -> QueryResult<Vec<(String, String, i64)>> {
+    let counted = connections::table
+        .inner_join(instances::table.on(instances::id.eq(connections::instance_id)))
+        .group_by((instances::name, connections::status))
+        .select((
+            instances::name,
+            connections::status,
+            diesel::dsl::count_star(),
+        ));
+    match instance_name {
+        Some(name) => counted.filter(instances::name.eq(name)).load(conn),
+        None => counted.load(conn),
+    }
 }
 
 pub fn insert(conn: &mut DbConnection, row: &ConnectionRow) -> QueryResult<()> {
     diesel::insert_into(connections::table)
-        .values(row)
+        .values(row.clone())
         .execute(conn)
         .map(drop)
 }
@@ -266,8 +297,10 @@ pub fn replace_grant(conn: &mut DbConnection, row: &ConnectionRow) -> QueryResul
             connections::gitlab_username.eq(&row.gitlab_username),
             connections::access_token_sealed.eq(&row.access_token_sealed),
             connections::refresh_token_sealed.eq(&row.refresh_token_sealed),
+            connections::token_issued_at.eq(row.token_issued_at),
             connections::expires_at.eq(row.expires_at),
-            connections::status.eq(&row.status),
+            connections::refresh_due_at.eq(row.refresh_due_at),
+            connections::status.eq(row.status.as_str()),
             connections::status_reason.eq(None::<String>),
             connections::updated_at.eq(row.updated_at),
         ))
@@ -296,7 +329,7 @@ pub fn list(
         query = query.filter(connections::subject.eq(subject));
     }
     if let Some(status) = &filter.status {
-        query = query.filter(connections::status.eq(status));
+        query = query.filter(connections::status.eq(status.as_str()));
     }
     query.load(conn)
 }

@@ -23,6 +23,9 @@ pub struct InstanceRow {
     pub last_checked_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// The access-token lifetime GitLab last granted here; learned, never edited.
+    #[diesel(skip_update)]
+    pub token_lifetime_seconds: Option<i64>,
 }
 
 /// What a handout needs of an instance.
@@ -32,6 +35,20 @@ pub struct InstanceSummary {
     pub id: String,
     pub name: String,
     pub base_url: String,
+}
+
+/// Records the access-token lifetime GitLab just granted; writes only when it changed.
+pub fn record_token_lifetime(conn: &mut DbConnection, id: &str, seconds: i64) -> QueryResult<()> {
+    diesel::update(
+        instances::table.find(id).filter(
+            instances::token_lifetime_seconds
+                .is_null()
+                .or(instances::token_lifetime_seconds.ne(seconds)),
+        ),
+    )
+    .set(instances::token_lifetime_seconds.eq(seconds))
+    .execute(conn)
+    .map(drop)
 }
 
 pub fn insert(conn: &mut DbConnection, row: &InstanceRow) -> QueryResult<()> {

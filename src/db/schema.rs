@@ -15,6 +15,7 @@ diesel::table! {
         last_checked_at -> Timestamp,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        token_lifetime_seconds -> Nullable<BigInt>,
     }
 }
 
@@ -80,6 +81,8 @@ diesel::table! {
         refresh_lease_until -> Nullable<Timestamp>,
         refresh_in_flight_since -> Nullable<Timestamp>,
         status_reason -> Nullable<Text>,
+        token_issued_at -> Timestamp,
+        refresh_due_at -> Timestamp,
     }
 }
 

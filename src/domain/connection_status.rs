@@ -12,6 +12,8 @@ pub enum ConnectionStatus {
 }
 
 impl ConnectionStatus {
+    pub const ALL: [Self; 3] = [Self::Active, Self::ReauthorizationRequired, Self::Revoked];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
@@ -33,6 +35,21 @@ impl FromStr for ConnectionStatus {
                 "{other:?} is not a status (active, reauthorization_required, revoked)"
             ))),
         }
+    }
+}
+
+/// As stored in a text column.
+impl TryFrom<String> for ConnectionStatus {
+    type Error = Invalid;
+
+    fn try_from(stored: String) -> Result<Self, Invalid> {
+        stored.parse()
+    }
+}
+
+impl From<ConnectionStatus> for String {
+    fn from(status: ConnectionStatus) -> Self {
+        status.as_str().to_owned()
     }
 }
 

@@ -8,6 +8,7 @@ mod names;
 mod scope;
 mod service_policy;
 mod subject;
+mod token_timing;
 
 pub use base_url::BaseUrl;
 pub use ca_bundle::CaBundle;
@@ -16,6 +17,7 @@ pub use names::{InstanceName, ServiceName};
 pub use scope::ScopeSet;
 pub use service_policy::{InstanceAccess, ReturnOrigin};
 pub use subject::Subject;
+pub use token_timing::TokenLife;
 
 /// Why a value was refused, worded for the person who typed it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use super::ApiError;
-use crate::service::services::{self, Service, VerifiedToken};
+use crate::service::principal::{self, Service, VerifiedToken};
 use crate::service::{Context, ServiceError};
 
 /// Proof that the request carries the admin token. A handler that takes this as its first
@@ -66,7 +66,7 @@ impl FromRequest for ServiceBearer {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(context(req).and_then(|ctx| {
             let token = bearer_token(req).ok_or_else(missing_service_token)?;
-            Ok(Self(services::verify_token(&ctx, token)?))
+            Ok(Self(principal::verify_token(&ctx, token)?))
         }))
     }
 }
@@ -94,7 +94,7 @@ impl FromRequest for Caller {
 
 async fn service_for(ctx: &Context, token: Option<String>) -> Result<Service, ApiError> {
     let token = token.ok_or_else(missing_service_token)?;
-    Ok(services::authenticate(ctx, &token).await?)
+    Ok(principal::authenticate(ctx, &token).await?)
 }
 
 fn missing_service_token() -> ApiError {

@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::auth::Admin;
 use super::{ApiError, method_not_allowed, timestamp};
-use crate::service::Context;
 use crate::service::connections::{self, ConnectionQuery, ConnectionView};
+use crate::service::{Context, revocation};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -28,7 +28,7 @@ async fn revoke(
     ctx: web::Data<Context>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    connections::revoke(&ctx, &id, "admin").await?;
+    revocation::revoke(&ctx, &id, "admin").await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -72,7 +72,7 @@ fn body(connection: &ConnectionView) -> serde_json::Value {
         "instance": connection.instance,
         "subject": connection.subject,
         "scopes": connection.scopes.iter().collect::<Vec<_>>(),
-                "status": connection.status,
+                "status": connection.status.as_str(),
         "status_reason": connection.status_reason,
         "gitlab": {"user_id": connection.gitlab_user_id, "username": connection.gitlab_username},
         "expires_at": timestamp(connection.expires_at),

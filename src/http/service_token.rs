@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use super::ApiError;
-use crate::service::{Context, ServiceError, services};
+use crate::service::{Context, ServiceError, service_token};
 
 pub async fn grant(req: HttpRequest, ctx: web::Data<Context>, body: web::Bytes) -> HttpResponse {
     let Some((client_id, client_secret)) = basic_credentials(&req) else {
@@ -54,7 +54,7 @@ pub async fn grant(req: HttpRequest, ctx: web::Data<Context>, body: web::Bytes) 
             );
         }
     }
-    match services::issue_token(&ctx, &client_id, &client_secret).await {
+    match service_token::issue(&ctx, &client_id, &client_secret).await {
         Ok(token) => HttpResponse::Ok()
             .insert_header((CACHE_CONTROL, "no-store"))
             .insert_header((PRAGMA, "no-cache"))

@@ -11,7 +11,8 @@ use super::fields::Fields;
 use super::{ApiError, method_not_allowed, timestamp};
 use crate::domain::ReturnOrigin;
 use crate::service::Context;
-use crate::service::services::{self, Service, ServiceForm};
+use crate::service::principal::Service;
+use crate::service::services::{self, ServiceForm};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(

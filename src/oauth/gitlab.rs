@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::Discovery;
-use crate::domain::ScopeSet;
+use crate::domain::{ScopeSet, TokenLife};
 
 /// GitLab answers 2-hour tokens, and some versions omit `expires_in` (GITLAB.md).
 const DEFAULT_LIFETIME: TimeDelta = TimeDelta::hours(2);
@@ -88,7 +88,7 @@ pub struct AuthorizationRequest {
 pub struct Grant {
     pub access_token: SecretString,
     pub refresh_token: SecretString,
-    pub expires_at: DateTime<Utc>,
+    pub life: TokenLife,
     /// As GitLab spelled them; the requested ones when GitLab did not say.
     pub scopes: Vec<String>,
     pub user_id: String,
@@ -190,6 +190,7 @@ impl GitLabApp<'_> {
                 GitLabError::Unavailable(format!("fetching GitLab's signing keys failed: {e}"))
             })?;
         let client = self.client(keys)?;
+        let sent_at = Utc::now();
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| GitLabError::Configuration(e.to_string()))?
@@ -224,7 +225,8 @@ impl GitLabApp<'_> {
         Ok(Grant {
             access_token: SecretString::from(response.access_token().secret().clone()),
             refresh_token: SecretString::from(refresh_token.secret().clone()),
-            expires_at: expiry(
+            life: token_life(
+                sent_at,
                 response.expires_in(),
                 response.extra_fields().extra_fields().created_at,
             ),
@@ -262,17 +264,31 @@ impl GitLabApp<'_> {
     }
 }
 
-/// `expires_in` from now; else GitLab's `created_at` plus two hours; else two hours from now.
-fn expiry(expires_in: Option<std::time::Duration>, created_at: Option<i64>) -> DateTime<Utc> {
-    match (
-        expires_in,
-        created_at.and_then(|at| DateTime::from_timestamp(at, 0)),
-    ) {
-        (Some(lifetime), _) => {
-            Utc::now() + TimeDelta::from_std(lifetime).unwrap_or(DEFAULT_LIFETIME)
+/// A token's life, counted from when the request left (`sent_at`): GitLab created the token
+/// after that, so the expiry labgate records is never later than GitLab's. The lifetime is
+/// `expires_in`, or two hours where GitLab omitted it; GitLab's `created_at` then counts only
+/// if it is earlier (its clock is not labgate's).
+fn token_life(
+    sent_at: DateTime<Utc>,
+    expires_in: Option<std::time::Duration>,
+    created_at: Option<i64>,
+) -> TokenLife {
+    let (issued_at, lifetime) = match expires_in {
+        Some(lifetime) => (
+            sent_at,
+            TimeDelta::from_std(lifetime).unwrap_or(DEFAULT_LIFETIME),
+        ),
+        None => {
+            let created = created_at.and_then(|at| DateTime::from_timestamp(at, 0));
+            (
+                created.map_or(sent_at, |c| c.min(sent_at)),
+                DEFAULT_LIFETIME,
+            )
         }
-        (None, Some(created)) => created + DEFAULT_LIFETIME,
-        (None, None) => Utc::now() + DEFAULT_LIFETIME,
+    };
+    TokenLife {
+        issued_at: issued_at.naive_utc(),
+        expires_at: (issued_at + lifetime).naive_utc(),
     }
 }
 
@@ -304,7 +320,7 @@ pub enum RefreshOutcome {
     Refreshed {
         access_token: SecretString,
         refresh_token: SecretString,
-        expires_at: DateTime<Utc>,
+        life: TokenLife,
     },
     /// The refresh token is dead: used, revoked, or its application deleted.
     InvalidGrant,
@@ -328,6 +344,7 @@ impl GitLabApp<'_> {
         http: &reqwest::Client,
         refresh_token: &SecretString,
     ) -> RefreshOutcome {
+        let sent_at = Utc::now();
         let sent = http
             .post(&self.discovery.token_endpoint)
             .basic_auth(
@@ -363,7 +380,8 @@ impl GitLabApp<'_> {
                     Some(refresh) => RefreshOutcome::Refreshed {
                         access_token: SecretString::from(tokens.access_token().secret().clone()),
                         refresh_token: SecretString::from(refresh.secret().clone()),
-                        expires_at: expiry(
+                        life: token_life(
+                            sent_at,
                             tokens.expires_in(),
                             tokens.extra_fields().extra_fields().created_at,
                         ),

@@ -63,7 +63,7 @@ pub async fn sign_in(
         created_at: now,
         expires_at: session.expires_at,
     };
-    ctx.db(move |conn| {
+    ctx.db_write(move |conn| {
         db::admin_sessions::delete_expired(conn, now)?;
         db::admin_sessions::insert(conn, &row)
     })
@@ -77,7 +77,7 @@ pub async fn find(ctx: &Context, token: &str) -> Result<Option<AdminSession>, Se
     let hash = TokenHash::of(token).to_hex();
     let now = Utc::now().naive_utc();
     let row = ctx
-        .db(move |conn| db::admin_sessions::find_live(conn, &hash, now))
+        .db_read(move |conn| db::admin_sessions::find_live(conn, &hash, now))
         .await?;
     Ok(row.map(|row| AdminSession::new(token, row.expires_at)))
 }
@@ -85,7 +85,7 @@ pub async fn find(ctx: &Context, token: &str) -> Result<Option<AdminSession>, Se
 /// Ends the session: its cookie signs no one in afterwards.
 pub async fn sign_out(ctx: &Context, session: &AdminSession) -> Result<(), ServiceError> {
     let hash = session.token_hash.clone();
-    ctx.db(move |conn| db::admin_sessions::delete(conn, &hash))
+    ctx.db_write(move |conn| db::admin_sessions::delete(conn, &hash))
         .await?;
     tracing::info!("admin signed out");
     Ok(())

@@ -160,6 +160,6 @@ pub async fn list(
 ) -> Result<Vec<AuditRow>, ServiceError> {
     ctx.audit.flush().await;
     let limit = limit.clamp(1, 1000);
-    ctx.db(move |conn| db::audit::list(conn, since, limit))
+    ctx.db_read(move |conn| db::audit::list(conn, since, limit))
         .await
 }

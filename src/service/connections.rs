@@ -4,14 +4,11 @@ use std::str::FromStr;
 
 use chrono::{NaiveDateTime, Utc};
 use diesel::Connection as _;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
-use super::audit::AuditEvent;
+use super::connection_tokens::{TokenKind, open_token, seal_token};
 use super::{Context, FieldError, ServiceError};
-use crate::crypto::{SealedField, Sealer};
-use crate::db::{
-    self, connections::ConnectionFilter, connections::ConnectionRow, instances::InstanceRow,
-};
+use crate::db::{self, connections::ConnectionFilter, connections::ConnectionRow};
 use crate::domain::{ConnectionStatus, ScopeSet};
 use crate::oauth::Grant;
 
@@ -23,7 +20,7 @@ pub struct ConnectionView {
     pub instance: String,
     pub subject: String,
     pub scopes: ScopeSet,
-    pub status: String,
+    pub status: ConnectionStatus,
     /// Why a connection stopped being usable, e.g. `invalid_grant` or `refresh_response_lost`.
     pub status_reason: Option<String>,
     pub gitlab_user_id: String,
@@ -65,7 +62,7 @@ pub(super) async fn store_grant(
         key.subject.to_owned(),
     );
     let scopes = ScopeSet::granted(&grant.scopes).to_string();
-    ctx.db(move |conn| {
+    ctx.db_write(move |conn| {
         let mut attempt = || {
             conn.transaction(|conn| {
                 let existing = db::connections::find_for_grant(
@@ -79,14 +76,19 @@ pub(super) async fn store_grant(
                 let id = existing
                     .as_ref()
                     .map_or_else(|| uuid::Uuid::new_v4().to_string(), |row| row.id.clone());
+                let refresh_due_at = grant.life.refresh_due_at(&id);
                 let row = ConnectionRow {
-                    access_token_sealed: sealer.seal(
-                        token_field(&id, "access_token"),
-                        grant.access_token.expose_secret().as_bytes(),
+                    access_token_sealed: seal_token(
+                        &sealer,
+                        &id,
+                        TokenKind::Access,
+                        &grant.access_token,
                     ),
-                    refresh_token_sealed: sealer.seal(
-                        token_field(&id, "refresh_token"),
-                        grant.refresh_token.expose_secret().as_bytes(),
+                    refresh_token_sealed: seal_token(
+                        &sealer,
+                        &id,
+                        TokenKind::Refresh,
+                        &grant.refresh_token,
                     ),
                     id,
                     service_id: service_id.clone(),
@@ -95,8 +97,10 @@ pub(super) async fn store_grant(
                     scopes: scopes.clone(),
                     gitlab_user_id: grant.user_id.clone(),
                     gitlab_username: grant.username.clone(),
-                    expires_at: grant.expires_at.naive_utc(),
-                    status: ConnectionStatus::Active.to_string(),
+                    token_issued_at: grant.life.issued_at,
+                    expires_at: grant.life.expires_at,
+                    refresh_due_at,
+                    status: ConnectionStatus::Active,
                     created_at: now,
                     updated_at: now,
                     refreshed_at: None,
@@ -105,10 +109,15 @@ pub(super) async fn store_grant(
                     refresh_in_flight_since: None,
                     status_reason: None,
                 };
+                db::instances::record_token_lifetime(
+                    conn,
+                    &instance_id,
+                    grant.life.lifetime().num_seconds(),
+                )?;
                 let replaced_refresh_token = match existing {
                                         Some(old) => {
                         db::connections::replace_grant(conn, &row)?;
-                        open_token(&sealer, &old, "refresh_token")
+                        open_token(&sealer, &old, TokenKind::Refresh)
                             .map_err(|e| tracing::warn!(error.cause = %e, "the replaced grant cannot be revoked"))
                             .ok()
                     }
@@ -143,18 +152,20 @@ pub async fn list(
     ctx: &Context,
     query: ConnectionQuery,
 ) -> Result<Vec<ConnectionView>, ServiceError> {
-    if let Some(status) = &query.status {
-        ConnectionStatus::from_str(status)
-            .map_err(|e| ServiceError::Invalid(vec![FieldError::new("status", e.0)]))?;
-    }
+    let status = query
+        .status
+        .as_deref()
+        .map(ConnectionStatus::from_str)
+        .transpose()
+        .map_err(|e| ServiceError::Invalid(vec![FieldError::new("status", e.0)]))?;
     let filter = ConnectionFilter {
         service_name: query.service,
         instance_name: query.instance,
         subject: query.subject,
-        status: query.status,
+        status,
     };
     let rows = ctx
-        .db(move |conn| db::connections::list(conn, &filter))
+        .db_read(move |conn| db::connections::list(conn, &filter))
         .await?;
     Ok(rows
         .into_iter()
@@ -176,113 +187,35 @@ pub async fn list(
         .collect())
 }
 
-pub fn token_field<'a>(connection_id: &'a str, column: &'a str) -> SealedField<'a> {
-    SealedField {
-        table: "connections",
-        column,
-        row_id: connection_id,
-    }
+/// How many connections an instance holds in one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionCount {
+    pub instance: String,
+    pub status: ConnectionStatus,
+    pub count: i64,
 }
 
-/// Opens one of a connection's sealed tokens (`access_token` or `refresh_token`).
-pub fn open_token(
-    sealer: &Sealer,
-    row: &ConnectionRow,
-    column: &str,
-) -> Result<SecretString, anyhow::Error> {
-    let sealed = if column == "access_token" {
-        &row.access_token_sealed
-    } else {
-        &row.refresh_token_sealed
-    };
-    let plain = sealer
-        .open(token_field(&row.id, column), sealed)
-        .map_err(|e| anyhow::anyhow!("opening {column} of connection {}: {e}", row.id))?;
-    Ok(SecretString::from(
-        String::from_utf8_lossy(plain.expose_secret()).into_owned(),
-    ))
-}
-
-/// `status_reason` of a revoked connection: labgate stopped handing it out; GitLab has, or has
-/// not yet, revoked its grant.
-const REVOCATION_PENDING: &str = "revocation_pending_at_gitlab";
-const REVOKED_AT_GITLAB: &str = "revoked";
-
-/// Revokes a connection: handouts stop at once, then GitLab revokes the grant (RFC 7009,
-/// the refresh token, which ends its access token too). A connection already revoked in
-/// labgate is revoked at GitLab again, so a failed attempt can simply be repeated.
-pub async fn revoke(ctx: &Context, id: &str, actor: &str) -> Result<(), ServiceError> {
-    let owned = id.to_owned();
-    let row = ctx
-        .db(move |conn| db::connections::find(conn, &owned))
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("no connection has the id {id:?}")))?;
-    let instance_id = row.instance_id.clone();
-    let instance = ctx
-        .db(move |conn| db::instances::find_by_id(conn, &instance_id))
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("connection {id:?} has no instance")))?;
-    revoke_row(ctx, &instance, row, actor).await
-}
-
-/// Revokes every connection of an instance or a service before it is deleted, except those
-/// GitLab has revoked already. Stops at the first failure, so nothing is deleted while a grant
-/// may still live at GitLab.
-pub(super) async fn revoke_all(
+/// Connections counted per instance and status in one grouped query (no row is loaded),
+/// optionally for one instance only.
+pub async fn count(
     ctx: &Context,
-    rows: Vec<ConnectionRow>,
-    actor: &str,
-) -> Result<(), ServiceError> {
-    let done = |row: &ConnectionRow| row.status_reason.as_deref() == Some(REVOKED_AT_GITLAB);
-    for row in rows.into_iter().filter(|row| !done(row)) {
-        let instance_id = row.instance_id.clone();
-        let Some(instance) = ctx
-            .db(move |conn| db::instances::find_by_id(conn, &instance_id))
-            .await?
-        else {
-            continue;
-        };
-        revoke_row(ctx, &instance, row, actor).await?;
-    }
-    Ok(())
-}
-
-async fn revoke_row(
-    ctx: &Context,
-    instance: &InstanceRow,
-    row: ConnectionRow,
-    actor: &str,
-) -> Result<(), ServiceError> {
-    // Waits out a refresh in flight, so that no new pair appears after the revocation.
-    let row = super::refresh::hold_for_revocation(ctx, &row.id)
-        .await?
-        .unwrap_or(row);
-    let (id, now) = (row.id.clone(), Utc::now().naive_utc());
-    let revoked = ConnectionStatus::Revoked.as_str();
-    ctx.db(move |conn| {
-        db::connections::set_status(conn, &id, revoked, Some(REVOCATION_PENDING), now)
-    })
-    .await?;
-    let registration = super::connect::Registration::of(ctx, instance)?;
-    let http = registration
-        .http_client(ctx)
-        .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
-    let refresh_token = open_token(&ctx.sealer, &row, "refresh_token")?;
-    registration.app().revoke(&http, &refresh_token).await.map_err(|e| ServiceError::GitLabUnavailable {
-        detail: format!("the connection is revoked in labgate, but GitLab could not revoke its grant ({e}): try again"),
-        retry_after: std::time::Duration::from_secs(30),
-    })?;
-    let (id, now) = (row.id.clone(), Utc::now().naive_utc());
-    ctx.db(move |conn| {
-        db::connections::set_status(conn, &id, revoked, Some(REVOKED_AT_GITLAB), now)
-    })
-    .await?;
-    tracing::info!(instance.name = %instance.name, connection.id = %row.id, "connection revoked");
-    let event = AuditEvent::new("connection_revoked", actor)
-        .instance(&instance.name)
-        .subject(&row.subject)
-        .connection(&row.id)
-        .scopes(&row.scopes);
-    ctx.audit.record(event).await;
-    Ok(())
+    instance: Option<String>,
+) -> Result<Vec<ConnectionCount>, ServiceError> {
+    let counted = ctx
+        .db_read(move |conn| {
+            db::connections::count_by_instance_and_status(conn, instance.as_deref())
+        })
+        .await?;
+    counted
+        .into_iter()
+        .map(|(instance, status, count)| {
+            let status = ConnectionStatus::from_str(&status)
+                .map_err(|e| anyhow::anyhow!("stored connection status: {}", e.0))?;
+            Ok(ConnectionCount {
+                instance,
+                status,
+                count,
+            })
+        })
+        .collect()
 }

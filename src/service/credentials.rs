@@ -8,11 +8,12 @@ use chrono::{NaiveDateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 
 use super::audit::AuditEvent;
-use super::connections::open_token;
+use super::connection_tokens::{TokenKind, open_token};
 use super::handout_cache::{HandoutKey, HandoutView};
+use super::principal::{self, Service, VerifiedToken};
 use super::refresh::{self, Purpose, RefreshError};
-use super::services::{self, Service, VerifiedToken};
 use super::{Context, FieldError, ServiceError, field, required};
+use crate::config::RefresherSettings;
 use crate::db::{self, connections::ConnectionRow};
 use crate::domain::{ConnectionStatus, InstanceName, ScopeSet, Subject};
 
@@ -76,12 +77,12 @@ async fn hand_out_checked(
         Ok(parsed) => parsed,
         // Who is asking comes first: a deleted service learns nothing about its input.
         Err(invalid) => {
-            services::admit_stored(ctx, token).await?;
+            principal::admit_stored(ctx, token).await?;
             return Err(invalid);
         }
     };
     let view = read_view(ctx, token, &instance_name, &subject).await?;
-    let service = services::admit(token, view.service.as_ref())?;
+    let service = principal::admit(token, view.service.as_ref())?;
     if !service.instances.allows(&instance_name) {
         return Err(ServiceError::Forbidden {
             code: "instance_not_allowed",
@@ -118,8 +119,14 @@ async fn hand_out_checked(
         requested.as_ref(),
     )?;
 
-    let need_until =
-        Utc::now().naive_utc() + TimeDelta::seconds(min_valid_for.max(MIN_VALIDITY_SECONDS));
+    let need = TimeDelta::seconds(min_valid_for.max(MIN_VALIDITY_SECONDS));
+    // Asking more than a token of this lifetime can give would refresh in vain (and every
+    // refresh ends the tokens handed out before it), unless the token is due anyway: its
+    // successor may live longer, if GitLab's administrator lengthened the lifetime.
+    if Utc::now().naive_utc() < chosen.refresh_due_at {
+        beyond_lifetime(&ctx.refresher, chosen, need)?;
+    }
+    let need_until = Utc::now().naive_utc() + need;
     let refreshed;
     let row = if refresh::satisfies(&ctx.refresher, chosen, need_until, Purpose::Handout) {
         chosen
@@ -146,9 +153,10 @@ async fn hand_out_checked(
                 )),
                 RefreshError::Storage(e) => e,
             })?;
+        beyond_lifetime(&ctx.refresher, &refreshed, need)?;
         &refreshed
     };
-    let access_token = open_token(&ctx.sealer, row, "access_token")?;
+    let access_token = open_token(&ctx.sealer, row, TokenKind::Access)?;
     let valid_until = refresh::valid_until(&ctx.refresher, row);
     let scopes = ScopeSet::granted(row.scopes.split_whitespace());
     let event = AuditEvent::new("handout", format!("service:{}", service.name))
@@ -167,6 +175,29 @@ async fn hand_out_checked(
         instance: instance.name.clone(),
         base_url: instance.base_url.clone(),
     })
+}
+
+/// Refuses a validity that no token of this connection can be promised: GitLab issues it
+/// tokens of a set lifetime, and the refresher rotates them before they expire.
+fn beyond_lifetime(
+    refresher: &RefresherSettings,
+    row: &ConnectionRow,
+    need: TimeDelta,
+) -> Result<(), ServiceError> {
+    let longest = refresh::longest_promise(refresher, row);
+    if need <= longest {
+        return Ok(());
+    }
+    let message = format!(
+        "GitLab issues this connection's tokens for {} s, so at most {} s of validity can be \
+         promised; ask for less",
+        (row.expires_at - row.token_issued_at).num_seconds(),
+        longest.num_seconds().max(0)
+    );
+    Err(ServiceError::Invalid(vec![FieldError::new(
+        "min_valid_for",
+        message,
+    )]))
 }
 
 /// The service, the instance and the subject's connections there: as remembered, or read in
@@ -203,7 +234,7 @@ async fn read_view(
             Ok((service, instance, held))
         })
         .await?;
-    let service = service.map(services::to_service).transpose()?;
+    let service = service.map(principal::to_service).transpose()?;
     Ok(ctx
         .handouts
         .remember(key, generation, service, instance, held))
@@ -220,7 +251,7 @@ fn choose<'a>(
 ) -> Result<&'a ConnectionRow, ServiceError> {
     let covering: Vec<(&ConnectionRow, ScopeSet)> = held
         .iter()
-        .filter(|row| row.status != ConnectionStatus::Revoked.as_str())
+        .filter(|row| row.status != ConnectionStatus::Revoked)
         .map(|row| (row, ScopeSet::granted(row.scopes.split_whitespace())))
         .filter(|(_, granted)| requested.is_none_or(|wanted| granted.covers(wanted)))
         .collect();
@@ -248,7 +279,7 @@ fn choose<'a>(
     }
     match within
         .into_iter()
-        .filter(|(row, _)| row.status == ConnectionStatus::Active.as_str())
+        .filter(|(row, _)| row.status == ConnectionStatus::Active)
         .min_by_key(|(row, granted)| (granted.privilege(), std::cmp::Reverse(row.updated_at)))
     {
         Some((row, _)) => Ok(row),

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use quick_cache::sync::Cache;
 
-use super::services::Service;
+use super::principal::Service;
 use crate::db::changes::{DEAF_AFTER, Feed};
 use crate::db::connections::ConnectionRow;
 use crate::db::instances::InstanceSummary;

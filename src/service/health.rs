@@ -2,13 +2,14 @@
 
 use diesel::result::Error as DieselError;
 
-use super::{Context, ServiceError};
+use super::{Context, ServiceError, connections};
 use crate::db;
+use crate::domain::ConnectionStatus;
 
 /// `Ok` when the database answers and no migration is pending; otherwise why not.
 pub async fn readiness(ctx: &Context) -> Result<(), String> {
     let pending = ctx
-        .db(|conn| {
+        .db_read(|conn| {
             db::ping(conn)?;
             db::has_pending_migrations(conn).map_err(DieselError::QueryBuilderError)
         })
@@ -26,14 +27,16 @@ pub async fn readiness(ctx: &Context) -> Result<(), String> {
 
 /// Refreshes the connections-by-status gauge from the database.
 pub async fn count_connections(ctx: &Context) -> Result<(), ServiceError> {
-    let statuses = ctx.db_read(db::connections::statuses).await?;
-    let counts: Vec<(&str, i64)> = ["active", "reauthorization_required", "revoked"]
+    let counted = connections::count(ctx, None).await?;
+    let counts: Vec<(&str, i64)> = ConnectionStatus::ALL
         .into_iter()
         .map(|status| {
-            (
-                status,
-                statuses.iter().filter(|s| s.as_str() == status).count() as i64,
-            )
+            let total = counted
+                .iter()
+                .filter(|c| c.status == status)
+                .map(|c| c.count)
+                .sum();
+            (status.as_str(), total)
         })
         .collect();
     ctx.metrics.set_connections(&counts);

@@ -5,8 +5,8 @@ use chrono::{NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::audit::AuditEvent;
-use super::{Context, FieldError, ServiceError, connections, field, required};
-use crate::crypto::SealedField;
+use super::{Context, FieldError, ServiceError, field, required, revocation};
+use crate::crypto::SealedColumn;
 use crate::db::{self, instances::InstanceRow};
 use crate::domain::{BaseUrl, CaBundle, InstanceName, Invalid, ScopeSet};
 use crate::oauth::{CheckReport, CheckStep, Discovery, check_instance};
@@ -71,7 +71,7 @@ pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, Ser
 
     let taken = name.clone();
     if ctx
-        .db(move |conn| db::instances::find_by_name(conn, taken.as_str()))
+        .db_read(move |conn| db::instances::find_by_name(conn, taken.as_str()))
         .await?
         .is_some()
     {
@@ -82,6 +82,7 @@ pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, Ser
     let id = uuid::Uuid::new_v4().to_string();
     let now = Utc::now().naive_utc();
     let row = InstanceRow {
+        token_lifetime_seconds: None,
         client_secret_sealed: seal_secret(ctx, &id, &client_secret),
         id,
         name: name.to_string(),
@@ -98,7 +99,7 @@ pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, Ser
     };
     let stored = row.clone();
     let inserted = ctx
-        .db(move |conn| db::inserted(db::instances::insert(conn, &stored)))
+        .db_write(move |conn| db::inserted(db::instances::insert(conn, &stored)))
         .await?;
     if !inserted {
         return Err(already_registered(&name));
@@ -112,7 +113,7 @@ pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, Ser
 }
 
 pub async fn list(ctx: &Context) -> Result<Vec<Instance>, ServiceError> {
-    let rows = ctx.db(db::instances::list).await?;
+    let rows = ctx.db_read(db::instances::list).await?;
     rows.into_iter().map(|row| to_instance(ctx, row)).collect()
 }
 
@@ -179,7 +180,7 @@ pub async fn change(
     row.updated_at = now;
     let stored = row.clone();
     if !ctx
-        .db(move |conn| db::instances::update_if_unchanged(conn, &stored, seen_at))
+        .db_write(move |conn| db::instances::update_if_unchanged(conn, &stored, seen_at))
         .await?
     {
         find(ctx, name).await?;
@@ -202,8 +203,10 @@ pub async fn check(ctx: &Context, name: &str) -> Result<(CheckReport, Instance),
     let steps = encode(&report.steps)?;
     let discovery = report.discovery.as_ref().map(encode).transpose()?;
     let (id, at) = (row.id.clone(), Utc::now().naive_utc());
-    ctx.db(move |conn| db::instances::record_check(conn, &id, &steps, at, discovery.as_deref()))
-        .await?;
+    ctx.db_write(move |conn| {
+        db::instances::record_check(conn, &id, &steps, at, discovery.as_deref())
+    })
+    .await?;
     Ok((report, get(ctx, name).await?))
 }
 
@@ -213,11 +216,11 @@ pub async fn remove(ctx: &Context, name: &str) -> Result<(), ServiceError> {
     let row = find(ctx, name).await?;
     let instance_id = row.id.clone();
     let held = ctx
-        .db(move |conn| db::connections::for_instance(conn, &instance_id))
+        .db_read(move |conn| db::connections::for_instance(conn, &instance_id))
         .await?;
-    connections::revoke_all(ctx, held, "admin").await?;
+    revocation::revoke_all(ctx, held, "admin").await?;
     let (instance_id, owned) = (row.id.clone(), name.to_owned());
-    ctx.db(move |conn| {
+    ctx.db_write(move |conn| {
         db::connections::delete_for_instance(conn, &instance_id)?;
         db::instances::delete(conn, &owned)
     })
@@ -231,7 +234,7 @@ pub async fn remove(ctx: &Context, name: &str) -> Result<(), ServiceError> {
 
 async fn find(ctx: &Context, name: &str) -> Result<InstanceRow, ServiceError> {
     let owned = name.to_owned();
-    ctx.db(move |conn| db::instances::find_by_name(conn, &owned))
+    ctx.db_read(move |conn| db::instances::find_by_name(conn, &owned))
         .await?
         .ok_or_else(|| not_found(name))
 }
@@ -250,11 +253,7 @@ async fn passing_check(
 }
 
 fn seal_secret(ctx: &Context, row_id: &str, secret: &SecretString) -> Vec<u8> {
-    let field = SealedField {
-        table: "instances",
-        column: "client_secret",
-        row_id,
-    };
+    let field = SealedColumn::InstanceClientSecret.of(row_id);
     ctx.sealer.seal(field, secret.expose_secret().as_bytes())
 }
 

@@ -4,13 +4,18 @@
 pub mod admin_sessions;
 pub mod audit;
 pub mod connect;
+pub mod connection_tokens;
 pub mod connections;
 pub mod credentials;
 mod error;
 pub mod handout_cache;
 pub mod health;
 pub mod instances;
+pub mod principal;
 pub mod refresh;
+mod registration;
+pub mod revocation;
+pub mod service_token;
 pub mod services;
 
 use std::sync::Arc;
@@ -47,10 +52,10 @@ pub struct Context {
 }
 
 impl Context {
-    /// Runs `work` with a pooled connection on a blocking thread. Waiting for a connection is
-    /// bounded by the pool's timeout, after which the caller gets `Unavailable` (503). Whatever
-    /// `work` did, handouts read afresh afterwards: it may have written.
-    pub async fn db<T, F>(&self, work: F) -> Result<T, ServiceError>
+    /// Runs `work`, which writes, with a pooled connection on a blocking thread; handouts read
+    /// afresh afterwards. Waiting for a connection is bounded by the pool's timeout, after which
+    /// the caller gets `Unavailable` (503).
+    pub async fn db_write<T, F>(&self, work: F) -> Result<T, ServiceError>
     where
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
@@ -66,7 +71,7 @@ impl Context {
         .await
     }
 
-    /// `db` for work that only reads: what handouts remember stays valid.
+    /// `db_write` for work that only reads: what handouts remember stays valid.
     pub async fn db_read<T, F>(&self, work: F) -> Result<T, ServiceError>
     where
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,

@@ -38,12 +38,43 @@ async fn world(backend: Backend) -> ConnectWorld {
     .await
 }
 
-/// Connects `subject` with GitLab issuing tokens that last `seconds`; returns the connection's id.
+/// Connects `subject` with GitLab issuing tokens that last `seconds`; returns the connection's
+/// id. Tokens issued afterwards last GitLab's default two hours.
 async fn connect_expiring_in(cw: &ConnectWorld, subject: &str, seconds: u64) -> String {
     cw.world
         .gitlab
         .behave(|b| b.token_lifetime = Duration::from_secs(seconds));
-    cw.connect(subject, json!({})).await
+    let id = cw.connect(subject, json!({})).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(7200));
+    id
+}
+
+/// Makes labgate believe the connection's token was issued `seconds` earlier than it was (GitLab
+/// still honours it as issued): a token well into its life, without waiting for it.
+async fn age(cw: &ConnectWorld, id: &str, seconds: i64) {
+    use diesel::{ExpressionMethods, QueryDsl};
+    use labgate::db::schema::connections::dsl as c;
+    let (row_id, shift) = (id.to_owned(), chrono::TimeDelta::seconds(seconds));
+    cw.app
+        .context
+        .db_write(move |conn| {
+            let row = labgate::db::connections::find(conn, &row_id)?.expect("the connection");
+            let life = labgate::domain::TokenLife {
+                issued_at: row.token_issued_at - shift,
+                expires_at: row.expires_at - shift,
+            };
+            diesel::update(c::connections.find(&row_id))
+                .set((
+                    c::token_issued_at.eq(life.issued_at),
+                    c::expires_at.eq(life.expires_at),
+                    c::refresh_due_at.eq(life.refresh_due_at(&row_id)),
+                ))
+                .execute(conn)
+        })
+        .await
+        .unwrap();
 }
 
 fn request(subject: &str) -> Value {
@@ -99,17 +130,21 @@ async fn a_fresh_token_is_handed_out_without_a_refresh(backend: Backend) {
 
 async fn min_valid_for_forces_a_refresh_and_the_new_pair_is_kept(backend: Backend) {
     let cw = world(backend).await;
-    connect_expiring_in(&cw, "user-17", 300).await;
+    let id = connect_expiring_in(&cw, "user-17", 900).await;
     let first = cw.token(request("user-17")).await;
     assert_eq!(
         cw.world.gitlab.seen().refreshes,
         0,
-        "300 s left covers the default 60 s"
+        "a fresh 900 s token covers the default 60 s"
     );
+    // Asking for more than a 900 s token can ever be promised refreshes nothing.
+    let beyond = json!({"instance": "corp", "subject": "user-17", "min_valid_for": 1200});
+    let refused = expect_problem(cw.fetch(beyond).await, 422, "validation_failed").await;
+    assert!(refused.to_string().contains("900 s"), "{refused}");
+    assert_eq!(cw.world.gitlab.seen().refreshes, 0);
 
-    cw.world
-        .gitlab
-        .behave(|b| b.token_lifetime = Duration::from_secs(7200));
+    // 400 s later, 500 s are left: asking for 600 refreshes first.
+    age(&cw, &id, 400).await;
     let second = cw
         .token(json!({"instance": "corp", "subject": "user-17", "min_valid_for": 600}))
         .await;
@@ -175,7 +210,9 @@ async fn gitlab_failures_leave_the_stored_tokens_untouched(backend: Backend) {
         RefreshFault::Garbage,
     ] {
         let cw = world(backend.clone()).await;
+        // A 300 s token 200 s into its life: due for refresh, 100 s left.
         let id = connect_expiring_in(&cw, "user-17", 300).await;
+        age(&cw, &id, 200).await;
         let before = cw.connection(&id).await;
         let token = cw.world.gitlab.issued_tokens()[0].clone();
         cw.world.gitlab.behave(|b| b.refresh_fault = fault);
@@ -215,32 +252,26 @@ async fn gitlab_failures_leave_the_stored_tokens_untouched(backend: Backend) {
 
 async fn a_lost_refresh_answer_is_detected_and_never_retried_blindly(backend: Backend) {
     let cw = world(backend).await;
-    let id = connect_expiring_in(&cw, "user-17", 30).await;
+    // Due for refresh, and far enough from expiry that a dead token means a rotation.
+    let id = connect_expiring_in(&cw, "user-17", 300).await;
+    age(&cw, &id, 200).await;
+    // 100 s are left; asking for 120 needs a refresh.
+    let long = || json!({"instance": "corp", "subject": "user-17", "min_valid_for": 120});
     let old = cw.world.gitlab.issued_tokens()[0].clone();
     cw.world
         .gitlab
         .behave(|b| b.refresh_fault = RefreshFault::LostAfterCommit);
 
-    expect_problem(
-        cw.fetch(request("user-17")).await,
-        503,
-        "gitlab_unavailable",
-    )
-    .await;
+    expect_problem(cw.fetch(long()).await, 503, "gitlab_unavailable").await;
     assert!(
         !cw.world.gitlab.access_token_works(&old),
         "GitLab rotated: the old pair is dead"
     );
-    let waiting = cw.fetch(request("user-17")).await;
+    let waiting = cw.fetch(long()).await;
     expect_problem(waiting, 503, "gitlab_unavailable").await;
 
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let lost = expect_problem(
-        cw.fetch(request("user-17")).await,
-        409,
-        "reauthorization_required",
-    )
-    .await;
+    let lost = expect_problem(cw.fetch(long()).await, 409, "reauthorization_required").await;
     assert!(
         lost["detail"]
             .as_str()
@@ -487,15 +518,19 @@ async fn requests_outside_the_policy_are_refused(backend: Backend) {
 
 async fn the_background_refresher_keeps_connections_fresh(backend: Backend) {
     let cw = world(backend).await;
-    let due = connect_expiring_in(&cw, "user-17", 300).await;
-    let fresh = connect_expiring_in(&cw, "user-18", 7200).await;
+    let due = connect_expiring_in(&cw, "user-17", 30).await;
+    // GitLab 19.1 lets administrators set 300 s tokens: a fresh one is not due.
+    let fresh = connect_expiring_in(&cw, "user-18", 300).await;
     let before = cw.connection(&fresh).await;
 
     let refreshed = labgate::service::refresh::sweep(&cw.app.context)
         .await
         .unwrap();
 
-    assert_eq!(refreshed, 1, "only the connection within the 600 s margin");
+    assert_eq!(
+        refreshed, 1,
+        "only the connection in the last third of its token's life"
+    );
     assert_eq!(cw.world.gitlab.seen().refreshes, 1);
     let after = cw.connection(&due).await;
     let expires =
@@ -516,7 +551,7 @@ async fn the_background_refresher_keeps_connections_fresh(backend: Backend) {
 
     // GitLab throttling: the sweep backs off and leaves the tokens as they are.
     cw.world.gitlab.behave(|b| {
-        b.token_lifetime = Duration::from_secs(300);
+        b.token_lifetime = Duration::from_secs(30);
         b.refresh_fault = RefreshFault::Throttled;
     });
     let third = cw.connect("user-19", json!({})).await;
@@ -794,10 +829,11 @@ async fn handed_out_validity_ends_before_the_background_refresh(backend: Backend
     .unwrap();
     let promised =
         chrono::DateTime::parse_from_rfc3339(handed["expires_at"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        (stored - promised).num_seconds(),
-        600,
-        "the refresher rotates 600 s before expiry: no later promise"
+    let before_expiry = (stored - promised).num_seconds();
+    assert!(
+        (2400..=3120).contains(&before_expiry),
+        "a 7200 s token is rotated in its last third, spread by up to a tenth: no later \
+         promise ({before_expiry} s before expiry)"
     );
 }
 

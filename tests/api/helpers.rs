@@ -205,8 +205,6 @@ impl TestApp {
             refresher: RefresherSettings {
                 enabled: false,
                 interval: Duration::from_secs(1),
-                margin: Duration::from_secs(600),
-                jitter: Duration::ZERO,
                 concurrency: 8,
             },
         }

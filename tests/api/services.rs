@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use diesel::prelude::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use labgate::crypto::{AUDIENCE, MasterKey, SealedField, Sealer, ServiceClaims, ServiceTokenKeys};
+use labgate::crypto::{AUDIENCE, MasterKey, SealedColumn, Sealer, ServiceClaims, ServiceTokenKeys};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -315,11 +315,7 @@ fn signing_key_pkcs8(app: &TestApp) -> Vec<u8> {
         .select(value)
         .first(&mut pool.get().unwrap())
         .unwrap();
-    let field = SealedField {
-        table: "labgate_meta",
-        column: "value",
-        row_id: "service_token_key",
-    };
+    let field = SealedColumn::MetaValue.of("service_token_key");
     let pkcs8 = Sealer::new(&key)
         .open(field, &STANDARD.decode(stored).unwrap())
         .unwrap();

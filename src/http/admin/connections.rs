@@ -10,9 +10,10 @@ use serde::Deserialize;
 use super::error::PageError;
 use super::layout::{Errors, Input, Section, badge, page, respond, when};
 use super::session::SignedIn;
+use crate::domain::ConnectionStatus;
 use crate::service::admin_sessions::AdminSession;
 use crate::service::connections::{self, ConnectionQuery, ConnectionView};
-use crate::service::{Context, ServiceError, instances};
+use crate::service::{Context, ServiceError, instances, revocation};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -124,7 +125,7 @@ async fn list(
                 tbody {
                     @for connection in &found {
                         tr {
-                            td { (badge(&connection.status)) }
+                            td { (badge(connection.status.as_str())) }
                             td { a href={ "/admin/instances/" (connection.instance) } { (connection.instance) } }
                             td { code { (connection.subject) } }
                             td { "@" (connection.gitlab_username) " " span.muted { "(id " (connection.gitlab_user_id) ")" } }
@@ -155,8 +156,8 @@ async fn list(
 
 /// A revoke link for a connection GitLab has not revoked yet; it leads to a confirmation.
 fn revoke_control(_session: &AdminSession, connection: &ConnectionView) -> Markup {
-    let done =
-        connection.status == "revoked" && connection.status_reason.as_deref() == Some("revoked");
+    let done = connection.status == ConnectionStatus::Revoked
+        && connection.status_reason.as_deref() == Some("revoked");
     html! {
         @if !done {
             a.danger href={ "/admin/connections/" (connection.id) "/revoke" } { "Revoke…" }
@@ -208,7 +209,7 @@ async fn revoke(
     ctx: web::Data<Context>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    connections::revoke(&ctx, &id, "admin").await?;
+    revocation::revoke(&ctx, &id, "admin").await?;
     Ok(super::session::see_other(
         "/admin/connections?status=revoked",
     ))

@@ -19,7 +19,7 @@ use super::scopes::{DEFAULT_INSTANCE_SCOPES, GITLAB_SCOPES};
 use super::session::{Posted, SignedIn, see_other};
 use crate::domain::{ConnectionStatus, InstanceName};
 use crate::service::admin_sessions::AdminSession;
-use crate::service::connections::{self, ConnectionQuery};
+use crate::service::connections;
 use crate::service::instances::{self, Instance, InstanceForm};
 use crate::service::{Context, ServiceError, StepStatus};
 
@@ -86,21 +86,14 @@ async fn connection_counts(
     ctx: &Context,
     instance: Option<String>,
 ) -> Result<BTreeMap<String, Counts>, ServiceError> {
-    let all = connections::list(
-        ctx,
-        ConnectionQuery {
-            instance,
-            ..ConnectionQuery::default()
-        },
-    )
-    .await?;
     let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
-    for connection in all {
-        let entry = counts.entry(connection.instance.clone()).or_default();
-        match connection.status.parse() {
-            Ok(ConnectionStatus::Active) => entry.active += 1,
-            Ok(ConnectionStatus::ReauthorizationRequired) => entry.attention += 1,
-            _ => entry.revoked += 1,
+    for counted in connections::count(ctx, instance).await? {
+        let entry = counts.entry(counted.instance).or_default();
+        let count = usize::try_from(counted.count).unwrap_or_default();
+        match counted.status {
+            ConnectionStatus::Active => entry.active += count,
+            ConnectionStatus::ReauthorizationRequired => entry.attention += count,
+            ConnectionStatus::Revoked => entry.revoked += count,
         }
     }
     Ok(counts)

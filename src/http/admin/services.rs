@@ -16,7 +16,8 @@ use super::scopes::GITLAB_SCOPES;
 use super::session::{Posted, SignedIn, see_other};
 use crate::service::admin_sessions::AdminSession;
 use crate::service::instances;
-use crate::service::services::{self, Service, ServiceForm};
+use crate::service::principal::Service;
+use crate::service::services::{self, ServiceForm};
 use crate::service::{Context, ServiceError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -1,0 +1,11 @@
+-- Refresh timing follows each token's own lifetime (GitLab allows 300 to 7200 s): when the
+-- token was issued, and when the background refresher will rotate it. Existing tokens were
+-- GitLab's default two-hour ones, due 10 minutes before expiry as before.
+ALTER TABLE connections ADD COLUMN token_issued_at TIMESTAMP NOT NULL DEFAULT '1970-01-01 00:00:00';
+ALTER TABLE connections ADD COLUMN refresh_due_at TIMESTAMP NOT NULL DEFAULT '1970-01-01 00:00:00';
+UPDATE connections SET
+    token_issued_at = datetime(expires_at, '-7200 seconds'),
+    refresh_due_at = datetime(expires_at, '-600 seconds');
+CREATE INDEX connections_by_refresh_due ON connections (refresh_due_at);
+-- The access-token lifetime GitLab last granted on this instance, shown to administrators.
+ALTER TABLE instances ADD COLUMN token_lifetime_seconds BIGINT;

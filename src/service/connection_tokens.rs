@@ -1,0 +1,53 @@
+//! A connection's two GitLab tokens, sealed at rest and bound to their row.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::crypto::{SealedColumn, Sealer};
+use crate::db::connections::ConnectionRow;
+
+/// Which of a connection's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    fn column(self) -> SealedColumn {
+        match self {
+            Self::Access => SealedColumn::ConnectionAccessToken,
+            Self::Refresh => SealedColumn::ConnectionRefreshToken,
+        }
+    }
+}
+
+/// Seals a token for the connection row `connection_id`.
+pub fn seal_token(
+    sealer: &Sealer,
+    connection_id: &str,
+    kind: TokenKind,
+    token: &SecretString,
+) -> Vec<u8> {
+    sealer.seal(
+        kind.column().of(connection_id),
+        token.expose_secret().as_bytes(),
+    )
+}
+
+/// Opens one of a connection's sealed tokens.
+pub fn open_token(
+    sealer: &Sealer,
+    row: &ConnectionRow,
+    kind: TokenKind,
+) -> Result<SecretString, anyhow::Error> {
+    let sealed = match kind {
+        TokenKind::Access => &row.access_token_sealed,
+        TokenKind::Refresh => &row.refresh_token_sealed,
+    };
+    let plain = sealer
+        .open(kind.column().of(&row.id), sealed)
+        .map_err(|e| anyhow::anyhow!("opening the {kind:?} token of connection {}: {e}", row.id))?;
+    Ok(SecretString::from(
+        String::from_utf8_lossy(plain.expose_secret()).into_owned(),
+    ))
+}

@@ -1,0 +1,94 @@
+//! Revoking connections: handouts stop at once, then GitLab revokes the grant (RFC 7009).
+
+use chrono::Utc;
+
+use super::audit::AuditEvent;
+use super::connection_tokens::{TokenKind, open_token};
+use super::registration::Registration;
+use super::{Context, ServiceError, refresh};
+use crate::db::{self, connections::ConnectionRow, instances::InstanceRow};
+use crate::domain::ConnectionStatus;
+
+/// `status_reason` of a revoked connection: labgate stopped handing it out; GitLab has, or has
+/// not yet, revoked its grant.
+const REVOCATION_PENDING: &str = "revocation_pending_at_gitlab";
+const REVOKED_AT_GITLAB: &str = "revoked";
+
+/// Revokes a connection: handouts stop at once, then GitLab revokes the grant (RFC 7009,
+/// the refresh token, which ends its access token too). A connection already revoked in
+/// labgate is revoked at GitLab again, so a failed attempt can simply be repeated.
+pub async fn revoke(ctx: &Context, id: &str, actor: &str) -> Result<(), ServiceError> {
+    let owned = id.to_owned();
+    let row = ctx
+        .db_read(move |conn| db::connections::find(conn, &owned))
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no connection has the id {id:?}")))?;
+    let instance_id = row.instance_id.clone();
+    let instance = ctx
+        .db_read(move |conn| db::instances::find_by_id(conn, &instance_id))
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("connection {id:?} has no instance")))?;
+    revoke_row(ctx, &instance, row, actor).await
+}
+
+/// Revokes every connection of an instance or a service before it is deleted, except those
+/// GitLab has revoked already. Stops at the first failure, so nothing is deleted while a grant
+/// may still live at GitLab.
+pub(super) async fn revoke_all(
+    ctx: &Context,
+    rows: Vec<ConnectionRow>,
+    actor: &str,
+) -> Result<(), ServiceError> {
+    let done = |row: &ConnectionRow| row.status_reason.as_deref() == Some(REVOKED_AT_GITLAB);
+    for row in rows.into_iter().filter(|row| !done(row)) {
+        let instance_id = row.instance_id.clone();
+        let Some(instance) = ctx
+            .db_read(move |conn| db::instances::find_by_id(conn, &instance_id))
+            .await?
+        else {
+            continue;
+        };
+        revoke_row(ctx, &instance, row, actor).await?;
+    }
+    Ok(())
+}
+
+async fn revoke_row(
+    ctx: &Context,
+    instance: &InstanceRow,
+    row: ConnectionRow,
+    actor: &str,
+) -> Result<(), ServiceError> {
+    // Waits out a refresh in flight, so that no new pair appears after the revocation.
+    let row = refresh::hold_for_revocation(ctx, &row.id)
+        .await?
+        .unwrap_or(row);
+    let (id, now) = (row.id.clone(), Utc::now().naive_utc());
+    let revoked = ConnectionStatus::Revoked;
+    ctx.db_write(move |conn| {
+        db::connections::set_status(conn, &id, revoked, Some(REVOCATION_PENDING), now)
+    })
+    .await?;
+    let registration = Registration::of(ctx, instance)?;
+    let http = registration
+        .http_client(ctx)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
+    let refresh_token = open_token(&ctx.sealer, &row, TokenKind::Refresh)?;
+    registration.app().revoke(&http, &refresh_token).await.map_err(|e| ServiceError::GitLabUnavailable {
+        detail: format!("the connection is revoked in labgate, but GitLab could not revoke its grant ({e}): try again"),
+        retry_after: std::time::Duration::from_secs(30),
+    })?;
+    let (id, now) = (row.id.clone(), Utc::now().naive_utc());
+    ctx.db_write(move |conn| {
+        db::connections::set_status(conn, &id, revoked, Some(REVOKED_AT_GITLAB), now)
+    })
+    .await?;
+    tracing::info!(instance.name = %instance.name, connection.id = %row.id, "connection revoked");
+    let event = AuditEvent::new("connection_revoked", actor)
+        .instance(&instance.name)
+        .subject(&row.subject)
+        .connection(&row.id)
+        .scopes(&row.scopes);
+    ctx.audit.record(event).await;
+    Ok(())
+}
