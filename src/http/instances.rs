@@ -142,6 +142,9 @@ struct InstanceBody<'a> {
     redirect_url: &'a str,
     endpoints: BTreeMap<&'static str, &'a str>,
     last_check: CheckBody<'a>,
+    /// The access-token lifetime GitLab granted last (absent until a token was issued).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_lifetime_seconds: Option<i64>,
     created_at: String,
     updated_at: String,
 }
@@ -172,6 +175,7 @@ impl<'a> From<&'a Instance> for InstanceBody<'a> {
                 checked_at: timestamp(instance.last_check.at),
                 steps: &instance.last_check.steps,
             },
+            token_lifetime_seconds: instance.token_lifetime_seconds,
             created_at: timestamp(instance.created_at),
             updated_at: timestamp(instance.updated_at),
         }

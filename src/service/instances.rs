@@ -35,6 +35,8 @@ pub struct Instance {
     pub redirect_url: String,
     pub discovery: Discovery,
     pub last_check: LastCheck,
+    /// The access-token lifetime GitLab granted last, once a token was issued.
+    pub token_lifetime_seconds: Option<i64>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -272,6 +274,7 @@ fn to_instance(ctx: &Context, row: InstanceRow) -> Result<Instance, ServiceError
         },
         name,
         client_id: row.client_id,
+        token_lifetime_seconds: row.token_lifetime_seconds,
         created_at: row.created_at,
         updated_at: row.updated_at,
     })

@@ -27,6 +27,7 @@ on_both_backends!(
     metrics_count_handouts_and_refreshes,
     an_outage_longer_than_the_token_leaves_the_grant_alive,
     handed_out_validity_ends_before_the_background_refresh,
+    short_token_lifetimes_are_honoured_exactly,
     a_broader_scope_covers_what_it_implies,
 );
 
@@ -729,7 +730,9 @@ impl TwoProcesses {
             return None;
         };
         let cw = world(backend).await;
-        connect_expiring_in(&cw, "user-17", 300).await;
+        // Due for refresh, with 100 s left: enough for the default, not for 600 s.
+        let id = connect_expiring_in(&cw, "user-17", 300).await;
+        age(&cw, &id, 200).await;
         let (second, stop) = second_process(&cw).await;
         let remembered = cw.token_from(&second, request("user-17")).await;
         Some(Self {
@@ -851,4 +854,42 @@ async fn a_broader_scope_covers_what_it_implies(backend: Backend) {
         .unwrap();
 
     assert_eq!(handed["connection_id"], id, "write_repository can pull");
+}
+
+/// GitLab 19.1 lets administrators set 300 s tokens: labgate learns the lifetime, promises no
+/// validity it cannot keep, and does not refresh a fresh token at every sweep.
+async fn short_token_lifetimes_are_honoured_exactly(backend: Backend) {
+    let cw = ConnectWorld::start_with(backend, |settings| {
+        settings.refresher.enabled = true;
+        settings.refresher.interval = Duration::from_secs(3600);
+    })
+    .await;
+    connect_expiring_in(&cw, "user-17", 300).await;
+    let instance = cw.app.get_json("/api/v1/instances/corp").await;
+    assert_eq!(instance["token_lifetime_seconds"], 300, "{instance}");
+
+    let handed: Value = cw.fetch(request("user-17")).await.json().await.unwrap();
+    let promised = chrono::DateTime::parse_from_rfc3339(handed["expires_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let left = (promised - chrono::Utc::now()).num_seconds();
+    assert!(
+        (160..=200).contains(&left),
+        "a 300 s token is promised until its last third begins, not {left} s"
+    );
+    for _ in 0..3 {
+        let swept = labgate::service::refresh::sweep(&cw.app.context)
+            .await
+            .unwrap();
+        assert_eq!(swept, 0, "a fresh 300 s token is not due");
+    }
+    let asked = json!({"instance": "corp", "subject": "user-17", "min_valid_for": 600});
+    let refused = expect_problem(cw.fetch(asked).await, 422, "validation_failed").await;
+    assert!(refused.to_string().contains("300 s"), "{refused}");
+    assert_eq!(cw.world.gitlab.seen().refreshes, 0);
+
+    // The administrator sets two hours again: the next token's lifetime is learned.
+    connect_expiring_in(&cw, "user-18", 7200).await;
+    let instance = cw.app.get_json("/api/v1/instances/corp").await;
+    assert_eq!(instance["token_lifetime_seconds"], 7200, "{instance}");
 }

@@ -9,6 +9,9 @@ use maud::html;
 use super::layout::{Section, page, respond};
 use crate::service::ServiceError;
 
+/// A posted form larger than this is refused with 413 before it is read any further.
+pub const MAX_FORM_BYTES: usize = 256 * 1024;
+
 pub enum PageError {
     /// No live session: go and sign in, then come back to `next`.
     SignIn {
@@ -54,7 +57,7 @@ impl PageError {
                 "The form is too large",
                 format!(
                     "Forms may carry at most {} KiB. Nothing was changed.",
-                    super::form::MAX_FORM_BYTES / 1024
+                    MAX_FORM_BYTES / 1024
                 ),
             ),
             Self::UnsupportedMediaType => (

@@ -9,10 +9,7 @@ use actix_web::error::PayloadError;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use futures_util::StreamExt;
 
-use super::error::PageError;
-
-/// A posted form larger than this is refused with 413 before it is read any further.
-pub const MAX_FORM_BYTES: usize = 256 * 1024;
+use super::error::{MAX_FORM_BYTES, PageError};
 
 #[derive(Debug, Default)]
 pub struct FormData {

@@ -82,7 +82,7 @@ pub(super) async fn refresh_with_lease(
             let stored = store_new_pair(&lease, pair).await;
             ctx.metrics.refresh(&instance.name, "ok", seconds);
             let stored = match stored {
-                Ok(Stored::Row(row)) => row,
+                Ok(Stored::Row(row)) => row.map(|row| *row),
                 Ok(Stored::LeaseLost) => {
                     tracing::error!(connection.id = %id, "a refreshed pair could not be stored before the refresh lease ended");
                     record_failure(
@@ -164,7 +164,7 @@ struct NewPair {
 
 enum Stored {
     /// The row as stored (`None`: deleted meanwhile).
-    Row(Option<ConnectionRow>),
+    Row(Option<Box<ConnectionRow>>),
     /// The lease ended before the pair could be stored; another process may own the row now.
     LeaseLost,
 }
@@ -207,8 +207,10 @@ async fn store_new_pair(lease: &Lease<'_>, pair: NewPair) -> Result<Stored, Refr
             })
             .await;
         match attempt {
-            Ok(Some(Some(row))) => return Ok(Stored::Row(row)),
-            Ok(Some(None)) => return Ok(Stored::Row(load_stored(ctx, lease.id).await?)),
+            Ok(Some(Some(row))) => return Ok(Stored::Row(row.map(Box::new))),
+            Ok(Some(None)) => {
+                return Ok(Stored::Row(load_stored(ctx, lease.id).await?.map(Box::new)));
+            }
             // Not ours to write: deleted, or the lease passed to another process.
             Ok(None) => {
                 return Ok(match load_stored(ctx, lease.id).await? {
