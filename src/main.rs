@@ -3,7 +3,7 @@ use clap::Parser;
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
     let cli = labgate::cli::Cli::parse();
-    labgate::telemetry::init();
+    let _logs = labgate::telemetry::init();
     match cli.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -1,13 +1,14 @@
 //! The audit log: every handout, refresh failure and admin change. Events are queued and
 //! written in batches (every 200 ms, or 1,000 events) by one writer task, so recording never
-//! waits on a database commit. A failed batch is tried again while the database recovers. A
+//! waits on a database commit, and wakes the writer only when the queue was empty. A failed batch is tried again while the database recovers. A
 //! crash loses what is still queued: normally one batch window, more if the database was
 //! falling behind. A normal shutdown writes the queue out first.
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use super::{Context, ServiceError};
 use crate::db::{self, DbPool, audit::AuditRow, audit::NewAuditEvent};
@@ -60,75 +61,107 @@ impl AuditEvent {
     }
 }
 
-enum Command {
-    Record(NewAuditEvent),
-    Flush(oneshot::Sender<()>),
+/// Events waiting for the writer, and callers waiting for them to be written.
+#[derive(Default)]
+struct Queue {
+    events: Vec<NewAuditEvent>,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the writer: only when the queue stops being empty, so a busy handout path wakes it
+    /// once per batch, not once per event.
+    work: Notify,
+    /// Cuts the writer's gathering short: someone waits for the write.
+    flush_now: Notify,
+    /// Wakes callers waiting for room in a full queue.
+    room: Notify,
 }
 
 /// The queue into the writer task.
 #[derive(Clone)]
 pub struct AuditLog {
-    queue: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
 }
 
 impl AuditLog {
     /// Starts the writer on the current runtime.
     pub fn start(pool: DbPool) -> Self {
-        let (queue, commands) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(pool, commands));
-        Self { queue }
+        let shared = Arc::new(Shared::default());
+        tokio::spawn(write_batches(pool, shared.clone()));
+        Self { shared }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues an event; waits only if the queue is full (the database is far behind).
     pub async fn record(&self, event: AuditEvent) {
-        if self.queue.send(Command::Record(event.0)).await.is_err() {
-            tracing::error!("the audit writer has stopped; an event was not recorded");
+        let mut event = Some(event.0);
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut queue = self.queue();
+                if queue.events.len() < QUEUE {
+                    let idle = queue.events.is_empty() && queue.flushes.is_empty();
+                    queue.events.extend(event.take());
+                    if idle {
+                        self.shared.work.notify_one();
+                    }
+                    return;
+                }
+            }
+            room.await;
         }
     }
 
     /// Returns once everything queued before the call is written.
     pub async fn flush(&self) {
         let (done, written) = oneshot::channel();
-        if self.queue.send(Command::Flush(done)).await.is_ok() {
-            let _ = written.await;
-        }
+        self.queue().flushes.push(done);
+        self.shared.work.notify_one();
+        self.shared.flush_now.notify_one();
+        let _ = written.await;
     }
 }
 
-async fn write_batches(pool: DbPool, mut commands: mpsc::Receiver<Command>) {
-    while let Some(first) = commands.recv().await {
-        let mut batch = Vec::new();
-        let mut waiting = Vec::new();
-        let mut next = Some(first);
-        let deadline = tokio::time::Instant::now() + WINDOW;
-        while let Some(command) = next.take() {
-            match command {
-                Command::Record(event) => batch.push(event),
-                // A flush ends the batch at once: what it waits for is written now.
-                Command::Flush(done) => {
-                    waiting.push(done);
-                    break;
-                }
+async fn write_batches(pool: DbPool, shared: Arc<Shared>) {
+    loop {
+        shared.work.notified().await;
+        // Gather a window's worth, unless someone waits for the write or a batch is full.
+        let gather = {
+            let queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.flushes.is_empty() && queue.events.len() < BATCH
+        };
+        if gather {
+            tokio::select! {
+                () = tokio::time::sleep(WINDOW) => {}
+                () = shared.flush_now.notified() => {}
             }
-            if batch.len() >= BATCH {
-                break;
-            }
-            next = tokio::time::timeout_at(deadline, commands.recv())
-                .await
-                .ok()
-                .flatten();
         }
-        if !batch.is_empty() {
-            write_with_retries(&pool, batch).await;
+        let Queue { events, flushes } =
+            std::mem::take(&mut *shared.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        shared.room.notify_waiters();
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            write_with_retries(&pool, events.by_ref().take(BATCH).collect()).await;
         }
-        for done in waiting {
+        for done in flushes {
             let _ = done.send(());
         }
     }
 }
 
 async fn write_with_retries(pool: &DbPool, batch: Vec<NewAuditEvent>) {
-    let batch = std::sync::Arc::new(batch);
+    let batch = Arc::new(batch);
     for attempt in 1..=10 {
         let (pool, events) = (pool.clone(), batch.clone());
         let written = tokio::task::spawn_blocking(move || {
