@@ -1,63 +1,20 @@
-//! `/admin/instances`: the list with each instance's last check, the registration form, an
-//! instance's page (check report, re-check), editing, and deleting with a confirmation step.
-//! Every change goes through `service::instances`, exactly as the admin API's do.
+//! The markup of the instance pages: the list, the registration and edit forms, an instance's
+//! page with its check report, and the delete confirmation. Pure rendering: the handlers fetch
+//! and decide, these only show.
 
 use std::collections::BTreeMap;
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
 use maud::{Markup, html};
-use secrecy::SecretString;
-use serde::Deserialize;
 
-use super::error::PageError;
-use super::layout::{
+use crate::http::admin::form::FormData;
+use crate::http::admin::layout::{
     Errors, Input, Section, badge, button_form, check_steps, checkboxes, copyable, csrf,
-    error_summary, ok, page, respond, textarea, when,
+    error_summary, page, textarea, when,
 };
-use super::scopes::{DEFAULT_INSTANCE_SCOPES, GITLAB_SCOPES};
-use super::session::{Posted, SignedIn, see_other};
-use crate::domain::{ConnectionStatus, InstanceName};
+use crate::http::admin::scopes::{DEFAULT_INSTANCE_SCOPES, GITLAB_SCOPES};
+use crate::service::StepStatus;
 use crate::service::admin_sessions::AdminSession;
-use crate::service::connections::{self, ConnectionQuery};
-use crate::service::instances::{self, Instance, InstanceForm};
-use crate::service::{Context, ServiceError, StepStatus};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/instances")
-            .route(web::get().to(list))
-            .route(web::post().to(create))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/instances/new")
-            .route(web::get().to(new_form))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/instances/{name}")
-            .route(web::get().to(show))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/instances/{name}/check")
-            .route(web::post().to(check))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/instances/{name}/edit")
-            .route(web::get().to(edit_form))
-            .route(web::post().to(update))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/instances/{name}/delete")
-            .route(web::get().to(delete_confirmation))
-            .route(web::post().to(delete))
-            .default_service(web::to(super::method_not_allowed)),
-    );
-}
+use crate::service::instances::Instance;
 
 /// Fields of the registration and edit forms; every one of them posts under this name.
 const FIELDS: &[&str] = &[
@@ -69,54 +26,71 @@ const FIELDS: &[&str] = &[
     "scopes",
 ];
 
-#[derive(Deserialize)]
-struct Notice {
-    done: Option<String>,
-}
-
 /// Connections of one instance, by status.
 #[derive(Default)]
-struct Counts {
-    active: usize,
-    attention: usize,
-    revoked: usize,
+pub(super) struct Counts {
+    pub(super) active: usize,
+    pub(super) attention: usize,
+    pub(super) revoked: usize,
 }
 
-async fn connection_counts(
-    ctx: &Context,
-    instance: Option<String>,
-) -> Result<BTreeMap<String, Counts>, ServiceError> {
-    let all = connections::list(
-        ctx,
-        ConnectionQuery {
-            instance,
-            ..ConnectionQuery::default()
-        },
-    )
-    .await?;
-    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
-    for connection in all {
-        let entry = counts.entry(connection.instance.clone()).or_default();
-        match connection.status.parse() {
-            Ok(ConnectionStatus::Active) => entry.active += 1,
-            Ok(ConnectionStatus::ReauthorizationRequired) => entry.attention += 1,
-            _ => entry.revoked += 1,
+/// What the registration or edit form shows again: everything typed but the secret.
+#[derive(Default)]
+pub(super) struct Values {
+    pub(super) name: String,
+    pub(super) base_url: String,
+    pub(super) client_id: String,
+    pub(super) ca_pem: String,
+    pub(super) scopes: Vec<String>,
+}
+
+impl Values {
+    pub(super) fn fresh() -> Self {
+        Self {
+            scopes: DEFAULT_INSTANCE_SCOPES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            ..Self::default()
         }
     }
-    Ok(counts)
+
+    pub(super) fn of(instance: &Instance) -> Self {
+        Self {
+            name: instance.name.to_string(),
+            base_url: instance.base_url.to_string(),
+            client_id: instance.client_id.clone(),
+            ca_pem: instance
+                .ca
+                .as_ref()
+                .map(|ca| ca.pem().to_owned())
+                .unwrap_or_default(),
+            scopes: instance.scopes.iter().map(str::to_owned).collect(),
+        }
+    }
+
+    /// What was posted; an uploaded CA file wins over the text area.
+    pub(super) fn posted(form: &FormData) -> Self {
+        Self {
+            name: form.text("name").trim().to_owned(),
+            base_url: form.text("base_url").trim().to_owned(),
+            client_id: form.text("client_id").trim().to_owned(),
+            ca_pem: form.given("ca_file").unwrap_or_else(|| form.text("ca_pem")),
+            scopes: form.all("scopes"),
+        }
+    }
 }
 
-async fn list(
-    session: SignedIn,
-    ctx: web::Data<Context>,
-    notice: web::Query<Notice>,
-) -> Result<HttpResponse, PageError> {
-    let all = instances::list(&ctx).await?;
-    let counts = connection_counts(&ctx, None).await?;
+pub(super) fn list_page(
+    session: &AdminSession,
+    all: &[Instance],
+    counts: &BTreeMap<String, Counts>,
+    deleted: bool,
+) -> Markup {
     let none = Counts::default();
     let body = html! {
         h1 { "GitLab instances" }
-        @if notice.done.as_deref() == Some("deleted") {
+        @if deleted {
             div.panel.ok role="status" { "The instance was deleted." }
         }
         div.actions { a.button.primary href="/admin/instances/new" { "Register an instance" } }
@@ -128,7 +102,7 @@ async fn list(
                     th { "Name" } th { "Base URL" } th { "Last check" } th { "Connections" } th { "Scopes" }
                 } }
                 tbody {
-                    @for instance in &all {
+                    @for instance in all {
                         @let name = instance.name.as_str();
                         @let count = counts.get(name).unwrap_or(&none);
                         tr {
@@ -157,140 +131,18 @@ async fn list(
             }
         }
     };
-    Ok(ok(page(
-        "Instances",
-        Some(&session),
-        Section::Instances,
-        body,
-    )))
+    page("Instances", Some(session), Section::Instances, body)
 }
 
-/// What the registration or edit form shows again: everything typed but the secret.
-#[derive(Default)]
-struct Values {
-    name: String,
-    base_url: String,
-    client_id: String,
-    ca_pem: String,
-    scopes: Vec<String>,
-}
-
-impl Values {
-    fn fresh() -> Self {
-        Self {
-            scopes: DEFAULT_INSTANCE_SCOPES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-            ..Self::default()
-        }
-    }
-
-    fn of(instance: &Instance) -> Self {
-        Self {
-            name: instance.name.to_string(),
-            base_url: instance.base_url.to_string(),
-            client_id: instance.client_id.clone(),
-            ca_pem: instance
-                .ca
-                .as_ref()
-                .map(|ca| ca.pem().to_owned())
-                .unwrap_or_default(),
-            scopes: instance.scopes.iter().map(str::to_owned).collect(),
-        }
-    }
-
-    /// What was posted; an uploaded CA file wins over the text area.
-    fn posted(form: &super::form::FormData) -> Self {
-        Self {
-            name: form.text("name").trim().to_owned(),
-            base_url: form.text("base_url").trim().to_owned(),
-            client_id: form.text("client_id").trim().to_owned(),
-            ca_pem: form.given("ca_file").unwrap_or_else(|| form.text("ca_pem")),
-            scopes: form.all("scopes"),
-        }
-    }
-}
-
-async fn new_form(session: SignedIn, ctx: web::Data<Context>) -> HttpResponse {
-    registration_page(
-        &ctx,
-        &session,
-        StatusCode::OK,
-        &Values::fresh(),
-        &Errors::default(),
-    )
-}
-
-async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse, PageError> {
-    let Posted { session, form } = posted;
-    let values = Values::posted(&form);
-    let input = InstanceForm {
-        name: Some(values.name.clone()).filter(|v| !v.is_empty()),
-        base_url: Some(values.base_url.clone()).filter(|v| !v.is_empty()),
-        client_id: Some(values.client_id.clone()).filter(|v| !v.is_empty()),
-        client_secret: form.given("client_secret").map(SecretString::from),
-        ca_pem: Some(Some(values.ca_pem.clone())),
-        scopes: Some(values.scopes.clone()),
-    };
-    match instances::register(&ctx, input).await {
-        Ok(instance) => Ok(see_other(&format!(
-            "/admin/instances/{}?done=registered",
-            instance.name
-        ))),
-        Err(error) => {
-            let (status, errors) = form_errors(error)?;
-            Ok(registration_page(&ctx, &session, status, &values, &errors))
-        }
-    }
-}
-
-/// Field errors, a failed check or a taken name, for the form to show; anything else is an
-/// error page.
-fn form_errors(error: ServiceError) -> Result<(StatusCode, Errors), PageError> {
-    match error {
-        ServiceError::Invalid(fields) => {
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, Errors::fields(fields)))
-        }
-        ServiceError::CheckFailed(steps) => {
-            let mut errors = Errors::default();
-            if let Some(failed) = steps.iter().find(|s| s.status == StepStatus::Failed) {
-                let field = match failed.code.as_deref() {
-                    Some("tls_unknown_ca") => "ca_pem",
-                    _ => "base_url",
-                };
-                errors.add(
-                    field,
-                    format!("failed the {} check: {}", failed.step, failed.detail),
-                );
-            }
-            errors.general.push(
-                "labgate checks GitLab before saving, and that check failed. The report below says what it saw at each step.".to_owned(),
-            );
-            errors.steps = steps;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, errors))
-        }
-        ServiceError::Conflict(message) => {
-            let mut errors = Errors::default();
-            errors.general.push(message);
-            Ok((StatusCode::CONFLICT, errors))
-        }
-        other => Err(other.into()),
-    }
-}
-
-fn registration_page(
-    ctx: &Context,
+/// The registration form; `redirect_prefix` is where every instance's redirect URL starts, so
+/// the script can follow the name as it is typed.
+pub(super) fn registration_page(
     session: &AdminSession,
-    status: StatusCode,
+    redirect_prefix: &str,
+    redirect_preview: &str,
     values: &Values,
     errors: &Errors,
-) -> HttpResponse {
-    let prefix = format!("{}/oauth/", ctx.public_base());
-    let preview = match InstanceName::parse(&values.name) {
-        Ok(name) => ctx.redirect_url(&name),
-        Err(_) => format!("{prefix}{{name}}/callback"),
-    };
+) -> Markup {
     let body = html! {
         h1 { "Register a GitLab instance" }
         (error_summary(errors, FIELDS))
@@ -299,7 +151,7 @@ fn registration_page(
             h2 { "1. Create the application in GitLab first" }
             p { "GitLab asks for the redirect URL before it shows the application ID and secret. This instance's redirect URL will be:" }
             div class="redirect big" {
-                code id="redirect-url" data-prefix=(prefix) { (preview) }
+                code id="redirect-url" data-prefix=(redirect_prefix) { (redirect_preview) }
                 button type="button" data-copy="redirect-url" hidden { "Copy" }
             }
             p.hint { code { "{name}" } " is the name you give the instance below." }
@@ -317,14 +169,11 @@ fn registration_page(
             button.primary type="submit" { "Check and register" }
         }
     };
-    respond(
-        status,
-        page(
-            "Register an instance",
-            Some(session),
-            Section::Instances,
-            body,
-        ),
+    page(
+        "Register an instance",
+        Some(session),
+        Section::Instances,
+        body,
     )
 }
 
@@ -387,19 +236,17 @@ fn gitlab_steps(scopes: &[String], saved: bool) -> Markup {
     }
 }
 
-async fn show(
-    session: SignedIn,
-    ctx: web::Data<Context>,
-    name: web::Path<String>,
-    notice: web::Query<Notice>,
-) -> Result<HttpResponse, PageError> {
-    let instance = instances::get(&ctx, &name).await?;
-    let counts = connection_counts(&ctx, Some(instance.name.to_string())).await?;
-    let count = counts.get(instance.name.as_str());
+/// An instance's page; `done` names what the request before it did, for the notice on top.
+pub(super) fn show_page(
+    session: &AdminSession,
+    instance: &Instance,
+    count: Option<&Counts>,
+    done: Option<&str>,
+) -> Markup {
     let name = instance.name.as_str();
     let scopes: Vec<String> = instance.scopes.iter().map(str::to_owned).collect();
     let body = html! {
-        @match notice.done.as_deref() {
+        @match done {
             Some("registered") => {
                 div.panel.ok role="status" {
                     h2 { "Registered " (name) ". Now paste this redirect URL into GitLab:" }
@@ -442,7 +289,7 @@ async fn show(
         h2 { "Last check: " (badge(if instance.last_check.ok { "passed" } else { "failed" })) " " span.muted { (when(instance.last_check.at)) } }
         (check_steps(&instance.last_check.steps))
         div.actions {
-            (button_form(&session, &format!("/admin/instances/{name}/check"), "Re-check now", ""))
+            (button_form(session, &format!("/admin/instances/{name}/check"), "Re-check now", ""))
             a.button href={ "/admin/instances/" (name) "/edit" } { "Edit" }
             a.button.danger href={ "/admin/instances/" (name) "/delete" } { "Delete…" }
         }
@@ -452,77 +299,15 @@ async fn show(
             table { tbody { @for (what, url) in endpoints { tr { td { (what) } td { code { (url) } } } } } }
         }
     };
-    Ok(ok(page(
+    page(
         &format!("Instance {name}"),
-        Some(&session),
+        Some(session),
         Section::Instances,
         body,
-    )))
+    )
 }
 
-async fn check(
-    _: Posted,
-    ctx: web::Data<Context>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, PageError> {
-    let (_, instance) = instances::check(&ctx, &name).await?;
-    Ok(see_other(&format!(
-        "/admin/instances/{}?done=checked",
-        instance.name
-    )))
-}
-
-async fn edit_form(
-    session: SignedIn,
-    ctx: web::Data<Context>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, PageError> {
-    let instance = instances::get(&ctx, &name).await?;
-    Ok(edit_page(
-        &session,
-        StatusCode::OK,
-        &Values::of(&instance),
-        &Errors::default(),
-    ))
-}
-
-async fn update(
-    posted: Posted,
-    ctx: web::Data<Context>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, PageError> {
-    let Posted { session, form } = posted;
-    let current = instances::get(&ctx, &name).await?;
-    let values = Values {
-        name: current.name.to_string(),
-        ..Values::posted(&form)
-    };
-    let input = InstanceForm {
-        name: None,
-        base_url: Some(values.base_url.clone()),
-        client_id: Some(values.client_id.clone()),
-        client_secret: form.given("client_secret").map(SecretString::from),
-        ca_pem: Some(Some(values.ca_pem.clone()).filter(|pem| !pem.trim().is_empty())),
-        scopes: Some(values.scopes.clone()),
-    };
-    match instances::change(&ctx, &values.name, input).await {
-        Ok(instance) => Ok(see_other(&format!(
-            "/admin/instances/{}?done=changed",
-            instance.name
-        ))),
-        Err(error) => {
-            let (status, errors) = form_errors(error)?;
-            Ok(edit_page(&session, status, &values, &errors))
-        }
-    }
-}
-
-fn edit_page(
-    session: &AdminSession,
-    status: StatusCode,
-    values: &Values,
-    errors: &Errors,
-) -> HttpResponse {
+pub(super) fn edit_page(session: &AdminSession, values: &Values, errors: &Errors) -> Markup {
     let name = &values.name;
     let body = html! {
         h1 { "Edit instance " (name) }
@@ -538,28 +323,17 @@ fn edit_page(
             }
         }
     };
-    respond(
-        status,
-        page(
-            &format!("Edit {name}"),
-            Some(session),
-            Section::Instances,
-            body,
-        ),
+    page(
+        &format!("Edit {name}"),
+        Some(session),
+        Section::Instances,
+        body,
     )
 }
 
-async fn delete_confirmation(
-    session: SignedIn,
-    ctx: web::Data<Context>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, PageError> {
-    let instance = instances::get(&ctx, &name).await?;
+/// Asks before deleting, saying what goes with the instance: its `held` connections.
+pub(super) fn delete_page(session: &AdminSession, instance: &Instance, held: usize) -> Markup {
     let name = instance.name.as_str();
-    let counts = connection_counts(&ctx, Some(name.to_owned())).await?;
-    let held = counts
-        .get(name)
-        .map_or(0, |c| c.active + c.attention + c.revoked);
     let body = html! {
         h1 { "Delete instance " (name) "?" }
         div.panel.warn {
@@ -569,25 +343,16 @@ async fn delete_confirmation(
         }
         div.actions {
             form method="post" action={ "/admin/instances/" (name) "/delete" } {
-                (csrf(&session))
+                (csrf(session))
                 button.danger type="submit" { "Delete " (name) }
             }
             a href={ "/admin/instances/" (name) } { "Cancel" }
         }
     };
-    Ok(ok(page(
+    page(
         &format!("Delete {name}"),
-        Some(&session),
+        Some(session),
         Section::Instances,
         body,
-    )))
-}
-
-async fn delete(
-    _: Posted,
-    ctx: web::Data<Context>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, PageError> {
-    instances::remove(&ctx, &name).await?;
-    Ok(see_other("/admin/instances?done=deleted"))
+    )
 }
