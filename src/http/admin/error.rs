@@ -9,9 +9,6 @@ use maud::html;
 use super::layout::{Section, page, respond};
 use crate::service::ServiceError;
 
-/// A posted form larger than this is refused with 413 before it is read any further.
-pub const MAX_FORM_BYTES: usize = 256 * 1024;
-
 pub enum PageError {
     /// No live session: go and sign in, then come back to `next`.
     SignIn {
@@ -19,7 +16,10 @@ pub enum PageError {
     },
     /// A POST without this session's CSRF token; nothing was done.
     Csrf,
-    TooLarge,
+    /// A form over `max_bytes`: the limit is the form reader's, which alone knows it.
+    TooLarge {
+        max_bytes: usize,
+    },
     UnsupportedMediaType,
     BadForm(String),
     NotFound(String),
@@ -28,20 +28,6 @@ pub enum PageError {
 }
 
 impl PageError {
-    pub fn from_payload(error: actix_web::error::PayloadError) -> Self {
-        match error {
-            actix_web::error::PayloadError::Overflow => Self::TooLarge,
-            other => Self::BadForm(format!("the form could not be read: {other}")),
-        }
-    }
-
-    pub fn from_multipart(error: actix_multipart::MultipartError) -> Self {
-        match error {
-            actix_multipart::MultipartError::Payload(e) => Self::from_payload(e),
-            other => Self::BadForm(format!("the form could not be read: {other}")),
-        }
-    }
-
     fn describe(&self) -> (StatusCode, &'static str, String) {
         match self {
             Self::SignIn { .. } => (StatusCode::SEE_OTHER, "Sign in", String::new()),
@@ -52,12 +38,12 @@ impl PageError {
                  Go back, reload the page and submit the form again."
                     .to_owned(),
             ),
-            Self::TooLarge => (
+            Self::TooLarge { max_bytes } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "The form is too large",
                 format!(
                     "Forms may carry at most {} KiB. Nothing was changed.",
-                    MAX_FORM_BYTES / 1024
+                    max_bytes / 1024
                 ),
             ),
             Self::UnsupportedMediaType => (

@@ -2,14 +2,21 @@
 //! when it carries a file (a CA bundle). Every value is kept as text, in order, so a field that
 //! appears several times (checkboxes) yields each value.
 
-use actix_multipart::Multipart;
+use actix_multipart::{Multipart, MultipartError};
 use actix_web::HttpRequest;
 use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use futures_util::StreamExt;
 
-use super::error::{MAX_FORM_BYTES, PageError};
+use super::error::PageError;
+
+/// A posted form larger than this is refused with 413 before it is read any further.
+const MAX_FORM_BYTES: usize = 256 * 1024;
+/// The answer to a form over that limit, however it was noticed.
+const TOO_LARGE: PageError = PageError::TooLarge {
+    max_bytes: MAX_FORM_BYTES,
+};
 
 #[derive(Debug, Default)]
 pub struct FormData {
@@ -24,7 +31,7 @@ impl FormData {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
-            return Err(PageError::TooLarge);
+            return Err(TOO_LARGE);
         }
         let content_type = req
             .headers()
@@ -47,7 +54,7 @@ impl FormData {
     ) -> Result<Self, PageError> {
         let mut bytes = Vec::new();
         while let Some(chunk) = body.next().await {
-            bytes.extend_from_slice(&chunk.map_err(PageError::from_payload)?);
+            bytes.extend_from_slice(&chunk.map_err(unreadable_payload)?);
         }
         Ok(Self {
             fields: url::form_urlencoded::parse(&bytes)
@@ -63,15 +70,15 @@ impl FormData {
         let mut multipart = Multipart::new(req.headers(), body);
         let mut fields = Vec::new();
         while let Some(field) = multipart.next().await {
-            let mut field = field.map_err(PageError::from_multipart)?;
+            let mut field = field.map_err(unreadable_multipart)?;
             let Some(name) = field.name().map(str::to_owned) else {
                 continue;
             };
             let data = field
                 .bytes(MAX_FORM_BYTES)
                 .await
-                .map_err(|_| PageError::TooLarge)?
-                .map_err(PageError::from_multipart)?;
+                .map_err(|_| TOO_LARGE)?
+                .map_err(unreadable_multipart)?;
             // A DER file or other binary is passed on as text; the parser then says what is wrong.
             fields.push((name, String::from_utf8_lossy(&data).into_owned()));
         }
@@ -124,6 +131,20 @@ impl FormData {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         }
+    }
+}
+
+fn unreadable_payload(error: PayloadError) -> PageError {
+    match error {
+        PayloadError::Overflow => TOO_LARGE,
+        other => PageError::BadForm(format!("the form could not be read: {other}")),
+    }
+}
+
+fn unreadable_multipart(error: MultipartError) -> PageError {
+    match error {
+        MultipartError::Payload(e) => unreadable_payload(e),
+        other => PageError::BadForm(format!("the form could not be read: {other}")),
     }
 }
 

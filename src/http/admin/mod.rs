@@ -3,6 +3,7 @@
 //! CSRF token. Pages call the same use cases as the admin API, so they give the same messages
 //! and add no second path to the data.
 
+mod assets;
 mod audit;
 mod connections;
 mod error;
@@ -36,7 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .route("", web::get().to(home))
             .route("/", web::get().to(home))
-            .configure(layout::asset_routes)
+            .configure(assets::routes)
             .configure(session::routes)
             .configure(instances::routes)
             .configure(services::routes)

@@ -1,5 +1,4 @@
-//! Why a check step failed: a stable code and what to fix.
-
+/// Why a step failed: a stable code for programs and a sentence for the person who fixes it.
 pub(super) struct Failure {
     pub(super) code: &'static str,
     pub(super) detail: String,

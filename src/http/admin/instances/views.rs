@@ -1,21 +1,23 @@
-//! The instance pages' markup: the registration and edit forms, and what they show again.
+//! The markup of the instance pages: the list, the registration and edit forms, an instance's
+//! page with its check report, and the delete confirmation. Pure rendering: the handlers fetch
+//! and decide, these only show.
 
-use actix_web::HttpResponse;
-use actix_web::http::StatusCode;
+use std::collections::BTreeMap;
+
 use maud::{Markup, html};
 
-use crate::domain::InstanceName;
 use crate::http::admin::form::FormData;
 use crate::http::admin::layout::{
-    Errors, Input, Section, check_steps, checkboxes, csrf, error_summary, page, respond, textarea,
+    Errors, Input, Section, badge, button_form, check_steps, checkboxes, copyable, csrf,
+    error_summary, page, textarea, when,
 };
 use crate::http::admin::scopes::{DEFAULT_INSTANCE_SCOPES, GITLAB_SCOPES};
-use crate::service::Context;
+use crate::service::StepStatus;
 use crate::service::admin_sessions::AdminSession;
 use crate::service::instances::Instance;
 
 /// Fields of the registration and edit forms; every one of them posts under this name.
-pub(super) const FIELDS: &[&str] = &[
+const FIELDS: &[&str] = &[
     "name",
     "base_url",
     "client_id",
@@ -23,6 +25,14 @@ pub(super) const FIELDS: &[&str] = &[
     "ca_pem",
     "scopes",
 ];
+
+/// Connections of one instance, by status.
+#[derive(Default)]
+pub(super) struct Counts {
+    pub(super) active: usize,
+    pub(super) attention: usize,
+    pub(super) revoked: usize,
+}
 
 /// What the registration or edit form shows again: everything typed but the secret.
 #[derive(Default)]
@@ -70,18 +80,69 @@ impl Values {
         }
     }
 }
-pub(super) fn registration_page(
-    ctx: &Context,
+
+pub(super) fn list_page(
     session: &AdminSession,
-    status: StatusCode,
+    all: &[Instance],
+    counts: &BTreeMap<String, Counts>,
+    deleted: bool,
+) -> Markup {
+    let none = Counts::default();
+    let body = html! {
+        h1 { "GitLab instances" }
+        @if deleted {
+            div.panel.ok role="status" { "The instance was deleted." }
+        }
+        div.actions { a.button.primary href="/admin/instances/new" { "Register an instance" } }
+        @if all.is_empty() {
+            p.muted { "No GitLab instance is registered yet. Register one to let services connect people's GitLab accounts." }
+        } @else {
+            table {
+                thead { tr {
+                    th { "Name" } th { "Base URL" } th { "Last check" } th { "Connections" } th { "Scopes" }
+                } }
+                tbody {
+                    @for instance in all {
+                        @let name = instance.name.as_str();
+                        @let count = counts.get(name).unwrap_or(&none);
+                        tr {
+                            td { a href={ "/admin/instances/" (name) } { strong { (name) } } }
+                            td { code { (instance.base_url.as_str()) } }
+                            td {
+                                (badge(if instance.last_check.ok { "passed" } else { "failed" }))
+                                " " span.muted { (when(instance.last_check.at)) }
+                                @if let Some(failed) = instance.last_check.steps.iter().find(|s| s.status == StepStatus::Failed) {
+                                    br; span.muted { (failed.step) ": " (failed.detail) }
+                                }
+                            }
+                            td {
+                                a href={ "/admin/connections?instance=" (name) } { (count.active) " active" }
+                                @if count.attention > 0 {
+                                    br;
+                                    a href={ "/admin/connections?instance=" (name) "&status=reauthorization_required" } {
+                                        span.badge.reauthorization_required { (count.attention) " need reauthorization" }
+                                    }
+                                }
+                            }
+                            td { (instance.scopes.to_string()) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page("Instances", Some(session), Section::Instances, body)
+}
+
+/// The registration form; `redirect_prefix` is where every instance's redirect URL starts, so
+/// the script can follow the name as it is typed.
+pub(super) fn registration_page(
+    session: &AdminSession,
+    redirect_prefix: &str,
+    redirect_preview: &str,
     values: &Values,
     errors: &Errors,
-) -> HttpResponse {
-    let prefix = format!("{}/oauth/", ctx.public_base());
-    let preview = match InstanceName::parse(&values.name) {
-        Ok(name) => ctx.redirect_url(&name),
-        Err(_) => format!("{prefix}{{name}}/callback"),
-    };
+) -> Markup {
     let body = html! {
         h1 { "Register a GitLab instance" }
         (error_summary(errors, FIELDS))
@@ -90,7 +151,7 @@ pub(super) fn registration_page(
             h2 { "1. Create the application in GitLab first" }
             p { "GitLab asks for the redirect URL before it shows the application ID and secret. This instance's redirect URL will be:" }
             div class="redirect big" {
-                code id="redirect-url" data-prefix=(prefix) { (preview) }
+                code id="redirect-url" data-prefix=(redirect_prefix) { (redirect_preview) }
                 button type="button" data-copy="redirect-url" hidden { "Copy" }
             }
             p.hint { code { "{name}" } " is the name you give the instance below." }
@@ -108,14 +169,11 @@ pub(super) fn registration_page(
             button.primary type="submit" { "Check and register" }
         }
     };
-    respond(
-        status,
-        page(
-            "Register an instance",
-            Some(session),
-            Section::Instances,
-            body,
-        ),
+    page(
+        "Register an instance",
+        Some(session),
+        Section::Instances,
+        body,
     )
 }
 
@@ -154,7 +212,7 @@ fn instance_fields(values: &Values, errors: &Errors, editing: bool) -> Markup {
 
 /// Where to create the application in GitLab, and what to enter there; `saved` once the
 /// instance is registered (the application then exists, and is to be checked).
-pub(super) fn gitlab_steps(scopes: &[String], saved: bool) -> Markup {
+fn gitlab_steps(scopes: &[String], saved: bool) -> Markup {
     html! {
         ol.steps {
             li { "In GitLab, open " strong { "Admin area → Applications → New application" }
@@ -177,12 +235,85 @@ pub(super) fn gitlab_steps(scopes: &[String], saved: bool) -> Markup {
         }
     }
 }
-pub(super) fn edit_page(
+
+/// An instance's page; `done` names what the request before it did, for the notice on top.
+pub(super) fn show_page(
     session: &AdminSession,
-    status: StatusCode,
-    values: &Values,
-    errors: &Errors,
-) -> HttpResponse {
+    instance: &Instance,
+    count: Option<&Counts>,
+    done: Option<&str>,
+) -> Markup {
+    let name = instance.name.as_str();
+    let scopes: Vec<String> = instance.scopes.iter().map(str::to_owned).collect();
+    let body = html! {
+        @match done {
+            Some("registered") => {
+                div.panel.ok role="status" {
+                    h2 { "Registered " (name) ". Now paste this redirect URL into GitLab:" }
+                    (copyable("registered-redirect-url", &instance.redirect_url, "big"))
+                    (gitlab_steps(&scopes, true))
+                }
+            }
+            Some("changed") => { div.panel.ok role="status" { "Saved: the changes passed the check." } }
+            Some("checked") => {
+                @if instance.last_check.ok {
+                    div.panel.ok role="status" { "The check passed." }
+                } @else {
+                    div.panel.bad role="alert" { "The check failed: see the report below." }
+                }
+            }
+            _ => {}
+        }
+        h1 { "Instance " (name) }
+        dl.facts {
+            dt { "Redirect URL" } dd { (copyable("redirect-url", &instance.redirect_url, "")) }
+            dt { "Base URL" } dd { code { (instance.base_url.as_str()) } }
+            dt { "Client ID" } dd { code { (instance.client_id) } }
+            dt { "Client secret" } dd { span.muted { "sealed; never shown" } }
+            dt { "Scopes" } dd { (instance.scopes.to_string()) }
+            dt { "Token lifetime" } dd {
+                @match instance.token_lifetime_seconds {
+                    Some(seconds) => { (seconds) " s, as GitLab granted it last" }
+                    None => { span.muted { "not known until a token is issued" } }
+                }
+            }
+            dt { "Trusted CA" } dd {
+                @match &instance.ca {
+                    Some(ca) => { @for subject in ca.subjects() { code { (subject) } br; } }
+                    None => { span.muted { "the platform's roots" } }
+                }
+            }
+            dt { "Connections" } dd {
+                a href={ "/admin/connections?instance=" (name) } {
+                    (count.map_or(0, |c| c.active)) " active, "
+                    (count.map_or(0, |c| c.attention)) " need reauthorization, "
+                    (count.map_or(0, |c| c.revoked)) " revoked"
+                }
+            }
+            dt { "Registered" } dd { (when(instance.created_at)) ", changed " (when(instance.updated_at)) }
+        }
+        h2 { "Last check: " (badge(if instance.last_check.ok { "passed" } else { "failed" })) " " span.muted { (when(instance.last_check.at)) } }
+        (check_steps(&instance.last_check.steps))
+        div.actions {
+            (button_form(session, &format!("/admin/instances/{name}/check"), "Re-check now", ""))
+            a.button href={ "/admin/instances/" (name) "/edit" } { "Edit" }
+            a.button.danger href={ "/admin/instances/" (name) "/delete" } { "Delete…" }
+        }
+        @let endpoints = instance.discovery.endpoints();
+        @if !endpoints.is_empty() {
+            h2 { "Endpoints found by discovery" }
+            table { tbody { @for (what, url) in endpoints { tr { td { (what) } td { code { (url) } } } } } }
+        }
+    };
+    page(
+        &format!("Instance {name}"),
+        Some(session),
+        Section::Instances,
+        body,
+    )
+}
+
+pub(super) fn edit_page(session: &AdminSession, values: &Values, errors: &Errors) -> Markup {
     let name = &values.name;
     let body = html! {
         h1 { "Edit instance " (name) }
@@ -198,13 +329,36 @@ pub(super) fn edit_page(
             }
         }
     };
-    respond(
-        status,
-        page(
-            &format!("Edit {name}"),
-            Some(session),
-            Section::Instances,
-            body,
-        ),
+    page(
+        &format!("Edit {name}"),
+        Some(session),
+        Section::Instances,
+        body,
+    )
+}
+
+/// Asks before deleting, saying what goes with the instance: its `held` connections.
+pub(super) fn delete_page(session: &AdminSession, instance: &Instance, held: usize) -> Markup {
+    let name = instance.name.as_str();
+    let body = html! {
+        h1 { "Delete instance " (name) "?" }
+        div.panel.warn {
+            p { "labgate forgets " strong { (name) } " (" code { (instance.base_url.as_str()) } "), its client secret and its "
+                strong { (held) " connection" @if held != 1 { "s" } } ". Services can no longer get tokens for it, and the people who connected must connect again if it is registered anew." }
+            p { "The application in GitLab is not touched: delete it there too if it is no longer needed." }
+        }
+        div.actions {
+            form method="post" action={ "/admin/instances/" (name) "/delete" } {
+                (csrf(session))
+                button.danger type="submit" { "Delete " (name) }
+            }
+            a href={ "/admin/instances/" (name) } { "Cancel" }
+        }
+    };
+    page(
+        &format!("Delete {name}"),
+        Some(session),
+        Section::Instances,
+        body,
     )
 }

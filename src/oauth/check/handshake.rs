@@ -1,5 +1,5 @@
-//! What the TLS step reports: a failed handshake explained in terms a person can act on, and
-//! for a good one, the certificate GitLab showed and which CA verified it.
+//! The TLS step: the handshake with the instance's trust roots, saying which CA verified
+//! GitLab's certificate, or why it was refused in terms of the certificate GitLab showed.
 
 use std::io;
 use std::net::IpAddr;
@@ -8,14 +8,59 @@ use std::sync::Arc;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, RootCertStore};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::failure::Failure;
-use crate::domain::CaBundle;
-use crate::oauth::tls::{self, TrustRoots};
+use crate::config::OutboundSettings;
+use crate::domain::{BaseUrl, CaBundle};
+use crate::oauth::tls::{self, RecordingVerifier, TrustRoots};
+
+pub(super) async fn handshake(
+    base_url: &BaseUrl,
+    stream: TcpStream,
+    trust: TrustRoots<'_>,
+    limits: &OutboundSettings,
+) -> Result<String, Failure> {
+    let tls_setup = |e: rustls::Error| Failure::new("tls_handshake_failed", e.to_string());
+    let recorder = Arc::new(RecordingVerifier::new(
+        tls::verifier(trust.root_store()).map_err(tls_setup)?,
+    ));
+    let config = tls::client_config(recorder.clone()).map_err(tls_setup)?;
+    let host = base_url.host_for_connect();
+    let server_name = ServerName::try_from(host.to_owned()).map_err(|e| {
+        Failure::new(
+            "tls_handshake_failed",
+            format!("{host} cannot be a TLS server name ({e})"),
+        )
+    })?;
+    let connecting = TlsConnector::from(Arc::new(config)).connect(server_name.clone(), stream);
+    match timeout(limits.connect_timeout, connecting).await {
+        Err(_) => Err(Failure::new(
+            "tls_handshake_failed",
+            format!(
+                "the TLS handshake did not finish within {} s",
+                limits.connect_timeout.as_secs()
+            ),
+        )),
+        Ok(Err(e)) => Err(explain_tls_error(
+            &e,
+            &recorder.presented_chain(),
+            trust,
+            host,
+        )),
+        Ok(Ok(_)) => Ok(describe_verified(
+            &recorder.presented_chain(),
+            trust,
+            &server_name,
+        )),
+    }
+}
 
 /// Turns a failed handshake into what a person can act on, naming the certificate GitLab showed.
-pub(super) fn explain_tls_error(
+fn explain_tls_error(
     error: &io::Error,
     chain: &[CertificateDer<'_>],
     trust: TrustRoots<'_>,
@@ -90,7 +135,7 @@ pub(super) fn explain_tls_error(
     }
 }
 
-pub(super) fn describe_verified(
+fn describe_verified(
     chain: &[CertificateDer<'_>],
     trust: TrustRoots<'_>,
     server_name: &ServerName<'_>,
