@@ -100,8 +100,11 @@ pub struct Behaviour {
     /// Leave `expires_in` out of token responses, as some GitLab 14.10/15.0 versions did.
     pub omit_expires_in: bool,
     pub refresh_fault: RefreshFault,
-    /// How long the token endpoint takes to answer a refresh.
+    /// How long the token endpoint takes to answer a refresh, after committing the rotation.
     pub refresh_delay: Duration,
+    /// How long GitLab works on a refresh before it commits the rotation: a client that dies in
+    /// this time loses nothing.
+    pub commit_delay: Duration,
     /// A scope GitLab grants beyond what was asked (an application misconfigured in GitLab).
     pub extra_granted_scope: Option<String>,
 }
@@ -153,6 +156,10 @@ struct TokenRecord {
     created_at: u64,
     lifetime: Duration,
     revoked: bool,
+    /// Revoked by a refresh that replaced it (not by the revocation endpoint).
+    rotated: bool,
+    /// The grant this pair belongs to: kept across rotations.
+    family: usize,
 }
 
 /// What the fake saw, for tests to assert on.
@@ -162,6 +169,12 @@ pub struct Seen {
     pub code_exchanges: usize,
     pub refreshes: usize,
     pub revoked_tokens: Vec<String>,
+    /// Refresh tokens presented again after a refresh had rotated them.
+    pub rotated_reuses: usize,
+    /// Per grant (family), when its last rotation committed (unix milliseconds).
+    pub last_rotation_ms: HashMap<usize, u128>,
+    /// Refreshes received and not yet decided (GitLab still working on them).
+    pub refreshes_in_progress: usize,
 }
 
 struct State {
@@ -205,6 +218,7 @@ impl FakeGitLab {
                 omit_expires_in: false,
                 refresh_fault: RefreshFault::None,
                 refresh_delay: Duration::ZERO,
+                commit_delay: Duration::ZERO,
                 extra_granted_scope: None,
             },
             issuer,
@@ -293,6 +307,7 @@ impl FakeGitLab {
     /// returns its (access, refresh) pair.
     #[allow(dead_code)] // used by benches/broker.rs
     pub fn seed_grant(&self, scopes: &[&str], lifetime: Duration) -> (String, String) {
+        let mut state = self.state.lock().unwrap();
         let record = TokenRecord {
             access: random_hex(),
             refresh: random_hex(),
@@ -300,13 +315,25 @@ impl FakeGitLab {
             created_at: now(),
             lifetime,
             revoked: false,
+            rotated: false,
+            family: state.tokens.records.len(),
         };
         let pair = (record.access.clone(), record.refresh.clone());
-        self.state.lock().unwrap().tokens.push(record);
+        state.tokens.push(record);
         pair
     }
 
     /// Whether GitLab would accept this access token now (not revoked, not expired).
+    /// The grant (family) a token belongs to, kept across rotations.
+    pub fn family_of(&self, token: &str) -> Option<usize> {
+        let state = self.state.lock().unwrap();
+        state
+            .tokens
+            .by_token
+            .get(token)
+            .map(|&i| state.tokens.records[i].family)
+    }
+
     pub fn access_token_works(&self, access_token: &str) -> bool {
         let state = self.state.lock().unwrap();
         state
@@ -489,7 +516,28 @@ enum TokenStep {
 }
 
 async fn token(shared: Shared, req: HttpRequest, form: web::Form<TokenForm>) -> HttpResponse {
-    let step = token_step(&mut shared.lock().unwrap(), &req, form.into_inner());
+    let form = form.into_inner();
+    // GitLab finishes what it started even when the client goes away: the work, and the
+    // commit, run in a task of their own that a dropped connection does not cancel.
+    let refresh = form.grant_type == "refresh_token";
+    let working = {
+        let mut state = shared.lock().unwrap();
+        state.seen.refreshes_in_progress += usize::from(refresh);
+        if refresh {
+            state.behaviour.commit_delay
+        } else {
+            Duration::ZERO
+        }
+    };
+    let decided = actix_web::rt::spawn(async move {
+        actix_web::rt::time::sleep(working).await;
+        let mut state = shared.lock().unwrap();
+        state.seen.refreshes_in_progress -= usize::from(refresh);
+        token_step(&mut state, &req, form)
+    });
+    let Ok(step) = decided.await else {
+        return HttpResponse::InternalServerError().finish();
+    };
     let (fault, delay, answer) = match step {
         TokenStep::Answer(response) => return response,
         TokenStep::Refresh {
@@ -571,6 +619,13 @@ fn token_step(state: &mut State, req: &HttpRequest, form: TokenForm) -> TokenSte
             let commits = matches!(fault, RefreshFault::None | RefreshFault::LostAfterCommit);
             let mut answer = None;
             if commits {
+                let reused = state
+                    .tokens
+                    .find_mut(&presented)
+                    .is_some_and(|t| t.refresh == presented && t.rotated);
+                if reused {
+                    state.seen.rotated_reuses += 1;
+                }
                 let Some(old) = state
                     .tokens
                     .find_mut(&presented)
@@ -580,8 +635,10 @@ fn token_step(state: &mut State, req: &HttpRequest, form: TokenForm) -> TokenSte
                 };
                 // No grace: the old access and refresh tokens die before the new pair exists.
                 old.revoked = true;
-                let scopes = old.scopes.clone();
-                let record = issue(state, scopes);
+                old.rotated = true;
+                let (scopes, family) = (old.scopes.clone(), old.family);
+                let record = issue_in_family(state, scopes, Some(family));
+                state.seen.last_rotation_ms.insert(family, now_ms());
                 answer = Some(token_response(state, &record, None));
             }
             TokenStep::Refresh {
@@ -712,6 +769,11 @@ fn client_authenticated(
 }
 
 fn issue(state: &mut State, scopes: Vec<String>) -> TokenRecord {
+    issue_in_family(state, scopes, None)
+}
+
+/// A new pair: of the grant `family` (a rotation), or of a new grant.
+fn issue_in_family(state: &mut State, scopes: Vec<String>, family: Option<usize>) -> TokenRecord {
     let record = TokenRecord {
         access: random_hex(),
         refresh: random_hex(),
@@ -719,6 +781,8 @@ fn issue(state: &mut State, scopes: Vec<String>) -> TokenRecord {
         created_at: now(),
         lifetime: state.behaviour.token_lifetime,
         revoked: false,
+        rotated: false,
+        family: family.unwrap_or(state.tokens.records.len()),
     };
     state.tokens.push(record.clone());
     record
@@ -864,6 +928,13 @@ fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
 }
 
 fn now() -> u64 {

@@ -10,6 +10,7 @@ mod admin_auth;
 mod admin_browser;
 mod admin_pages;
 mod connect_flow;
+mod crash;
 mod credentials;
 mod instance_checks;
 mod instances;

@@ -1,0 +1,306 @@
+//! Crashes: three `labgate serve` processes on one PostgreSQL database refresh the same
+//! connections while a killer sends them SIGKILL and starts them again. GitLab's rotation has no
+//! grace, so the one loss no broker can avoid is a kill between GitLab's commit and labgate's
+//! store; every other grant must survive, and no rotated refresh token may ever be sent again.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::{TimeDelta, Utc};
+use diesel::{BoolExpressionMethods, ExpressionMethods, QueryDsl, RunQueryDsl, SelectableHelper};
+use labgate::db::connections::ConnectionRow;
+use labgate::db::schema::connections::dsl as c;
+use labgate::domain::ConnectionStatus;
+use labgate::service::connection_tokens::{TokenKind, open_token};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::helpers::{Backend, ConnectWorld, PUBLIC_URL};
+
+const PROCESSES: usize = 3;
+const CONNECTIONS: usize = 24;
+/// How many kills, and how long the killer may take for them at most.
+const KILLS: usize = 24;
+const CHAOS: Duration = Duration::from_secs(40);
+/// At most between two kills, if no refresh is under way at GitLab sooner.
+const KILL_EVERY: Duration = Duration::from_millis(1500);
+/// How long GitLab works on a refresh before it commits: kills land mid-refresh.
+const GITLAB_WORKS: Duration = Duration::from_millis(150);
+
+#[actix_web::test]
+async fn killed_processes_lose_no_grant_a_broker_could_keep() {
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("LABGATE_TEST_POSTGRES_URL is not set: the crash test needs PostgreSQL");
+        return;
+    };
+    let cw = ConnectWorld::start_with(backend, |settings| {
+        settings.outbound.request_timeout = Duration::from_secs(1);
+        settings.outbound.connect_timeout = Duration::from_secs(1);
+    })
+    .await;
+    cw.world
+        .gitlab
+        .behave(|b| b.token_lifetime = Duration::from_secs(300));
+    let mut subjects = Vec::new();
+    for i in 0..CONNECTIONS {
+        let subject = format!("user-{i:02}");
+        cw.connect(&subject, json!({})).await;
+        subjects.push(subject);
+    }
+    cw.world.gitlab.behave(|b| b.commit_delay = GITLAB_WORKS);
+
+    let mut fleet = Fleet::start(&cw).await;
+    let started = Instant::now();
+    let mut kills: Vec<u128> = Vec::new();
+    let mut fetched = 0;
+    while kills.len() < KILLS && started.elapsed() < CHAOS {
+        // Time passes: every connection is due again, and each process's sweeper refreshes it.
+        make_all_due(&cw).await;
+        for (n, subject) in subjects.iter().enumerate().take(8) {
+            let address = fleet.address(n + kills.len());
+            let body = json!({"instance": "corp", "subject": subject});
+            if let Ok(response) = cw
+                .app
+                .client
+                .post(format!("{address}/api/v1/credentials"))
+                .bearer_auth(&cw.service_token)
+                .json(&body)
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await
+            {
+                fetched += usize::from(response.status() == 200);
+            }
+        }
+        // Kill while GitLab works on a refresh, whichever process sent it.
+        let wait = Instant::now() + KILL_EVERY;
+        while Instant::now() < wait && cw.world.gitlab.seen().refreshes_in_progress == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        kills.push(now_ms());
+        fleet.kill_and_restart(kills.len() % PROCESSES).await;
+    }
+
+    // Let every unknown outcome settle: leases of killed processes run out, sweepers ask GitLab.
+    let settled = settle(&cw).await;
+    let seen = cw.world.gitlab.seen();
+    drop(fleet);
+
+    assert!(
+        kills.len() >= KILLS / 2 && seen.refreshes >= 100,
+        "the test must exercise something: {} kills, {} refreshes",
+        kills.len(),
+        seen.refreshes
+    );
+    assert!(fetched > 0, "no fetch succeeded while the fleet ran");
+    assert!(
+        settled,
+        "some connections never settled (a refresh mark or lease remained)"
+    );
+    assert_eq!(
+        seen.rotated_reuses, 0,
+        "a rotated refresh token was sent to GitLab again"
+    );
+    let rows = cw
+        .app
+        .context
+        .db_read(|conn| c::connections.select(ConnectionRow::as_select()).load(conn))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), CONNECTIONS);
+    let mut lost = 0;
+    for row in &rows {
+        let access = open_token(&cw.app.context.sealer, row, TokenKind::Access).unwrap();
+        match row.status {
+            ConnectionStatus::Active => assert!(
+                cw.world.gitlab.access_token_works(access.expose_secret()),
+                "{}: active, but its stored token is dead",
+                row.subject
+            ),
+            ConnectionStatus::ReauthorizationRequired => {
+                assert_eq!(
+                    row.status_reason.as_deref(),
+                    Some("refresh_response_lost"),
+                    "{}: lost for another reason",
+                    row.subject
+                );
+                // Explained only by a kill after the refresh left and before its answer was
+                // stored: GitLab commits what it received, whoever is left to hear the answer.
+                let family = cw.world.gitlab.family_of(access.expose_secret()).unwrap();
+                let committed = seen.last_rotation_ms[&family];
+                let sent = committed.saturating_sub(GITLAB_WORKS.as_millis() + 100);
+                assert!(
+                    kills.iter().any(|&k| k >= sent && k <= committed + 1_000),
+                    "{}: lost without a kill between its refresh leaving and its answer stored",
+                    row.subject
+                );
+                lost += 1;
+            }
+            ConnectionStatus::Revoked => panic!("{}: revoked by nobody", row.subject),
+        }
+    }
+    eprintln!(
+        "crash test: {} kills, {} refreshes at GitLab, {fetched} handouts, {lost} of {CONNECTIONS} grants lost to a kill after GitLab's commit",
+        kills.len(),
+        seen.refreshes
+    );
+}
+
+/// Every active connection's refresh comes due now, as if time had passed.
+async fn make_all_due(cw: &ConnectWorld) {
+    cw.app
+        .context
+        .db_write(|conn| {
+            let past = Utc::now().naive_utc() - TimeDelta::seconds(1);
+            diesel::update(c::connections.filter(c::status.eq(ConnectionStatus::Active.as_str())))
+                .set(c::refresh_due_at.eq(past))
+                .execute(conn)
+        })
+        .await
+        .unwrap();
+}
+
+/// Waits (at most a minute) until no connection has a refresh mark or a lease.
+async fn settle(cw: &ConnectWorld) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let unsettled: i64 = cw
+            .app
+            .context
+            .db_read(|conn| {
+                c::connections
+                    .filter(
+                        c::refresh_in_flight_since
+                            .is_not_null()
+                            .or(c::refresh_lease_owner.is_not_null()),
+                    )
+                    .count()
+                    .get_result(conn)
+            })
+            .await
+            .unwrap();
+        if unsettled == 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// `labgate serve` processes sharing the test's database, key and admin token.
+struct Fleet {
+    env: Vec<(String, String)>,
+    processes: Vec<(u16, Child)>,
+}
+
+impl Fleet {
+    async fn start(cw: &ConnectWorld) -> Self {
+        let settings = &cw.app.settings;
+        let labgate::config::DatabaseUrl::Postgres(url) = &settings.database.url else {
+            unreachable!("the crash test runs on PostgreSQL");
+        };
+        let env = vec![
+            ("LABGATE__SERVER__PUBLIC_URL", PUBLIC_URL.to_owned()),
+            ("LABGATE__SERVER__WORKERS", "1".to_owned()),
+            ("LABGATE__DATABASE__URL", url.expose_secret().to_owned()),
+            (
+                "LABGATE__SECURITY__MASTER_KEY_FILE",
+                settings
+                    .security
+                    .generated_master_key_path
+                    .display()
+                    .to_string(),
+            ),
+            (
+                "LABGATE__ADMIN__TOKEN",
+                settings
+                    .admin
+                    .token
+                    .as_ref()
+                    .unwrap()
+                    .expose_secret()
+                    .to_owned(),
+            ),
+            ("LABGATE__OUTBOUND__CONNECT_TIMEOUT_SECONDS", "1".to_owned()),
+            ("LABGATE__OUTBOUND__REQUEST_TIMEOUT_SECONDS", "1".to_owned()),
+            ("LABGATE__REFRESHER__INTERVAL_SECONDS", "1".to_owned()),
+            ("RUST_LOG", "error".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut fleet = Self {
+            env,
+            processes: Vec::new(),
+        };
+        for _ in 0..PROCESSES {
+            let port = free_port();
+            let child = fleet.spawn(port).await;
+            fleet.processes.push((port, child));
+        }
+        fleet
+    }
+
+    fn address(&self, n: usize) -> String {
+        format!("http://127.0.0.1:{}", self.processes[n % PROCESSES].0)
+    }
+
+    async fn spawn(&self, port: u16) -> Child {
+        let child = Command::new(env!("CARGO_BIN_EXE_labgate"))
+            .arg("serve")
+            .envs(self.env.iter().cloned())
+            .env("LABGATE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("labgate starts");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let up = client
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if up {
+                return child;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("labgate did not start on port {port}");
+    }
+
+    /// SIGKILL, then the same process started again on the same port.
+    async fn kill_and_restart(&mut self, n: usize) {
+        let port = self.processes[n].0;
+        self.processes[n].1.kill().unwrap();
+        self.processes[n].1.wait().unwrap();
+        let child = self.spawn(port).await;
+        self.processes[n].1 = child;
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
