@@ -254,7 +254,7 @@ impl Fleet {
     }
 
     async fn spawn(&self, port: u16) -> Child {
-        let child = Command::new(env!("CARGO_BIN_EXE_labgate"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_labgate"))
             .arg("serve")
             .envs(self.env.iter().cloned())
             .env("LABGATE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -275,6 +275,8 @@ impl Fleet {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("labgate did not start on port {port}");
     }
 
