@@ -9,6 +9,7 @@ pub mod connections;
 pub mod instances;
 pub mod meta;
 mod pool;
+pub mod refresh_attempts;
 pub mod schema;
 pub mod services;
 

@@ -87,6 +87,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    refresh_attempts (id) {
+        id -> BigInt,
+        connection_id -> Text,
+        started_at -> Timestamp,
+        finished_at -> Timestamp,
+        outcome -> Text,
+        gitlab_request_id -> Nullable<Text>,
+        process -> Text,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     audit_events (id) {
         id -> BigInt,
         at -> Timestamp,
@@ -109,6 +122,7 @@ diesel::table! {
 }
 
 diesel::joinable!(connect_sessions -> instances (instance_id));
+diesel::joinable!(refresh_attempts -> connections (connection_id));
 diesel::joinable!(connect_sessions -> services (service_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -118,5 +132,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     connect_sessions,
     connections,
     audit_events,
-    admin_sessions
+    admin_sessions,
+    refresh_attempts
 );

@@ -19,7 +19,35 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/connections/{id}")
             .route(web::delete().to(revoke))
             .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/connections/{id}/refreshes")
+            .route(web::get().to(refreshes))
+            .default_service(web::to(method_not_allowed)),
     );
+}
+
+/// The connection's rotation ledger: its last refresh attempts and how each ended.
+async fn refreshes(
+    _: Admin,
+    ctx: web::Data<Context>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let attempts = connections::refresh_history(&ctx, &id).await?;
+    let listed: Vec<_> = attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "started_at": timestamp(a.started_at),
+                "finished_at": timestamp(a.finished_at),
+                "outcome": a.outcome,
+                "gitlab_request_id": a.gitlab_request_id,
+                "process": a.process,
+                "detail": a.detail,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "refreshes": listed })))
 }
 
 /// Revokes at GitLab; the connection stays, `revoked`, for the record.

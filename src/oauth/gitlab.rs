@@ -315,6 +315,12 @@ where
     }
 }
 
+/// A refresh's outcome, with GitLab's `X-Request-Id` when it answered one (for its logs).
+pub struct RefreshReply {
+    pub outcome: RefreshOutcome,
+    pub request_id: Option<String>,
+}
+
 /// How a refresh ended, as far as labgate can know.
 pub enum RefreshOutcome {
     Refreshed {
@@ -343,6 +349,22 @@ impl GitLabApp<'_> {
         &self,
         http: &reqwest::Client,
         refresh_token: &SecretString,
+    ) -> RefreshReply {
+        let mut request_id = None;
+        let outcome = self
+            .refresh_outcome(http, refresh_token, &mut request_id)
+            .await;
+        RefreshReply {
+            outcome,
+            request_id,
+        }
+    }
+
+    async fn refresh_outcome(
+        &self,
+        http: &reqwest::Client,
+        refresh_token: &SecretString,
+        request_id: &mut Option<String>,
     ) -> RefreshOutcome {
         let sent_at = Utc::now();
         let sent = http
@@ -364,6 +386,12 @@ impl GitLabApp<'_> {
             Err(e) => return RefreshOutcome::Unknown(e.to_string()),
         };
         let status = response.status();
+        *request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128)
+            .map(str::to_owned);
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)

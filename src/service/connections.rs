@@ -219,3 +219,44 @@ pub async fn count(
         })
         .collect()
 }
+
+/// One refresh attempt of a connection, as the rotation ledger recorded it.
+#[derive(Debug, Clone)]
+pub struct RefreshAttempt {
+    pub started_at: NaiveDateTime,
+    pub finished_at: NaiveDateTime,
+    /// `ok`, `invalid_grant`, `invalid_client`, `unavailable`, `unknown` or `response_lost`.
+    pub outcome: String,
+    /// GitLab's `X-Request-Id` for the refresh, to find it in GitLab's logs.
+    pub gitlab_request_id: Option<String>,
+    /// The labgate process that made it.
+    pub process: String,
+    pub detail: Option<String>,
+}
+
+/// A connection's rotation ledger, newest first (the last few attempts).
+pub async fn refresh_history(ctx: &Context, id: &str) -> Result<Vec<RefreshAttempt>, ServiceError> {
+    let owned = id.to_owned();
+    let (found, attempts) = ctx
+        .db_read(move |conn| {
+            let found = db::connections::find(conn, &owned)?.is_some();
+            Ok((found, db::refresh_attempts::for_connection(conn, &owned)?))
+        })
+        .await?;
+    if !found {
+        return Err(ServiceError::NotFound(format!(
+            "no connection has the id {id:?}"
+        )));
+    }
+    Ok(attempts
+        .into_iter()
+        .map(|row| RefreshAttempt {
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            outcome: row.outcome,
+            gitlab_request_id: row.gitlab_request_id,
+            process: row.process,
+            detail: row.detail,
+        })
+        .collect())
+}

@@ -151,6 +151,20 @@ async fn min_valid_for_forces_a_refresh_and_the_new_pair_is_kept(backend: Backen
         .await;
 
     assert_eq!(cw.world.gitlab.seen().refreshes, 1);
+    let ledger = cw
+        .app
+        .get_json(&format!("/api/v1/connections/{id}/refreshes"))
+        .await;
+    let attempts = ledger["refreshes"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{ledger}");
+    assert_eq!(attempts[0]["outcome"], "ok");
+    assert!(
+        attempts[0]["gitlab_request_id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("01FAKE")),
+        "GitLab's request id is kept: {ledger}"
+    );
+    assert!(attempts[0]["process"].as_str().unwrap().starts_with("pid "));
     assert_ne!(first, second);
     assert!(
         !cw.world.gitlab.access_token_works(&first),
@@ -288,6 +302,21 @@ async fn a_lost_refresh_answer_is_detected_and_never_retried_blindly(backend: Ba
     let connection = cw.connection(&id).await;
     assert_eq!(connection["status"], "reauthorization_required");
     assert_eq!(connection["status_reason"], "refresh_response_lost");
+    let ledger = cw
+        .app
+        .get_json(&format!("/api/v1/connections/{id}/refreshes"))
+        .await;
+    let outcomes: Vec<&str> = ledger["refreshes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["response_lost", "unknown"],
+        "newest first: {ledger}"
+    );
     let audit = cw.app.get_json("/api/v1/audit").await.to_string();
     assert!(
         audit.contains("connection_reauthorization_required") && audit.contains("refresh_failed"),
@@ -356,6 +385,19 @@ async fn invalid_grant_requires_reauthorization_and_is_kept(backend: Backend) {
         ),
         (Some("reauthorization_required"), Some("invalid_grant"))
     );
+    let ledger = cw
+        .app
+        .get_json(&format!("/api/v1/connections/{id}/refreshes"))
+        .await;
+    assert_eq!(
+        ledger["refreshes"][0]["outcome"], "invalid_grant",
+        "{ledger}"
+    );
+    let unknown = cw
+        .app
+        .call(Method::GET, "/api/v1/connections/no-such-id/refreshes")
+        .await;
+    assert_eq!(unknown.status(), 404);
     let listed = cw
         .app
         .get_json("/api/v1/connections?status=reauthorization_required")

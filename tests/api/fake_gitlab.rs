@@ -805,6 +805,8 @@ fn token_response(state: &State, record: &TokenRecord, nonce: Option<&str>) -> H
         body.as_object_mut().unwrap().remove("expires_in");
     }
     HttpResponse::Ok()
+        // As GitLab (Rails) names every request, for its logs.
+        .insert_header(("X-Request-Id", format!("01FAKE{}", &random_hex()[..20])))
         .insert_header(("Cache-Control", "no-store"))
         .json(body)
 }

@@ -22,6 +22,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(super::method_not_allowed)),
     )
     .service(
+        web::resource("/connections/{id}/refreshes")
+            .route(web::get().to(refreshes))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+    cfg.service(
         web::resource("/connections/{id}/revoke")
             .route(web::get().to(revoke_confirmation))
             .route(web::post().to(revoke))
@@ -139,6 +144,7 @@ async fn list(
                                     Some(at) => { (when(at)) }
                                     None => { span.muted { "never" } }
                                 }
+                                " " a href={ "/admin/connections/" (connection.id) "/refreshes" } { "history" }
                             }
                             td { (when(connection.created_at)) }
                             td { (revoke_control(&session, connection)) }
@@ -212,5 +218,50 @@ async fn revoke(
     revocation::revoke(&ctx, &id, "admin").await?;
     Ok(super::session::see_other(
         "/admin/connections?status=revoked",
+    ))
+}
+
+/// The rotation ledger of one connection: its last refresh attempts and how each ended.
+async fn refreshes(
+    session: SignedIn,
+    ctx: web::Data<Context>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let attempts = connections::refresh_history(&ctx, &id).await?;
+    let body = html! {
+        h1 { "Refresh history" }
+        p.muted { "Connection " code { (id.as_str()) } ": the last refresh attempts, newest first." }
+        @if attempts.is_empty() {
+            p.muted { "No refresh yet." }
+        } @else {
+            table {
+                thead { tr {
+                    th { "Outcome" } th { "Started" } th { "Finished" } th { "Process" }
+                    th { "GitLab request id" } th { "Detail" }
+                } }
+                tbody {
+                    @for attempt in &attempts {
+                        tr {
+                            td { (badge(&attempt.outcome)) }
+                            td { (when(attempt.started_at)) }
+                            td { (when(attempt.finished_at)) }
+                            td { code { (attempt.process) } }
+                            td { @if let Some(request) = &attempt.gitlab_request_id { code { (request) } } }
+                            td { @if let Some(detail) = &attempt.detail { (detail) } }
+                        }
+                    }
+                }
+            }
+        }
+        p { a href="/admin/connections" { "All connections" } }
+    };
+    Ok(respond(
+        StatusCode::OK,
+        page(
+            "Refresh history",
+            Some(&session),
+            Section::Connections,
+            body,
+        ),
     ))
 }

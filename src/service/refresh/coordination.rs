@@ -29,7 +29,12 @@ pub struct Refreshes {
 impl Default for Refreshes {
     fn default() -> Self {
         Self {
-            owner: uuid::Uuid::new_v4().to_string(),
+            // Names the process in the rotation ledger; unique across processes and restarts.
+            owner: format!(
+                "pid {} ({})",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ),
             in_flight: AtomicUsize::new(0),
             locks: Mutex::default(),
             backoff: InstanceBackoff::default(),

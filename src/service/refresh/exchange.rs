@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 
 use super::coordination::{Lease, Leased, Mark};
+use super::ledger::{Attempt, AttemptOutcome};
 use super::unknown_outcome::{Earlier, settle_earlier, settle_time};
 use super::verdict::{reauthorize, record_failure};
 use super::{DEFAULT_RETRY_AFTER, RefreshError, unavailable, usable};
+use crate::db::refresh_attempts::NewRefreshAttempt;
 use crate::db::{self, connections::ConnectionRow, connections::RefreshedTokens};
 use crate::domain::TokenLife;
 use crate::oauth::RefreshOutcome;
@@ -62,11 +64,16 @@ pub(super) async fn refresh_with_lease(
         };
         settle_earlier(&lease, earlier).await?;
     }
-    let started = Instant::now();
-    let outcome = registration.app().refresh(&http, &refresh_token).await;
+    let (started, started_at) = (Instant::now(), Utc::now().naive_utc());
+    let reply = registration.app().refresh(&http, &refresh_token).await;
     let seconds = started.elapsed().as_secs_f64();
+    let attempt = Attempt {
+        connection_id: id.to_owned(),
+        started_at,
+        request_id: reply.request_id,
+    };
 
-    match outcome {
+    match reply.outcome {
         RefreshOutcome::Refreshed {
             access_token,
             refresh_token,
@@ -78,6 +85,7 @@ pub(super) async fn refresh_with_lease(
                 life,
                 refresh_due_at: life.refresh_due_at(id),
                 instance_id: instance.id.clone(),
+                ledger: attempt.entry(ctx, AttemptOutcome::Ok, None),
             };
             let stored = store_new_pair(&lease, pair).await;
             ctx.metrics.refresh(&instance.name, "ok", seconds);
@@ -85,6 +93,10 @@ pub(super) async fn refresh_with_lease(
                 Ok(Stored::Row(row)) => row.map(|row| *row),
                 Ok(Stored::LeaseLost) => {
                     tracing::error!(connection.id = %id, "a refreshed pair could not be stored before the refresh lease ended");
+                    let detail = "the new pair could not be stored before the lease ended";
+                    attempt
+                        .record(ctx, AttemptOutcome::ResponseLost, Some(detail.into()))
+                        .await;
                     record_failure(
                         ctx,
                         &row,
@@ -112,11 +124,18 @@ pub(super) async fn refresh_with_lease(
             ctx.metrics
                 .refresh(&instance.name, "invalid_grant", seconds);
             let reason = "GitLab refused the refresh token (invalid_grant)";
+            attempt
+                .record(ctx, AttemptOutcome::InvalidGrant, None)
+                .await;
             Err(reauthorize(ctx, &lease, &row, &instance.name, "invalid_grant", reason).await)
         }
         RefreshOutcome::Throttled { retry_after } => {
             ctx.metrics.refresh(&instance.name, "unavailable", seconds);
             lease.release(true).await;
+            let detail = Some("throttled (429)".to_owned());
+            attempt
+                .record(ctx, AttemptOutcome::Unavailable, detail)
+                .await;
             Err(unavailable(
                 retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
                 "GitLab is throttling refreshes (429)".into(),
@@ -125,6 +144,12 @@ pub(super) async fn refresh_with_lease(
         RefreshOutcome::NotSent(reason) | RefreshOutcome::Refused(reason) => {
             ctx.metrics.refresh(&instance.name, "unavailable", seconds);
             lease.release(true).await;
+            let class = if reason == "invalid_client" {
+                AttemptOutcome::InvalidClient
+            } else {
+                AttemptOutcome::Unavailable
+            };
+            attempt.record(ctx, class, Some(reason.clone())).await;
             record_failure(ctx, &row, &instance.name, &reason).await;
             Err(unavailable(
                 DEFAULT_RETRY_AFTER,
@@ -138,6 +163,9 @@ pub(super) async fn refresh_with_lease(
                 "refresh outcome unknown: GitLab will be asked before anything is retried"
             );
             lease.release(false).await;
+            attempt
+                .record(ctx, AttemptOutcome::Unknown, Some(reason.clone()))
+                .await;
             record_failure(
                 ctx,
                 &row,
@@ -160,6 +188,8 @@ struct NewPair {
     life: TokenLife,
     refresh_due_at: NaiveDateTime,
     instance_id: String,
+    /// The attempt's ledger entry, recorded in the same trip once the pair is stored.
+    ledger: NewRefreshAttempt,
 }
 
 enum Stored {
@@ -198,6 +228,9 @@ async fn store_new_pair(lease: &Lease<'_>, pair: NewPair) -> Result<Stored, Refr
                     return Ok(None);
                 }
                 // After the commit, in the same trip; a failure here must not store the pair again.
+                let _ = db::refresh_attempts::record(conn, &pair_now.ledger).map_err(
+                    |e| tracing::warn!(error.cause = %e, "could not record a refresh attempt"),
+                );
                 let lifetime = pair_now.life.lifetime().num_seconds();
                 let _ = db::instances::record_token_lifetime(conn, &pair_now.instance_id, lifetime)
                     .map_err(

@@ -25,6 +25,7 @@ mod backoff;
 mod coordination;
 mod ensure;
 mod exchange;
+mod ledger;
 mod sweeper;
 mod timing;
 mod unknown_outcome;

@@ -8,6 +8,7 @@ use chrono::{NaiveDateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 
 use super::coordination::Lease;
+use super::ledger::{Attempt, AttemptOutcome};
 use super::verdict::reauthorize;
 use super::{DEFAULT_RETRY_AFTER, RefreshError, unavailable};
 use crate::db::{self, connections::ConnectionRow, instances::InstanceRow};
@@ -67,6 +68,15 @@ pub(super) async fn settle_earlier(
         // Dead well before its expiry: GitLab rotated the pair and its answer was lost.
         Ok(false) if row.expires_at - EXPIRY_SLACK > Utc::now().naive_utc() => {
             let reason = "GitLab rotated the tokens but its answer was lost";
+            let attempt = Attempt {
+                connection_id: id.to_owned(),
+                started_at: since,
+                request_id: None,
+            };
+            let detail = Some("the old access token died before its expiry".to_owned());
+            attempt
+                .record(ctx, AttemptOutcome::ResponseLost, detail)
+                .await;
             return Err(reauthorize(
                 ctx,
                 lease,
