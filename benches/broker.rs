@@ -13,19 +13,11 @@
 //! measured phase, default 4), LABGATE_BENCH_CLIENTS (closed-loop clients, default 32); an
 //! argument `handout` or `storm` (`cargo bench --bench broker -- storm`) runs only that part.
 
+/// The integration tests' support (database, settings, certificates, the fake GitLab); the
+/// benchmark uses part of it.
 #[allow(dead_code)]
-#[path = "../tests/api/certs.rs"]
-mod certs;
-#[allow(dead_code)]
-#[path = "../tests/api/fake_gitlab.rs"]
-mod fake_gitlab;
-
-/// What the fake GitLab borrows from the integration tests' helpers.
-mod helpers {
-    pub const PUBLIC_URL: &str = "https://labgate.test";
-    pub const CLIENT_SECRET: &str =
-        "gloas-5f3c1e0d9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d";
-}
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,11 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use chrono::{NaiveDateTime, TimeDelta, Utc};
-use diesel::{Connection, PgConnection, RunQueryDsl, sql_query};
-use labgate::config::{
-    AdminSettings, DatabaseSettings, DatabaseUrl, OutboundSettings, RefresherSettings,
-    SecuritySettings, ServerSettings, Settings,
-};
+use diesel::Connection;
+use labgate::config::Settings;
 use labgate::db::{self, connections::ConnectionRow};
 use labgate::domain::{ConnectionStatus, ScopeSet, TokenLife};
 use labgate::service::connection_tokens::{TokenKind, open_token, seal_token};
@@ -45,10 +34,11 @@ use labgate::service::{Context, refresh};
 use labgate::startup::Application;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use certs::{TestCa, Validity};
-use fake_gitlab::{Discovery, FakeGitLab, default_application};
+use support::certs::{TestCa, Validity};
+use support::database::{Backend, TestDatabase};
+use support::fake_gitlab::{self, Discovery, FakeGitLab, default_application};
+use support::{CLIENT_SECRET, settings};
 
 /// Subjects whose fresh connections the handout phase spreads its requests over.
 const SUBJECTS: usize = 1_000;
@@ -91,9 +81,9 @@ fn run() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut backends = vec![Backend::Sqlite];
-    match std::env::var("LABGATE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => backends.push(Backend::Postgres(url)),
-        _ => println!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL is not measured\n"),
+    match Backend::postgres() {
+        Some(postgres) => backends.push(postgres),
+        None => println!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL is not measured\n"),
     }
     for backend in backends {
         let started = Instant::now();
@@ -145,7 +135,7 @@ async fn bench_backend(
     options: &Options,
     load: tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
-    let db = BenchDatabase::create(backend)?;
+    let db = TestDatabase::try_create(backend)?;
     let ca = TestCa::new("Bench Root CA");
     let gitlab = FakeGitLab::start(
         &ca.issue(&["localhost", "127.0.0.1"], Validity::Current),
@@ -153,7 +143,7 @@ async fn bench_backend(
     )
     .await;
     let admin_token = format!("bench-admin-{}", uuid::Uuid::new_v4());
-    let app = Application::build(db.settings(&admin_token)).await?;
+    let app = Application::build(bench_settings(&db, &admin_token)).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
     let ctx = app.context().clone();
     let server = app.handle();
@@ -204,7 +194,7 @@ impl<'a> World<'a> {
                 "name": "corp",
                 "base_url": gitlab.base_url(),
                 "client_id": default_application().client_id,
-                "client_secret": helpers::CLIENT_SECRET,
+                "client_secret": CLIENT_SECRET,
                 "ca_pem": ca.pem(),
                 "scopes": default_application().scopes,
             }))
@@ -739,94 +729,15 @@ async fn check_storm(world: &World<'_>, ids: Vec<String>) -> anyhow::Result<(usi
 }
 
 // ---------------------------------------------------------------------------------------------
-// Databases and settings
+// Settings
 
-enum Backend {
-    Sqlite,
-    /// A PostgreSQL server where the benchmark may create and drop a database of its own.
-    Postgres(String),
-}
-
-impl Backend {
-    fn name(&self) -> &'static str {
-        match self {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres(_) => "PostgreSQL",
-        }
-    }
-}
-
-/// The benchmark's own database, with a directory for its files; dropped at the end.
-struct BenchDatabase {
-    url: DatabaseUrl,
-    postgres: Option<(String, String)>,
-    dir: TempDir,
-}
-
-impl BenchDatabase {
-    fn create(backend: &Backend) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let (url, postgres) = match backend {
-            Backend::Sqlite => (DatabaseUrl::Sqlite(dir.path().join("labgate.db")), None),
-            Backend::Postgres(server_url) => {
-                let name = format!("labgate_bench_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = PgConnection::establish(server_url)
-                    .context("LABGATE_TEST_POSTGRES_URL is set but PostgreSQL does not answer")?;
-                sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn)?;
-                let mut url = url::Url::parse(server_url)?;
-                url.set_path(&name);
-                (
-                    DatabaseUrl::Postgres(SecretString::from(url.to_string())),
-                    Some((server_url.clone(), name)),
-                )
-            }
-        };
-        Ok(Self { url, postgres, dir })
-    }
-
-    /// labgate's defaults for pool and workers; the refresher left to the storm's sweep.
-    fn settings(&self, admin_token: &str) -> Settings {
-        Settings {
-            server: ServerSettings {
-                listen: "127.0.0.1:0".parse().expect("a socket address"),
-                public_url: url::Url::parse(helpers::PUBLIC_URL).expect("a URL"),
-                tls: None,
-                workers: 0,
-            },
-            database: DatabaseSettings {
-                url: self.url.clone(),
-                pool_size: 8,
-                pool_timeout: Duration::from_secs(5),
-            },
-            security: SecuritySettings {
-                master_key: None,
-                generated_master_key_path: self.dir.path().join("master.key"),
-            },
-            admin: AdminSettings {
-                token: Some(SecretString::from(admin_token.to_owned())),
-            },
-            outbound: OutboundSettings {
-                connect_timeout: Duration::from_secs(5),
-                request_timeout: Duration::from_secs(10),
-            },
-            refresher: RefresherSettings {
-                enabled: false,
-                interval: Duration::from_secs(30),
-                concurrency: STORM_CONCURRENCY,
-            },
-        }
-    }
-}
-
-impl Drop for BenchDatabase {
-    fn drop(&mut self) {
-        if let Some((server_url, name)) = &self.postgres
-            && let Ok(mut conn) = PgConnection::establish(server_url)
-        {
-            let _ = sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn);
-        }
-    }
+/// labgate's configuration, isolated: its defaults for pool, workers and timeouts; the
+/// refresher left to the storm's one sweep.
+fn bench_settings(db: &TestDatabase, admin_token: &str) -> Settings {
+    let mut settings = settings::isolated(db, admin_token);
+    settings.refresher.enabled = false;
+    settings.refresher.concurrency = STORM_CONCURRENCY;
+    settings
 }
 
 fn millis(d: Duration) -> f64 {

@@ -2,7 +2,8 @@
 
 use reqwest::Method;
 
-use crate::helpers::{Backend, TestApp, expect_problem};
+use crate::helpers::{TestApp, expect_problem};
+use crate::support::database::Backend;
 
 on_both_backends!(every_admin_route_refuses_a_missing_or_wrong_token);
 

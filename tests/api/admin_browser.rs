@@ -17,7 +17,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::helpers::{Backend, CLIENT_SECRET, ConnectWorld, GitLabWorld, PUBLIC_URL, TestApp};
+use crate::helpers::{ConnectWorld, GitLabWorld, TestApp};
+use crate::support::database::Backend;
+use crate::support::{CLIENT_SECRET, PUBLIC_URL};
 
 const WAIT: Duration = Duration::from_secs(15);
 

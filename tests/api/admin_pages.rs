@@ -1,12 +1,13 @@
 //! The admin web pages over plain HTTP: sign-in, the session cookie, CSRF, and forms that
 //! give the admin API's messages, keep what was typed and never show a secret.
 
-use std::collections::BTreeMap;
-
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, CLIENT_SECRET, GitLabWorld, TestApp};
+use crate::helpers::{ConnectWorld, GitLabWorld, TestApp};
+use crate::support::CLIENT_SECRET;
+use crate::support::browser::Browser;
+use crate::support::database::Backend;
 
 on_both_backends!(
     every_admin_page_sends_a_visitor_without_a_session_to_sign_in,
@@ -22,29 +23,22 @@ on_both_backends!(
     a_connection_is_revoked_after_confirmation_and_the_audit_page_shows_it,
 );
 
-/// A browser without JavaScript: keeps cookies, follows no redirect by itself.
+/// The admin pages through a browser without JavaScript, by path.
 pub struct Pages {
-    client: reqwest::Client,
+    browser: Browser,
     base: String,
-    cookies: BTreeMap<String, String>,
-    pub set_cookies: Vec<String>,
 }
 
 impl Pages {
     pub fn new(app: &TestApp) -> Self {
         Self {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            browser: Browser::new(),
             base: app.address.clone(),
-            cookies: BTreeMap::new(),
-            set_cookies: Vec::new(),
         }
     }
 
     /// Signs in with `token` through the form; returns the answer to the POST.
-    pub async fn sign_in(&mut self, token: &str) -> Response {
+    pub async fn sign_in(&self, token: &str) -> Response {
         let page = self.get("/admin/sign-in").await;
         assert_eq!(page.status(), 200);
         let csrf = csrf_of(&page.text().await.unwrap());
@@ -53,28 +47,27 @@ impl Pages {
     }
 
     pub async fn signed_in(app: &TestApp) -> Self {
-        let mut pages = Self::new(app);
+        let pages = Self::new(app);
         let response = pages.sign_in(&app.admin_token).await;
         assert_eq!(response.status(), 303, "signing in");
         pages
     }
 
-    pub async fn get(&mut self, path: &str) -> Response {
-        let request = self.client.get(format!("{}{path}", self.base));
-        self.send(request).await
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
-    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Response {
-        let request = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .form(fields);
-        self.send(request).await
+    pub async fn get(&self, path: &str) -> Response {
+        self.browser.get(&self.url(path)).await
+    }
+
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.browser.post_form(&self.url(path), fields).await
     }
 
     /// A multipart form, as a browser sends one with a file input; `files` are (field, name, content).
     pub async fn post_multipart(
-        &mut self,
+        &self,
         path: &str,
         fields: &[(&str, &str)],
         files: &[(&str, &str, &str)],
@@ -93,63 +86,46 @@ impl Pages {
         }
         body.push_str(&format!("--{boundary}--\r\n"));
         let request = self
-            .client
-            .post(format!("{}{path}", self.base))
+            .browser
+            .request(Method::POST, &self.url(path))
             .header(
                 "content-type",
                 format!("multipart/form-data; boundary={boundary}"),
             )
             .body(body);
-        self.send(request).await
+        self.browser.send(request).await
     }
 
     /// The CSRF token of the form on `path`.
-    pub async fn csrf(&mut self, path: &str) -> String {
+    pub async fn csrf(&self, path: &str) -> String {
         let page = self.get(path).await;
         assert_eq!(page.status(), 200, "GET {path}");
         csrf_of(&page.text().await.unwrap())
     }
 
     /// GETs a page that must answer 200, and returns its HTML.
-    pub async fn html(&mut self, path: &str) -> String {
+    pub async fn html(&self, path: &str) -> String {
         let response = self.get(path).await;
         assert_eq!(response.status(), 200, "GET {path}");
         response.text().await.unwrap()
     }
 
-    pub fn session_cookie(&self) -> Option<&String> {
-        self.cookies.get("labgate_admin")
+    /// The session cookie the browser sends to the admin pages.
+    pub fn session_cookie(&self) -> Option<String> {
+        self.browser
+            .cookie(&self.url("/admin/instances"), "labgate_admin")
     }
 
-    pub fn set_session_cookie(&mut self, value: &str) {
-        self.cookies
-            .insert("labgate_admin".to_owned(), value.to_owned());
+    pub fn set_session_cookie(&self, value: &str) {
+        self.browser.set_cookie(
+            &self.url("/admin"),
+            &format!("labgate_admin={value}; Path=/admin"),
+        );
     }
 
-    async fn send(&mut self, mut request: reqwest::RequestBuilder) -> Response {
-        if !self.cookies.is_empty() {
-            let header = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            request = request.header("cookie", header);
-        }
-        let response = request.send().await.unwrap();
-        for set in response.headers().get_all("set-cookie") {
-            let set = set.to_str().unwrap().to_owned();
-            let (pair, attributes) = set.split_once(';').unwrap_or((&set, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            if attributes.to_ascii_lowercase().contains("max-age=0") {
-                self.cookies.remove(name.trim());
-            } else {
-                self.cookies
-                    .insert(name.trim().to_owned(), value.trim().to_owned());
-            }
-            self.set_cookies.push(set);
-        }
-        response
+    /// Every `Set-Cookie` header received, as sent.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.browser.set_cookies()
     }
 }
 
@@ -219,24 +195,28 @@ async fn every_admin_page_sends_a_visitor_without_a_session_to_sign_in(backend: 
         (Method::POST, "/admin/services/bot/delete"),
         (Method::POST, "/admin/sign-out"),
     ];
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     for cookie in [
         None,
         Some("labgate_admin=lgses_forged"),
         Some("labgate_admin="),
     ] {
         for (method, path) in &pages_and_forms {
-            let mut request = client
-                .request(method.clone(), format!("{}{path}", app.address))
+            // A browser of its own per request: each carries exactly this cookie.
+            let browser = Browser::new();
+            if let Some(cookie) = cookie {
+                browser.set_cookie(&app.address, &format!("{cookie}; Path=/admin"));
+            }
+            let url = format!("{}{path}", app.address);
+            assert_eq!(
+                browser.cookie(&url, "labgate_admin").as_deref(),
+                cookie.map(|c| c.trim_start_matches("labgate_admin=")),
+                "the browser sends the cookie"
+            );
+            let request = browser
+                .request(method.clone(), &url)
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body("csrf=x");
-            if let Some(cookie) = cookie {
-                request = request.header("cookie", cookie);
-            }
-            let response = request.send().await.unwrap();
+            let response = browser.send(request).await;
             assert_eq!(response.status(), 303, "{method} {path} with {cookie:?}");
             let to = location(&response);
             assert!(to.starts_with("/admin/sign-in"), "{method} {path}: {to}");
@@ -253,7 +233,7 @@ async fn every_admin_page_sends_a_visitor_without_a_session_to_sign_in(backend: 
     );
 
     // After signing in, the browser goes back where it was headed, and only to an admin page.
-    let mut pages = Pages::new(&app);
+    let pages = Pages::new(&app);
     let form = pages.html("/admin/sign-in?next=%2Fadmin%2Fservices").await;
     let csrf = csrf_of(&form);
     let response = pages
@@ -267,7 +247,7 @@ async fn every_admin_page_sends_a_visitor_without_a_session_to_sign_in(backend: 
         )
         .await;
     assert_eq!(location(&response), "/admin/services");
-    let mut pages = Pages::new(&app);
+    let pages = Pages::new(&app);
     let csrf = pages.csrf("/admin/sign-in").await;
     let response = pages
         .post(
@@ -284,7 +264,7 @@ async fn every_admin_page_sends_a_visitor_without_a_session_to_sign_in(backend: 
 
 async fn a_wrong_token_is_refused_and_opens_no_session(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mut pages = Pages::new(&app);
+    let pages = Pages::new(&app);
     let wrong = format!("{}x", app.admin_token);
 
     let response = pages.sign_in(&wrong).await;
@@ -298,7 +278,7 @@ async fn a_wrong_token_is_refused_and_opens_no_session(backend: Backend) {
 
     // The sign-in form's own token: a form posted from elsewhere is refused, even with the
     // right admin token.
-    let mut elsewhere = Pages::new(&app);
+    let elsewhere = Pages::new(&app);
     let response = elsewhere
         .post(
             "/admin/sign-in",
@@ -311,14 +291,14 @@ async fn a_wrong_token_is_refused_and_opens_no_session(backend: Backend) {
 
 async fn signing_in_sets_a_strict_expiring_cookie_and_signing_out_revokes_it(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mut pages = Pages::new(&app);
+    let pages = Pages::new(&app);
 
     let response = pages.sign_in(&app.admin_token).await;
 
     assert_eq!(response.status(), 303);
     assert_eq!(location(&response), "/admin/instances");
     let cookie = pages
-        .set_cookies
+        .set_cookies()
         .iter()
         .find(|c| c.starts_with("labgate_admin="))
         .expect("a session cookie")
@@ -340,7 +320,7 @@ async fn signing_in_sets_a_strict_expiring_cookie_and_signing_out_revokes_it(bac
             "{expected} in {cookie}"
         );
     }
-    let token = pages.session_cookie().unwrap().clone();
+    let token = pages.session_cookie().unwrap();
     assert!(token.starts_with("lgses_") && token.len() > 40);
 
     let page = pages.get("/admin/instances").await;
@@ -373,7 +353,7 @@ async fn signing_in_sets_a_strict_expiring_cookie_and_signing_out_revokes_it(bac
     assert_eq!(out.status(), 303);
     assert!(
         pages
-            .set_cookies
+            .set_cookies()
             .iter()
             .any(|c| c.starts_with("labgate_admin=;") && c.contains("Max-Age=0"))
     );
@@ -388,8 +368,8 @@ async fn signing_in_sets_a_strict_expiring_cookie_and_signing_out_revokes_it(bac
 async fn a_post_without_this_sessions_csrf_token_changes_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let world = GitLabWorld::start().await;
-    let mut pages = Pages::signed_in(&app).await;
-    let mut other = Pages::signed_in(&app).await;
+    let pages = Pages::signed_in(&app).await;
+    let other = Pages::signed_in(&app).await;
     let others_csrf = other.csrf("/admin/instances/new").await;
     let fields = registration_fields(&world, "corp");
     let mut without = borrowed(&fields);
@@ -475,7 +455,7 @@ async fn a_post_without_this_sessions_csrf_token_changes_nothing(backend: Backen
 async fn form_errors_are_the_apis_and_keep_what_was_typed_but_not_the_secret(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let world = GitLabWorld::start().await;
-    let mut pages = Pages::signed_in(&app).await;
+    let pages = Pages::signed_in(&app).await;
     let csrf = pages.csrf("/admin/instances/new").await;
     let typed_client_id = "typed-client-id-1234";
     let body = json!({
@@ -560,7 +540,7 @@ async fn form_errors_are_the_apis_and_keep_what_was_typed_but_not_the_secret(bac
 async fn a_failed_check_is_shown_beside_the_field_with_the_report(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let world = GitLabWorld::start().await;
-    let mut pages = Pages::signed_in(&app).await;
+    let pages = Pages::signed_in(&app).await;
     let csrf = pages.csrf("/admin/instances/new").await;
     let mut body = world.registration("corp");
     body["ca_pem"] = Value::Null;
@@ -597,7 +577,7 @@ async fn a_failed_check_is_shown_beside_the_field_with_the_report(backend: Backe
 async fn registering_through_the_form_uploads_the_ca_and_shows_the_redirect_url(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let world = GitLabWorld::start().await;
-    let mut pages = Pages::signed_in(&app).await;
+    let pages = Pages::signed_in(&app).await;
     let form = pages.html("/admin/instances/new").await;
     assert!(
         form.contains("https://labgate.test/oauth/{name}/callback"),
@@ -660,7 +640,7 @@ async fn an_instance_is_rechecked_edited_and_deleted_after_confirmation(backend:
         app.register(&world.registration("corp")).await.status(),
         201
     );
-    let mut pages = Pages::signed_in(&app).await;
+    let pages = Pages::signed_in(&app).await;
     let page = pages.html("/admin/instances/corp").await;
     let csrf = csrf_of(&page);
     assert!(page.contains("Re-check now"));
@@ -748,7 +728,7 @@ async fn a_service_secret_is_shown_once_after_create_and_rotate(backend: Backend
         app.register(&world.registration("corp")).await.status(),
         201
     );
-    let mut pages = Pages::signed_in(&app).await;
+    let pages = Pages::signed_in(&app).await;
     let form = pages.html("/admin/services").await;
     assert!(form.contains("<label for=\"instances-corp\""));
     let csrf = csrf_of(&form);
@@ -832,12 +812,12 @@ async fn a_service_secret_is_shown_once_after_create_and_rotate(backend: Backend
 }
 
 async fn connections_are_listed_and_filtered(backend: Backend) {
-    let world = crate::helpers::ConnectWorld::start(backend).await;
+    let world = ConnectWorld::start(backend).await;
     let link = world.link("alice", json!({})).await;
     let done = world.browser.connect(&link).await;
     assert_eq!(done.status(), 200);
     let app = &world.app;
-    let mut pages = Pages::signed_in(app).await;
+    let pages = Pages::signed_in(app).await;
 
     let html = pages.html("/admin/connections").await;
     assert!(html.contains("<code>alice</code>"));
@@ -866,11 +846,11 @@ async fn connections_are_listed_and_filtered(backend: Backend) {
 }
 
 async fn a_connection_is_revoked_after_confirmation_and_the_audit_page_shows_it(backend: Backend) {
-    let world = crate::helpers::ConnectWorld::start(backend).await;
+    let world = ConnectWorld::start(backend).await;
     let id = world.connect("alice", json!({})).await;
     let token = world.world.gitlab.issued_tokens()[0].clone();
     let app = &world.app;
-    let mut pages = Pages::signed_in(app).await;
+    let pages = Pages::signed_in(app).await;
 
     let listed = pages.html("/admin/connections").await;
     let revoke_path = format!("/admin/connections/{id}/revoke");

@@ -4,8 +4,10 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::fake_gitlab::{IdTokenFault, USER_ID, USERNAME};
-use crate::helpers::{Backend, ConnectWorld, PUBLIC_URL, RETURN_ORIGIN, expect_problem, location};
+use crate::helpers::{ConnectWorld, RETURN_ORIGIN, expect_problem, location, person_browser};
+use crate::support::PUBLIC_URL;
+use crate::support::database::Backend;
+use crate::support::fake_gitlab::{IdTokenFault, USER_ID, USERNAME};
 
 on_both_backends!(
     a_person_connects_and_labgate_holds_a_validated_sealed_connection,
@@ -623,7 +625,7 @@ async fn a_callback_in_another_browser_is_refused(backend: Backend) {
         .browser
         .consent(&cw.link("user-17", json!({})).await)
         .await;
-    let victim = crate::helpers::Browser::new(&cw.app, &cw.world);
+    let victim = person_browser(&cw.app, &cw.world);
 
     let refused = victim.get(&callback).await;
 

@@ -16,7 +16,9 @@ use labgate::service::connection_tokens::{TokenKind, open_token};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::helpers::{Backend, ConnectWorld, PUBLIC_URL};
+use crate::helpers::ConnectWorld;
+use crate::support::PUBLIC_URL;
+use crate::support::database::Backend;
 
 const PROCESSES: usize = 3;
 const CONNECTIONS: usize = 24;

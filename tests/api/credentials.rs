@@ -8,8 +8,9 @@ use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::fake_gitlab::{RefreshFault, USER_ID, USERNAME};
-use crate::helpers::{Backend, ConnectWorld, StopOnDrop, expect_problem};
+use crate::helpers::{ConnectWorld, StopOnDrop, expect_problem};
+use crate::support::database::Backend;
+use crate::support::fake_gitlab::{RefreshFault, USER_ID, USERNAME};
 
 on_both_backends!(
     a_fresh_token_is_handed_out_without_a_refresh,

@@ -1,25 +1,17 @@
-use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use diesel::{Connection, PgConnection, RunQueryDsl, sql_query};
-use labgate::config::{
-    AdminSettings, DatabaseSettings, DatabaseUrl, OutboundSettings, RefresherSettings,
-    SecuritySettings, ServerSettings, Settings,
-};
+use labgate::config::{OutboundSettings, RefresherSettings, Settings};
 use labgate::startup::Application;
 use reqwest::{Method, RequestBuilder, Response};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use crate::certs::{TestCa, Validity};
-use crate::fake_gitlab::{Discovery, FakeGitLab, default_application};
-
-pub const PUBLIC_URL: &str = "https://labgate.test";
-pub const CLIENT_SECRET: &str =
-    "gloas-5f3c1e0d9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d";
+use crate::support::browser::Browser;
+use crate::support::certs::{TestCa, Validity};
+use crate::support::database::{Backend, TestDatabase};
+use crate::support::fake_gitlab::{Discovery, FakeGitLab, default_application};
+use crate::support::{CLIENT_SECRET, PUBLIC_URL, settings};
 
 /// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL.
 macro_rules! on_both_backends {
@@ -27,114 +19,18 @@ macro_rules! on_both_backends {
         mod $test {
             #[actix_web::test]
             async fn sqlite() {
-                super::$test(crate::helpers::Backend::Sqlite).await
+                super::$test(crate::support::database::Backend::Sqlite).await
             }
 
             #[actix_web::test]
             async fn postgres() {
-                match crate::helpers::Backend::postgres() {
+                match crate::support::database::Backend::postgres() {
                     Some(backend) => super::$test(backend).await,
                     None => eprintln!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL not tested"),
                 }
             }
         }
     )*};
-}
-
-#[derive(Clone)]
-pub enum Backend {
-    Sqlite,
-    /// A URL of a PostgreSQL server where the test may create and drop a database.
-    Postgres(String),
-}
-
-impl Backend {
-    pub fn postgres() -> Option<Self> {
-        std::env::var("LABGATE_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
-            .map(Self::Postgres)
-    }
-}
-
-/// A database of the test's own, with a directory for its files; dropped when the test ends.
-pub struct TestDatabase {
-    pub url: DatabaseUrl,
-    postgres: Option<(String, String)>,
-    dir: TempDir,
-}
-
-impl TestDatabase {
-    pub fn create(backend: &Backend) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        match backend {
-            Backend::Sqlite => Self {
-                url: DatabaseUrl::Sqlite(dir.path().join("labgate.db")),
-                postgres: None,
-                dir,
-            },
-            Backend::Postgres(server_url) => {
-                let name = format!("labgate_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = PgConnection::establish(server_url).unwrap_or_else(|e| {
-                    panic!("LABGATE_TEST_POSTGRES_URL is set but PostgreSQL does not answer: {e}")
-                });
-                sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .unwrap();
-                let mut url = url::Url::parse(server_url).unwrap();
-                url.set_path(&name);
-                let url = DatabaseUrl::Postgres(SecretString::from(url.to_string()));
-                Self {
-                    url,
-                    postgres: Some((server_url.clone(), name)),
-                    dir,
-                }
-            }
-        }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Every byte the database holds, as a stolen disk (SQLite file and WAL) or a dump
-    /// (`pg_dump`) would reveal it.
-    pub fn raw_contents(&self) -> Vec<u8> {
-        match &self.url {
-            DatabaseUrl::Sqlite(path) => {
-                let mut bytes = fs::read(path).unwrap();
-                for suffix in ["-wal", "-shm"] {
-                    bytes.extend(
-                        fs::read(format!("{}{suffix}", path.display())).unwrap_or_default(),
-                    );
-                }
-                bytes
-            }
-            DatabaseUrl::Postgres(url) => {
-                let dump = std::process::Command::new("pg_dump")
-                    .args(["--data-only", "--inserts", "--dbname", url.expose_secret()])
-                    .output()
-                    .expect("pg_dump runs (PostgreSQL client tools are installed by .ci/run)");
-                assert!(
-                    dump.status.success(),
-                    "pg_dump failed: {}",
-                    String::from_utf8_lossy(&dump.stderr)
-                );
-                dump.stdout
-            }
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Some((server_url, name)) = &self.postgres
-            && let Ok(mut conn) = PgConnection::establish(server_url)
-        {
-            let _ = sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn);
-        }
-    }
 }
 
 /// Stops a labgate server when the test lets go of it: a server left running keeps its state
@@ -172,42 +68,26 @@ impl TestApp {
         Self::start(db, settings).await
     }
 
-    /// Settings as an operator would leave them: no master key (labgate creates one in the
-    /// test's directory), an admin token, a public https URL.
+    /// labgate's configuration, isolated (its own database, port and master key, an admin
+    /// token, a public https URL), and small and quick: one worker, a small pool, calls to
+    /// GitLab that give up within seconds.
     pub fn settings_for(db: &TestDatabase) -> Settings {
-        Settings {
-            server: ServerSettings {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                public_url: url::Url::parse(PUBLIC_URL).unwrap(),
-                tls: None,
-                workers: 1,
-            },
-            database: DatabaseSettings {
-                url: db.url.clone(),
-                pool_size: 4,
-                pool_timeout: Duration::from_secs(5),
-            },
-            security: SecuritySettings {
-                master_key: None,
-                generated_master_key_path: db.dir().join("master.key"),
-            },
-            admin: AdminSettings {
-                token: Some(SecretString::from(format!(
-                    "test-admin-{}",
-                    uuid::Uuid::new_v4()
-                ))),
-            },
-            outbound: OutboundSettings {
-                connect_timeout: Duration::from_secs(2),
-                request_timeout: Duration::from_secs(5),
-            },
-            // Tests run sweeps themselves, when they mean to.
-            refresher: RefresherSettings {
-                enabled: false,
-                interval: Duration::from_secs(1),
-                concurrency: 8,
-            },
-        }
+        let admin_token = format!("test-admin-{}", uuid::Uuid::new_v4());
+        let mut settings = settings::isolated(db, &admin_token);
+        settings.server.workers = 1;
+        settings.database.pool_size = 4;
+        settings.database.pool_timeout = Duration::from_secs(5);
+        settings.outbound = OutboundSettings {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+        };
+        // Tests run sweeps themselves, when they mean to.
+        settings.refresher = RefresherSettings {
+            enabled: false,
+            interval: Duration::from_secs(1),
+            concurrency: 8,
+        };
+        settings
     }
 
     pub async fn start(db: TestDatabase, settings: Settings) -> Self {
@@ -445,7 +325,7 @@ impl ConnectWorld {
             }))
             .await;
         let service_token = app.service_token(&client_id, &secret).await;
-        let browser = Browser::new(&app, &world);
+        let browser = person_browser(&app, &world);
         Self {
             app,
             world,
@@ -473,69 +353,14 @@ impl ConnectWorld {
     }
 }
 
-/// A person's browser: trusts the fake GitLab's CA, follows no redirect on its own, keeps
-/// labgate's cookies, and reaches labgate's public URL at the test server's address.
-pub struct Browser {
-    client: reqwest::Client,
-    labgate: String,
-    cookies: std::sync::Mutex<Vec<(String, String)>>,
+/// A person's browser: trusts the fake GitLab's CA, and reaches labgate's public URL at the
+/// test server's address.
+pub fn person_browser(app: &TestApp, world: &GitLabWorld) -> Browser {
+    Browser::trusting(&[&world.ca.pem()]).reaching(PUBLIC_URL, &app.address)
 }
 
+/// The connect flow, as a person goes through it.
 impl Browser {
-    pub fn new(app: &TestApp, world: &GitLabWorld) -> Self {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(world.ca.pem().as_bytes()).unwrap(),
-            )
-            .build()
-            .unwrap();
-        Self {
-            client,
-            labgate: app.address.clone(),
-            cookies: Default::default(),
-        }
-    }
-
-    pub async fn get(&self, url: &str) -> Response {
-        self.send(
-            self.client.get(url.replacen(PUBLIC_URL, &self.labgate, 1)),
-            url,
-        )
-        .await
-    }
-
-    pub async fn post(&self, url: &str) -> Response {
-        self.send(
-            self.client.post(url.replacen(PUBLIC_URL, &self.labgate, 1)),
-            url,
-        )
-        .await
-    }
-
-    async fn send(&self, mut request: reqwest::RequestBuilder, url: &str) -> Response {
-        let to_labgate = url.starts_with(PUBLIC_URL);
-        let jar = self.cookies.lock().unwrap().clone();
-        if to_labgate && !jar.is_empty() {
-            let header: Vec<String> = jar
-                .iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect();
-            request = request.header("cookie", header.join("; "));
-        }
-        let response = request.send().await.unwrap();
-        if to_labgate {
-            for set in response.headers().get_all("set-cookie") {
-                let set = set.to_str().unwrap();
-                let (name, value) = set.split(';').next().unwrap().split_once('=').unwrap();
-                let mut jar = self.cookies.lock().unwrap();
-                jar.retain(|(kept, _)| kept != name);
-                jar.push((name.to_owned(), value.to_owned()));
-            }
-        }
-        response
-    }
-
     /// Opens a connect link, agrees, and follows GitLab's consent; returns where GitLab sends
     /// the browser back to.
     pub async fn consent(&self, link: &str) -> String {

@@ -3,9 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::certs::{TestCa, Validity};
-use crate::fake_gitlab::Discovery;
-use crate::helpers::{Backend, GitLabWorld, TestApp, expect_problem};
+use crate::helpers::{GitLabWorld, TestApp, expect_problem};
+use crate::support::certs::{TestCa, Validity};
+use crate::support::database::Backend;
+use crate::support::fake_gitlab::Discovery;
 
 on_both_backends!(
     a_certificate_from_another_ca_is_refused,

@@ -3,8 +3,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::certs::{TestCa, Validity};
-use crate::helpers::{Backend, GitLabWorld, TestApp, expect_problem};
+use crate::helpers::{GitLabWorld, TestApp, expect_problem};
+use crate::support::certs::{TestCa, Validity};
+use crate::support::database::Backend;
 
 on_both_backends!(
     registering_returns_the_redirect_url_and_discovered_endpoints,

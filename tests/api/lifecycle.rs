@@ -13,8 +13,9 @@ use labgate::startup::Application;
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::certs::{TestCa, Validity};
-use crate::helpers::{Backend, GitLabWorld, TestApp, TestDatabase};
+use crate::helpers::{GitLabWorld, TestApp};
+use crate::support::certs::{TestCa, Validity};
+use crate::support::database::{Backend, TestDatabase};
 
 on_both_backends!(
     instances_survive_a_restart_under_the_generated_key,

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::json;
 
-use crate::helpers::{Backend, CLIENT_SECRET, ConnectWorld};
+use crate::helpers::ConnectWorld;
+use crate::support::CLIENT_SECRET;
+use crate::support::database::Backend;
 
 on_both_backends!(a_full_connect_flow_logs_no_secret);
 

@@ -1,10 +1,12 @@
 //! Integration tests: the real application on port 0, its own database per test (SQLite, and
 //! PostgreSQL when LABGATE_TEST_POSTGRES_URL is set), and a fake GitLab on real TLS.
 
+/// Shared with the benchmark: databases, settings, certificates, the fake GitLab, a browser.
+#[path = "../support/mod.rs"]
+mod support;
+
 #[macro_use]
 mod helpers;
-mod certs;
-mod fake_gitlab;
 
 mod admin_auth;
 mod admin_browser;

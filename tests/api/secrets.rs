@@ -4,7 +4,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, CLIENT_SECRET, GitLabWorld, TestApp, expect_problem};
+use crate::helpers::{GitLabWorld, TestApp, expect_problem};
+use crate::support::CLIENT_SECRET;
+use crate::support::database::Backend;
 
 on_both_backends!(
     the_client_secret_is_never_shown_nor_stored_in_clear,

@@ -9,7 +9,9 @@ use labgate::crypto::{AUDIENCE, MasterKey, SealedColumn, Sealer, ServiceClaims, 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, GitLabWorld, PUBLIC_URL, TestApp, expect_problem};
+use crate::helpers::{GitLabWorld, TestApp, expect_problem};
+use crate::support::PUBLIC_URL;
+use crate::support::database::Backend;
 
 on_both_backends!(
     services_are_created_listed_rotated_and_deleted,

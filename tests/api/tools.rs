@@ -6,7 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::json;
 
-use crate::helpers::{Backend, ConnectWorld};
+use crate::helpers::ConnectWorld;
+use crate::support::database::Backend;
 
 on_both_backends!(
     labgate_credentials_prints_a_working_token,
