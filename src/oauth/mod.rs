@@ -5,10 +5,12 @@ mod check;
 mod client;
 mod discovery;
 mod gitlab;
+mod refresh;
 mod tls;
 
 pub use check::{CheckReport, CheckStep, StepStatus, check_instance};
 pub use client::{InstanceClients, instance_http_client};
 pub use discovery::Discovery;
-pub use gitlab::{AuthorizationRequest, GitLabApp, GitLabError, Grant, RefreshOutcome};
+pub use gitlab::{AuthorizationRequest, GitLabApp, GitLabError, Grant};
+pub use refresh::{RefreshOutcome, RefreshReply};
 pub use tls::TrustRoots;
