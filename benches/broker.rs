@@ -13,6 +13,9 @@
 //! measured phase, default 4), LABGATE_BENCH_CLIENTS (closed-loop clients, default 32); an
 //! argument `handout` or `storm` (`cargo bench --bench broker -- storm`) runs only that part.
 
+// A benchmark binary has no API: its shared modules are `pub` for one another only.
+#![allow(unreachable_pub)]
+
 /// The integration tests' support (database, settings, certificates, the fake GitLab); the
 /// benchmark uses part of it.
 #[allow(dead_code)]

@@ -17,9 +17,9 @@ const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// A failure worth exactly one line on stderr.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct ToolError(pub String);
+pub(super) struct ToolError(pub String);
 
-pub struct LabgateClient {
+pub(super) struct LabgateClient {
     url: String,
     client_id: String,
     client_secret: SecretString,
@@ -30,7 +30,7 @@ pub struct LabgateClient {
 impl LabgateClient {
     /// Reads `LABGATE_URL`, `LABGATE_CLIENT_ID`, `LABGATE_CLIENT_SECRET` (or `_FILE`),
     /// `LABGATE_SUBJECT` and `LABGATE_CA_FILE`.
-    pub fn from_env() -> Result<Self, ToolError> {
+    pub(super) fn from_env() -> Result<Self, ToolError> {
         let url = required(
             "LABGATE_URL",
             "labgate's URL, e.g. https://labgate.corp.example",
@@ -70,7 +70,7 @@ impl LabgateClient {
     }
 
     /// `subject`, or `LABGATE_SUBJECT`.
-    pub fn subject(&self, given: Option<String>) -> Result<String, ToolError> {
+    pub(super) fn subject(&self, given: Option<String>) -> Result<String, ToolError> {
         given
             .or_else(|| self.default_subject.clone())
             .ok_or_else(|| ToolError("no subject: pass --subject or set LABGATE_SUBJECT".into()))
@@ -100,7 +100,7 @@ impl LabgateClient {
     }
 
     /// `POST /api/v1/credentials`; labgate's problem detail becomes the error line.
-    pub async fn credentials(&self, request: Value) -> Result<Value, ToolError> {
+    pub(super) async fn credentials(&self, request: Value) -> Result<Value, ToolError> {
         let token = self.service_token().await?;
         self.call(
             self.http
@@ -112,7 +112,7 @@ impl LabgateClient {
     }
 
     /// The instances this service may use (`name`, `base_url`).
-    pub async fn instances(&self) -> Result<Vec<Value>, ToolError> {
+    pub(super) async fn instances(&self) -> Result<Vec<Value>, ToolError> {
         let token = self.service_token().await?;
         let listed = self
             .call(

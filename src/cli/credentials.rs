@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::client::{LabgateClient, ToolError};
 
 #[derive(Args)]
-pub struct CredentialsArgs {
+pub(super) struct CredentialsArgs {
     /// The GitLab instance, by its name in labgate.
     #[arg(long)]
     instance: String,
@@ -35,7 +35,7 @@ enum Format {
     GitCredentials,
 }
 
-pub async fn run(args: CredentialsArgs) -> Result<(), ToolError> {
+pub(super) async fn run(args: CredentialsArgs) -> Result<(), ToolError> {
     let client = LabgateClient::from_env()?;
     let mut request = json!({"instance": args.instance, "subject": client.subject(args.subject)?});
     if !args.scopes.is_empty() {

@@ -12,13 +12,13 @@ use serde_json::{Value, json};
 use super::client::{LabgateClient, ToolError};
 
 #[derive(Clone, Copy, ValueEnum)]
-pub enum Operation {
+pub(super) enum Operation {
     Get,
     Store,
     Erase,
 }
 
-pub async fn run(operation: Operation) -> Result<(), ToolError> {
+pub(super) async fn run(operation: Operation) -> Result<(), ToolError> {
     let asked = read_request(std::io::stdin().lock());
     let Operation::Get = operation else {
         return Ok(());

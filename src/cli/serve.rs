@@ -1,6 +1,6 @@
 use crate::startup::Application;
 
-pub async fn run() -> anyhow::Result<()> {
+pub(super) async fn run() -> anyhow::Result<()> {
     let settings = crate::config::load()?;
     Application::build(settings).await?.run().await?;
     Ok(())

@@ -9,7 +9,7 @@ use super::auth::Admin;
 use super::{ApiError, method_not_allowed, timestamp};
 use crate::service::{Context, FieldError, ServiceError, audit};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/audit")
             .route(web::get().to(list))

@@ -12,17 +12,17 @@ use crate::service::{Context, ServiceError};
 
 /// Proof that the request carries the admin token. A handler that takes this as its first
 /// argument cannot run for anyone else.
-pub struct Admin;
+pub(super) struct Admin;
 
 /// A service authenticated by a valid service token; its policy comes along.
-pub struct ServicePrincipal(pub Service);
+pub(super) struct ServicePrincipal(pub Service);
 
 /// A valid service token, its service not yet looked up: for a use case that reads the
 /// service's row together with its own data and admits it there.
-pub struct ServiceBearer(pub VerifiedToken);
+pub(super) struct ServiceBearer(pub VerifiedToken);
 
 /// Either of the two, for routes both may call.
-pub enum Caller {
+pub(super) enum Caller {
     Admin,
     Service(Service),
 }

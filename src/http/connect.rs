@@ -15,7 +15,7 @@ use super::{ApiError, method_not_allowed, pages, timestamp};
 use crate::service::Context;
 use crate::service::connect::{self, CallbackParams, ConnectForm, Outcome};
 
-pub fn api_routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/connect-sessions")
             .route(web::post().to(create))
@@ -23,7 +23,7 @@ pub fn api_routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-pub fn browser_routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn browser_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/connect/{id}", web::get().to(confirm))
         .route("/connect/{id}", web::post().to(follow))
         .route("/oauth/{instance}/callback", web::get().to(callback));

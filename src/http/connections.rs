@@ -9,7 +9,7 @@ use super::{ApiError, method_not_allowed, timestamp};
 use crate::service::connections::{self, ConnectionQuery, ConnectionView};
 use crate::service::{Context, revocation};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/connections")
             .route(web::get().to(list))

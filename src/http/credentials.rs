@@ -12,7 +12,7 @@ use super::{ApiError, method_not_allowed, timestamp};
 use crate::service::Context;
 use crate::service::credentials::{self, CredentialsForm};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/credentials")
             .route(web::post().to(fetch))

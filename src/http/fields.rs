@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::ApiError;
 use crate::service::FieldError;
 
-pub struct Fields {
+pub(super) struct Fields {
     map: Map<String, Value>,
     known: &'static [&'static str],
     errors: Vec<FieldError>,
@@ -14,7 +14,7 @@ pub struct Fields {
 
 impl Fields {
     /// The body's fields; `known` lists the ones this request takes.
-    pub fn of(body: Value, known: &'static [&'static str]) -> Result<Self, ApiError> {
+    pub(super) fn of(body: Value, known: &'static [&'static str]) -> Result<Self, ApiError> {
         match body {
             Value::Object(map) => Ok(Self {
                 map,
@@ -27,7 +27,7 @@ impl Fields {
         }
     }
 
-    pub fn text(&mut self, key: &str) -> Option<String> {
+    pub(super) fn text(&mut self, key: &str) -> Option<String> {
         match self.map.remove(key)? {
             Value::String(text) => Some(text),
             _ => self.refuse(key, "must be a string"),
@@ -35,7 +35,7 @@ impl Fields {
     }
 
     /// `Some(None)` for an explicit `null`: "remove this value".
-    pub fn nullable_text(&mut self, key: &str) -> Option<Option<String>> {
+    pub(super) fn nullable_text(&mut self, key: &str) -> Option<Option<String>> {
         match self.map.remove(key)? {
             Value::Null => Some(None),
             Value::String(text) => Some(Some(text)),
@@ -43,7 +43,7 @@ impl Fields {
         }
     }
 
-    pub fn integer(&mut self, key: &str) -> Option<i64> {
+    pub(super) fn integer(&mut self, key: &str) -> Option<i64> {
         match self.map.remove(key)? {
             Value::Number(n) if n.is_i64() => n.as_i64(),
             _ => self.refuse(key, "must be a whole number"),
@@ -51,7 +51,7 @@ impl Fields {
     }
 
     /// An array of strings, or one string of space-separated words (GitLab's scope form).
-    pub fn words(&mut self, key: &str) -> Option<Vec<String>> {
+    pub(super) fn words(&mut self, key: &str) -> Option<Vec<String>> {
         match self.map.remove(key)? {
             Value::String(text) => Some(text.split_whitespace().map(str::to_owned).collect()),
             Value::Array(items) if items.iter().all(Value::is_string) => Some(
@@ -68,7 +68,7 @@ impl Fields {
     }
 
     /// Refuses fields this request does not take, then any problem found so far.
-    pub fn finish(mut self) -> Result<(), ApiError> {
+    pub(super) fn finish(mut self) -> Result<(), ApiError> {
         for key in self.map.keys() {
             let message = format!(
                 "is not a field of this request (fields: {})",

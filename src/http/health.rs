@@ -6,12 +6,12 @@ use super::ApiError;
 use crate::service::{Context, health};
 
 /// Alive: the process answers HTTP.
-pub async fn healthz() -> HttpResponse {
+pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// Ready: the database answers and every migration this binary knows is applied.
-pub async fn readyz(ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn readyz(ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     match health::readiness(&ctx).await {
         Ok(()) => Ok(HttpResponse::Ok().json(json!({"status": "ready"}))),
         Err(reason) => Err(ApiError::new(
@@ -23,7 +23,7 @@ pub async fn readyz(ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
 }
 
 /// Prometheus text: handouts, refreshes and their latency, connections by status.
-pub async fn metrics(ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn metrics(ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     health::count_connections(&ctx).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

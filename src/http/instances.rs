@@ -14,7 +14,7 @@ use super::{ApiError, timestamp};
 use crate::service::instances::{self, Instance, InstanceForm};
 use crate::service::{CheckStep, Context};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/instances")
             .route(web::post().to(create))

@@ -11,7 +11,7 @@ use crate::service::connect::{Failure, LinkInfo};
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1f2328}\
 h1{font-size:1.4rem}.ok{color:#1a7f37}.fail{color:#cf222e}p.code{color:#57606a;font-size:.9rem}";
 
-pub fn connected(username: &str, instance: &str) -> HttpResponse {
+pub(super) fn connected(username: &str, instance: &str) -> HttpResponse {
     page(
         StatusCode::OK,
         "Connected",
@@ -23,7 +23,7 @@ pub fn connected(username: &str, instance: &str) -> HttpResponse {
 }
 
 /// Before anything is spent: who asks for what, and a button to go on to GitLab.
-pub fn confirm(link: &LinkInfo, action: &str) -> HttpResponse {
+pub(super) fn confirm(link: &LinkInfo, action: &str) -> HttpResponse {
     let scopes = link.scopes.iter().collect::<Vec<_>>().join(", ");
     page(
         StatusCode::OK,
@@ -39,7 +39,7 @@ pub fn confirm(link: &LinkInfo, action: &str) -> HttpResponse {
     )
 }
 
-pub fn failure(failure: &Failure) -> HttpResponse {
+pub(super) fn failure(failure: &Failure) -> HttpResponse {
     let (status, title, advice) = describe(failure);
     page(
         status,
@@ -53,7 +53,7 @@ pub fn failure(failure: &Failure) -> HttpResponse {
 }
 
 /// A stable word for each failure, for pages and for `return_to?status=error&error=…`.
-pub fn code(failure: &Failure) -> &str {
+pub(super) fn code(failure: &Failure) -> &str {
     match failure {
         Failure::UnknownLink => "unknown_link",
         Failure::ExpiredLink => "expired_link",

@@ -14,7 +14,11 @@ use serde_json::json;
 use super::ApiError;
 use crate::service::{Context, ServiceError, service_token};
 
-pub async fn grant(req: HttpRequest, ctx: web::Data<Context>, body: web::Bytes) -> HttpResponse {
+pub(super) async fn grant(
+    req: HttpRequest,
+    ctx: web::Data<Context>,
+    body: web::Bytes,
+) -> HttpResponse {
     let Some((client_id, client_secret)) = basic_credentials(&req) else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,

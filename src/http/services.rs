@@ -14,7 +14,7 @@ use crate::service::Context;
 use crate::service::principal::Service;
 use crate::service::services::{self, ServiceForm};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/services")
             .route(web::post().to(create))

@@ -30,7 +30,7 @@ const DEFAULT_LIFETIME: TimeDelta = TimeDelta::hours(2);
 
 /// GitLab's token response carries `created_at` (unix seconds) beside the standard fields.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GitLabTokenFields {
+pub(super) struct GitLabTokenFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) created_at: Option<i64>,
 }

@@ -24,13 +24,13 @@ on_both_backends!(
 );
 
 /// The admin pages through a browser without JavaScript, by path.
-pub struct Pages {
+pub(crate) struct Pages {
     browser: Browser,
     base: String,
 }
 
 impl Pages {
-    pub fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         Self {
             browser: Browser::new(),
             base: app.address.clone(),
@@ -38,7 +38,7 @@ impl Pages {
     }
 
     /// Signs in with `token` through the form; returns the answer to the POST.
-    pub async fn sign_in(&self, token: &str) -> Response {
+    pub(crate) async fn sign_in(&self, token: &str) -> Response {
         let page = self.get("/admin/sign-in").await;
         assert_eq!(page.status(), 200);
         let csrf = csrf_of(&page.text().await.unwrap());
@@ -46,7 +46,7 @@ impl Pages {
             .await
     }
 
-    pub async fn signed_in(app: &TestApp) -> Self {
+    pub(crate) async fn signed_in(app: &TestApp) -> Self {
         let pages = Self::new(app);
         let response = pages.sign_in(&app.admin_token).await;
         assert_eq!(response.status(), 303, "signing in");
@@ -57,16 +57,16 @@ impl Pages {
         format!("{}{path}", self.base)
     }
 
-    pub async fn get(&self, path: &str) -> Response {
+    pub(crate) async fn get(&self, path: &str) -> Response {
         self.browser.get(&self.url(path)).await
     }
 
-    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Response {
         self.browser.post_form(&self.url(path), fields).await
     }
 
     /// A multipart form, as a browser sends one with a file input; `files` are (field, name, content).
-    pub async fn post_multipart(
+    pub(crate) async fn post_multipart(
         &self,
         path: &str,
         fields: &[(&str, &str)],
@@ -97,26 +97,26 @@ impl Pages {
     }
 
     /// The CSRF token of the form on `path`.
-    pub async fn csrf(&self, path: &str) -> String {
+    pub(crate) async fn csrf(&self, path: &str) -> String {
         let page = self.get(path).await;
         assert_eq!(page.status(), 200, "GET {path}");
         csrf_of(&page.text().await.unwrap())
     }
 
     /// GETs a page that must answer 200, and returns its HTML.
-    pub async fn html(&self, path: &str) -> String {
+    pub(crate) async fn html(&self, path: &str) -> String {
         let response = self.get(path).await;
         assert_eq!(response.status(), 200, "GET {path}");
         response.text().await.unwrap()
     }
 
     /// The session cookie the browser sends to the admin pages.
-    pub fn session_cookie(&self) -> Option<String> {
+    pub(crate) fn session_cookie(&self) -> Option<String> {
         self.browser
             .cookie(&self.url("/admin/instances"), "labgate_admin")
     }
 
-    pub fn set_session_cookie(&self, value: &str) {
+    pub(crate) fn set_session_cookie(&self, value: &str) {
         self.browser.set_cookie(
             &self.url("/admin"),
             &format!("labgate_admin={value}; Path=/admin"),
@@ -124,19 +124,19 @@ impl Pages {
     }
 
     /// Every `Set-Cookie` header received, as sent.
-    pub fn set_cookies(&self) -> Vec<String> {
+    pub(crate) fn set_cookies(&self) -> Vec<String> {
         self.browser.set_cookies()
     }
 }
 
-pub fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
     let start = html.find(marker).expect("the page has a CSRF field") + marker.len();
     html[start..][..html[start..].find('"').unwrap()].to_owned()
 }
 
 /// The text of an HTML page as a person reads it: entities decoded.
-pub fn text(html: &str) -> String {
+pub(crate) fn text(html: &str) -> String {
     html.replace("&quot;", "\"")
         .replace("&#39;", "'")
         .replace("&lt;", "<")

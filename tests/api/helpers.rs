@@ -35,7 +35,7 @@ macro_rules! on_both_backends {
 
 /// Stops a labgate server when the test lets go of it: a server left running keeps its state
 /// (and with PostgreSQL its change listener) alive after the test's database is gone.
-pub struct StopOnDrop(pub ServerHandle);
+pub(crate) struct StopOnDrop(pub ServerHandle);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
@@ -44,7 +44,7 @@ impl Drop for StopOnDrop {
     }
 }
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub address: String,
     pub admin_token: String,
     pub client: reqwest::Client,
@@ -57,11 +57,11 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn(backend: Backend) -> Self {
+    pub(crate) async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(backend, |_| {}).await
     }
 
-    pub async fn spawn_with(backend: Backend, change: impl FnOnce(&mut Settings)) -> Self {
+    pub(crate) async fn spawn_with(backend: Backend, change: impl FnOnce(&mut Settings)) -> Self {
         let db = TestDatabase::create(&backend);
         let mut settings = Self::settings_for(&db);
         change(&mut settings);
@@ -71,7 +71,7 @@ impl TestApp {
     /// labgate's configuration, isolated (its own database, port and master key, an admin
     /// token, a public https URL), and small and quick: one worker, a small pool, calls to
     /// GitLab that give up within seconds.
-    pub fn settings_for(db: &TestDatabase) -> Settings {
+    pub(crate) fn settings_for(db: &TestDatabase) -> Settings {
         let admin_token = format!("test-admin-{}", uuid::Uuid::new_v4());
         let mut settings = settings::isolated(db, &admin_token);
         settings.server.workers = 1;
@@ -90,7 +90,7 @@ impl TestApp {
         settings
     }
 
-    pub async fn start(db: TestDatabase, settings: Settings) -> Self {
+    pub(crate) async fn start(db: TestDatabase, settings: Settings) -> Self {
         let app = Application::build(settings.clone())
             .await
             .expect("labgate starts");
@@ -117,18 +117,18 @@ impl TestApp {
     }
 
     /// Stops the server and hands back its database, for a restart.
-    pub async fn stop(self) -> (TestDatabase, Settings) {
+    pub(crate) async fn stop(self) -> (TestDatabase, Settings) {
         self.handle.0.stop(true).await;
         (self.db, self.settings)
     }
 
-    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn admin(&self, method: Method, path: &str) -> RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.address))
             .bearer_auth(&self.admin_token)
     }
 
-    pub async fn register(&self, body: &Value) -> Response {
+    pub(crate) async fn register(&self, body: &Value) -> Response {
         self.admin(Method::POST, "/api/v1/instances")
             .json(body)
             .send()
@@ -137,12 +137,12 @@ impl TestApp {
     }
 
     /// Sends an admin request without a body.
-    pub async fn call(&self, method: Method, path: &str) -> Response {
+    pub(crate) async fn call(&self, method: Method, path: &str) -> Response {
         self.admin(method, path).send().await.unwrap()
     }
 
     /// GETs an admin path and parses its JSON body.
-    pub async fn get_json(&self, path: &str) -> Value {
+    pub(crate) async fn get_json(&self, path: &str) -> Value {
         let response = self.admin(Method::GET, path).send().await.unwrap();
         assert!(
             response.status().is_success(),
@@ -152,7 +152,7 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    pub async fn instance_names(&self) -> Vec<String> {
+    pub(crate) async fn instance_names(&self) -> Vec<String> {
         let list = self.get_json("/api/v1/instances").await;
         list["instances"]
             .as_array()
@@ -164,13 +164,13 @@ impl TestApp {
 }
 
 /// A private CA and a GitLab behind a certificate it signed, for `localhost` and 127.0.0.1.
-pub struct GitLabWorld {
+pub(crate) struct GitLabWorld {
     pub ca: TestCa,
     pub gitlab: FakeGitLab,
 }
 
 impl GitLabWorld {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(
             Validity::Current,
             &["localhost", "127.0.0.1"],
@@ -179,14 +179,18 @@ impl GitLabWorld {
         .await
     }
 
-    pub async fn start_with(validity: Validity, names: &[&str], discovery: Discovery) -> Self {
+    pub(crate) async fn start_with(
+        validity: Validity,
+        names: &[&str],
+        discovery: Discovery,
+    ) -> Self {
         let ca = TestCa::new("Corp Test Root CA");
         let gitlab = FakeGitLab::start(&ca.issue(names, validity), discovery).await;
         Self { ca, gitlab }
     }
 
     /// GitLab's certificate comes from an intermediate CA; `ca_pem` holds only the root.
-    pub async fn start_behind_intermediate() -> Self {
+    pub(crate) async fn start_behind_intermediate() -> Self {
         let ca = TestCa::new("Corp Test Root CA");
         let issuing = ca.intermediate("Corp Issuing CA 1");
         let gitlab = FakeGitLab::start(
@@ -198,7 +202,7 @@ impl GitLabWorld {
     }
 
     /// A complete, valid registration body for this GitLab.
-    pub fn registration(&self, name: &str) -> Value {
+    pub(crate) fn registration(&self, name: &str) -> Value {
         json!({
             "name": name,
             "base_url": self.gitlab.base_url(),
@@ -211,7 +215,7 @@ impl GitLabWorld {
 }
 
 /// Asserts an RFC 9457 problem with the given status and code, and returns its body.
-pub async fn expect_problem(response: Response, status: u16, code: &str) -> Value {
+pub(crate) async fn expect_problem(response: Response, status: u16, code: &str) -> Value {
     assert_eq!(
         response.status().as_u16(),
         status,
@@ -231,7 +235,7 @@ pub async fn expect_problem(response: Response, status: u16, code: &str) -> Valu
 
 impl TestApp {
     /// Creates a service; returns its client ID and its secret (shown only in this answer).
-    pub async fn create_service(&self, body: &Value) -> (String, String) {
+    pub(crate) async fn create_service(&self, body: &Value) -> (String, String) {
         let response = self
             .admin(Method::POST, "/api/v1/services")
             .json(body)
@@ -247,7 +251,7 @@ impl TestApp {
     }
 
     /// The client credentials grant, as a service would send it.
-    pub async fn request_service_token(&self, client_id: &str, secret: &str) -> Response {
+    pub(crate) async fn request_service_token(&self, client_id: &str, secret: &str) -> Response {
         self.client
             .post(format!("{}/api/v1/service-token", self.address))
             .basic_auth(client_id, Some(secret))
@@ -257,7 +261,7 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn service_token(&self, client_id: &str, secret: &str) -> String {
+    pub(crate) async fn service_token(&self, client_id: &str, secret: &str) -> String {
         let response = self.request_service_token(client_id, secret).await;
         assert_eq!(response.status(), 200);
         response.json::<Value>().await.unwrap()["access_token"]
@@ -266,7 +270,7 @@ impl TestApp {
             .to_owned()
     }
 
-    pub async fn create_connect_link(&self, service_token: &str, body: &Value) -> Response {
+    pub(crate) async fn create_connect_link(&self, service_token: &str, body: &Value) -> Response {
         self.client
             .post(format!("{}/api/v1/connect-sessions", self.address))
             .bearer_auth(service_token)
@@ -276,7 +280,7 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn connections(&self) -> Vec<Value> {
+    pub(crate) async fn connections(&self) -> Vec<Value> {
         self.get_json("/api/v1/connections").await["connections"]
             .as_array()
             .unwrap()
@@ -284,7 +288,7 @@ impl TestApp {
     }
 
     /// Runs SQL against the app's database, as an operator with psql or sqlite3 would.
-    pub fn execute_sql(&self, sql: &str) {
+    pub(crate) fn execute_sql(&self, sql: &str) {
         use diesel::RunQueryDsl;
         let pool = labgate::db::connect(&self.settings.database).unwrap();
         diesel::sql_query(sql)
@@ -294,7 +298,7 @@ impl TestApp {
 }
 
 /// An instance `corp` on a fake GitLab, and a service `ci-bot` allowed to use it.
-pub struct ConnectWorld {
+pub(crate) struct ConnectWorld {
     pub app: TestApp,
     pub world: GitLabWorld,
     pub service_client_id: String,
@@ -303,14 +307,14 @@ pub struct ConnectWorld {
     pub browser: Browser,
 }
 
-pub const RETURN_ORIGIN: &str = "https://bot.corp.example";
+pub(crate) const RETURN_ORIGIN: &str = "https://bot.corp.example";
 
 impl ConnectWorld {
-    pub async fn start(backend: Backend) -> Self {
+    pub(crate) async fn start(backend: Backend) -> Self {
         Self::start_with(backend, |_| {}).await
     }
 
-    pub async fn start_with(backend: Backend, change: impl FnOnce(&mut Settings)) -> Self {
+    pub(crate) async fn start_with(backend: Backend, change: impl FnOnce(&mut Settings)) -> Self {
         let app = TestApp::spawn_with(backend, change).await;
         let world = GitLabWorld::start().await;
         let mut registration = world.registration("corp");
@@ -337,7 +341,7 @@ impl ConnectWorld {
     }
 
     /// A connect link for `subject` with the given extra fields; returns its URL.
-    pub async fn link(&self, subject: &str, extra: Value) -> String {
+    pub(crate) async fn link(&self, subject: &str, extra: Value) -> String {
         let mut body = json!({"instance": "corp", "subject": subject});
         body.as_object_mut()
             .unwrap()
@@ -355,7 +359,7 @@ impl ConnectWorld {
 
 /// A person's browser: trusts the fake GitLab's CA, and reaches labgate's public URL at the
 /// test server's address.
-pub fn person_browser(app: &TestApp, world: &GitLabWorld) -> Browser {
+pub(crate) fn person_browser(app: &TestApp, world: &GitLabWorld) -> Browser {
     Browser::trusting(&[&world.ca.pem()]).reaching(PUBLIC_URL, &app.address)
 }
 
@@ -363,7 +367,7 @@ pub fn person_browser(app: &TestApp, world: &GitLabWorld) -> Browser {
 impl Browser {
     /// Opens a connect link, agrees, and follows GitLab's consent; returns where GitLab sends
     /// the browser back to.
-    pub async fn consent(&self, link: &str) -> String {
+    pub(crate) async fn consent(&self, link: &str) -> String {
         let page = self.get(link).await;
         assert_eq!(page.status(), 200, "opening the link");
         assert!(page.text().await.unwrap().contains("Continue to GitLab"));
@@ -385,19 +389,19 @@ impl Browser {
     }
 
     /// The whole flow: link, GitLab, callback; returns labgate's last answer.
-    pub async fn connect(&self, link: &str) -> Response {
+    pub(crate) async fn connect(&self, link: &str) -> Response {
         let callback = self.consent(link).await;
         self.get(&callback).await
     }
 }
 
-pub fn location(response: &Response) -> String {
+pub(crate) fn location(response: &Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
 impl ConnectWorld {
     /// Connects `subject` through the whole flow; returns the connection's id.
-    pub async fn connect(&self, subject: &str, extra: Value) -> String {
+    pub(crate) async fn connect(&self, subject: &str, extra: Value) -> String {
         let done = self.browser.connect(&self.link(subject, extra).await).await;
         assert_eq!(done.status(), 200, "connecting {subject}");
         let listed = self
@@ -408,17 +412,22 @@ impl ConnectWorld {
     }
 
     /// `POST /api/v1/credentials` as the service.
-    pub async fn fetch(&self, body: Value) -> Response {
+    pub(crate) async fn fetch(&self, body: Value) -> Response {
         self.fetch_as(&self.service_token, body).await
     }
 
-    pub async fn fetch_as(&self, service_token: &str, body: Value) -> Response {
+    pub(crate) async fn fetch_as(&self, service_token: &str, body: Value) -> Response {
         self.fetch_from(&self.app.address, service_token, body)
             .await
     }
 
     /// `fetch_as`, from the labgate process at `address` (another one on the same database).
-    pub async fn fetch_from(&self, address: &str, service_token: &str, body: Value) -> Response {
+    pub(crate) async fn fetch_from(
+        &self,
+        address: &str,
+        service_token: &str,
+        body: Value,
+    ) -> Response {
         self.app
             .client
             .post(format!("{address}/api/v1/credentials"))
@@ -430,12 +439,12 @@ impl ConnectWorld {
     }
 
     /// The access token of a successful fetch.
-    pub async fn token(&self, body: Value) -> String {
+    pub(crate) async fn token(&self, body: Value) -> String {
         self.token_from(&self.app.address, body).await
     }
 
     /// `token`, from the labgate process at `address`.
-    pub async fn token_from(&self, address: &str, body: Value) -> String {
+    pub(crate) async fn token_from(&self, address: &str, body: Value) -> String {
         let response = self.fetch_from(address, &self.service_token, body).await;
         let status = response.status();
         let answer: Value = response.json().await.unwrap();
@@ -443,7 +452,7 @@ impl ConnectWorld {
         answer["access_token"].as_str().unwrap().to_owned()
     }
 
-    pub async fn connection(&self, id: &str) -> Value {
+    pub(crate) async fn connection(&self, id: &str) -> Value {
         let all = self.app.connections().await;
         all.into_iter()
             .find(|c| c["id"] == id)

@@ -1,6 +1,9 @@
 //! Integration tests: the real application on port 0, its own database per test (SQLite, and
 //! PostgreSQL when LABGATE_TEST_POSTGRES_URL is set), and a fake GitLab on real TLS.
 
+// A test binary has no API: its shared modules are `pub` for one another only.
+#![allow(unreachable_pub)]
+
 /// Shared with the benchmark: databases, settings, certificates, the fake GitLab, a browser.
 #[path = "../support/mod.rs"]
 mod support;

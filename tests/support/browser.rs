@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::{Method, RequestBuilder, Response};
 
-pub struct Browser {
+pub(crate) struct Browser {
     client: reqwest::Client,
     jar: Arc<Jar>,
     /// labgate's public URL and the address the test server is reached at instead.
@@ -23,12 +23,12 @@ impl Default for Browser {
 }
 
 impl Browser {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// A browser that also trusts these CA certificates (PEM).
-    pub fn trusting(ca_pems: &[&str]) -> Self {
+    pub(crate) fn trusting(ca_pems: &[&str]) -> Self {
         let jar = Arc::new(Jar::default());
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -46,7 +46,7 @@ impl Browser {
     }
 
     /// Requests to `public_url` go to `address`, as a name resolved to the test server would.
-    pub fn reaching(mut self, public_url: &str, address: &str) -> Self {
+    pub(crate) fn reaching(mut self, public_url: &str, address: &str) -> Self {
         self.public = Some((public_url.to_owned(), address.to_owned()));
         self
     }
@@ -60,11 +60,11 @@ impl Browser {
     }
 
     /// A request for `url`, to add headers or a body to before `send`.
-    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, url: &str) -> RequestBuilder {
         self.client.request(method, self.resolve(url))
     }
 
-    pub async fn send(&self, request: RequestBuilder) -> Response {
+    pub(crate) async fn send(&self, request: RequestBuilder) -> Response {
         let response = request.send().await.unwrap();
         self.set_cookies.lock().unwrap().extend(
             response
@@ -76,22 +76,22 @@ impl Browser {
         response
     }
 
-    pub async fn get(&self, url: &str) -> Response {
+    pub(crate) async fn get(&self, url: &str) -> Response {
         self.send(self.request(Method::GET, url)).await
     }
 
-    pub async fn post(&self, url: &str) -> Response {
+    pub(crate) async fn post(&self, url: &str) -> Response {
         self.send(self.request(Method::POST, url)).await
     }
 
     /// Posts a form, as a browser sends one without a file input.
-    pub async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Response {
+    pub(crate) async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Response {
         self.send(self.request(Method::POST, url).form(fields))
             .await
     }
 
     /// The value of the cookie `name` that this browser would send to `url`.
-    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
+    pub(crate) fn cookie(&self, url: &str, name: &str) -> Option<String> {
         let url = url::Url::parse(&self.resolve(url)).unwrap();
         let header = self.jar.cookies(&url)?;
         header
@@ -104,13 +104,13 @@ impl Browser {
     }
 
     /// Stores a cookie as if `url` had answered with this `Set-Cookie` header.
-    pub fn set_cookie(&self, url: &str, set_cookie: &str) {
+    pub(crate) fn set_cookie(&self, url: &str, set_cookie: &str) {
         let url = url::Url::parse(&self.resolve(url)).unwrap();
         self.jar.add_cookie_str(set_cookie, &url);
     }
 
     /// Every `Set-Cookie` header this browser has received, in order.
-    pub fn set_cookies(&self) -> Vec<String> {
+    pub(crate) fn set_cookies(&self) -> Vec<String> {
         self.set_cookies.lock().unwrap().clone()
     }
 }

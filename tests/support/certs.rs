@@ -9,26 +9,26 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-pub struct TestCa {
+pub(crate) struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
     /// PEMs of the intermediates between this CA and its root, this CA first (empty for a root).
     intermediates: Vec<String>,
 }
 
 /// A server certificate and its key, PEM-encoded, as a web server is given them.
-pub struct ServerCert {
+pub(crate) struct ServerCert {
     pub chain_pem: String,
     pub key_pem: String,
 }
 
 #[derive(Clone, Copy)]
-pub enum Validity {
+pub(crate) enum Validity {
     Current,
     Expired,
 }
 
 impl TestCa {
-    pub fn new(common_name: &str) -> Self {
+    pub(crate) fn new(common_name: &str) -> Self {
         let issuer =
             CertifiedIssuer::self_signed(ca_params(common_name), KeyPair::generate().unwrap())
                 .unwrap();
@@ -39,7 +39,7 @@ impl TestCa {
     }
 
     /// An intermediate CA under this one, as corporate PKIs issue server certificates.
-    pub fn intermediate(&self, common_name: &str) -> Self {
+    pub(crate) fn intermediate(&self, common_name: &str) -> Self {
         let issuer = CertifiedIssuer::signed_by(
             ca_params(common_name),
             KeyPair::generate().unwrap(),
@@ -54,12 +54,12 @@ impl TestCa {
         }
     }
 
-    pub fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.issuer.pem()
     }
 
     /// A server certificate for `names` (DNS names or IP literals) signed by this CA.
-    pub fn issue(&self, names: &[&str], validity: Validity) -> ServerCert {
+    pub(crate) fn issue(&self, names: &[&str], validity: Validity) -> ServerCert {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
@@ -93,7 +93,7 @@ fn ca_params(common_name: &str) -> CertificateParams {
 }
 
 impl ServerCert {
-    pub fn rustls_server_config(&self) -> rustls::ServerConfig {
+    pub(crate) fn rustls_server_config(&self) -> rustls::ServerConfig {
         let chain = CertificateDer::pem_slice_iter(self.chain_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .unwrap();

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tempfile::TempDir;
 
 #[derive(Clone)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     /// A URL of a PostgreSQL server where a database may be created and dropped.
     Postgres(String),
@@ -19,7 +19,7 @@ pub enum Backend {
 
 impl Backend {
     /// PostgreSQL at LABGATE_TEST_POSTGRES_URL, if that is set.
-    pub fn postgres() -> Option<Self> {
+    pub(crate) fn postgres() -> Option<Self> {
         std::env::var("LABGATE_TEST_POSTGRES_URL")
             .ok()
             .filter(|url| !url.is_empty())
@@ -27,7 +27,7 @@ impl Backend {
     }
 
     #[allow(dead_code)] // used by benches/broker.rs
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Backend::Sqlite => "SQLite",
             Backend::Postgres(_) => "PostgreSQL",
@@ -36,7 +36,7 @@ impl Backend {
 }
 
 /// A database of its own, with a directory for its files; dropped when it goes out of scope.
-pub struct TestDatabase {
+pub(crate) struct TestDatabase {
     pub url: DatabaseUrl,
     postgres: Option<(String, String)>,
     dir: TempDir,
@@ -44,11 +44,11 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     /// A fresh database; panics, for a test, when it cannot be made.
-    pub fn create(backend: &Backend) -> Self {
+    pub(crate) fn create(backend: &Backend) -> Self {
         Self::try_create(backend).unwrap_or_else(|e| panic!("{e:#}"))
     }
 
-    pub fn try_create(backend: &Backend) -> anyhow::Result<Self> {
+    pub(crate) fn try_create(backend: &Backend) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (url, postgres) = match backend {
             Backend::Sqlite => (DatabaseUrl::Sqlite(dir.path().join("labgate.db")), None),
@@ -68,13 +68,13 @@ impl TestDatabase {
         Ok(Self { url, postgres, dir })
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// Every byte the database holds, as a stolen disk (SQLite file and WAL) or a dump
     /// (`pg_dump`) would reveal it.
-    pub fn raw_contents(&self) -> Vec<u8> {
+    pub(crate) fn raw_contents(&self) -> Vec<u8> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
                 let mut bytes = fs::read(path).unwrap();

@@ -13,7 +13,7 @@ use super::database::TestDatabase;
 /// no file from `LABGATE_CONFIG`), isolated: a random port on loopback, `db`, a master key that
 /// labgate generates in the database's directory, `admin_token`, and the public https URL the
 /// tests use. Everything else is as an operator would find it.
-pub fn isolated(db: &TestDatabase, admin_token: &str) -> Settings {
+pub(crate) fn isolated(db: &TestDatabase, admin_token: &str) -> Settings {
     let mut settings =
         labgate::config::load_from(HashMap::new(), None).expect("labgate's defaults load");
     settings.server.listen = "127.0.0.1:0".parse().unwrap();

@@ -12,7 +12,7 @@ use crate::service::{Context, audit};
 /// How many of the newest events the page looks through.
 const NEWEST: i64 = 500;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/audit")
             .route(web::get().to(list))

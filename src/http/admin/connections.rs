@@ -15,7 +15,7 @@ use crate::service::admin_sessions::AdminSession;
 use crate::service::connections::{self, ConnectionQuery, ConnectionView};
 use crate::service::{Context, ServiceError, instances, revocation};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/connections")
             .route(web::get().to(list))

@@ -9,7 +9,7 @@ use maud::html;
 use super::layout::{Section, page, respond};
 use crate::service::ServiceError;
 
-pub enum PageError {
+pub(super) enum PageError {
     /// No live session: go and sign in, then come back to `next`.
     SignIn {
         next: Option<String>,

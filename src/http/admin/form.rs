@@ -19,12 +19,12 @@ const TOO_LARGE: PageError = PageError::TooLarge {
 };
 
 #[derive(Debug, Default)]
-pub struct FormData {
+pub(super) struct FormData {
     fields: Vec<(String, String)>,
 }
 
 impl FormData {
-    pub async fn read(req: &HttpRequest, payload: Payload) -> Result<Self, PageError> {
+    pub(super) async fn read(req: &HttpRequest, payload: Payload) -> Result<Self, PageError> {
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
@@ -86,7 +86,7 @@ impl FormData {
     }
 
     /// The first value of `name`, as posted.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(k, _)| k == name)
@@ -94,19 +94,19 @@ impl FormData {
     }
 
     /// The first value of `name`, or "" when absent.
-    pub fn text(&self, name: &str) -> String {
+    pub(super) fn text(&self, name: &str) -> String {
         self.get(name).unwrap_or_default().to_owned()
     }
 
     /// `None` when the field is absent or blank: an empty input means "not given".
-    pub fn given(&self, name: &str) -> Option<String> {
+    pub(super) fn given(&self, name: &str) -> Option<String> {
         self.get(name)
             .filter(|v| !v.trim().is_empty())
             .map(str::to_owned)
     }
 
     /// Every value of `name` (ticked checkboxes), in order.
-    pub fn all(&self, name: &str) -> Vec<String> {
+    pub(super) fn all(&self, name: &str) -> Vec<String> {
         self.fields
             .iter()
             .filter(|(k, _)| k == name)
@@ -115,7 +115,7 @@ impl FormData {
     }
 
     /// The words of a text area (one per line, or separated by spaces).
-    pub fn words(&self, name: &str) -> Vec<String> {
+    pub(super) fn words(&self, name: &str) -> Vec<String> {
         self.get(name)
             .unwrap_or_default()
             .split_whitespace()
@@ -124,7 +124,7 @@ impl FormData {
     }
 
     #[cfg(test)]
-    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+    pub(super) fn from_pairs(pairs: &[(&str, &str)]) -> Self {
         Self {
             fields: pairs
                 .iter()

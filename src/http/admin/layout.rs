@@ -13,7 +13,7 @@ use crate::service::{CheckStep, FieldError, StepStatus};
 
 /// Which part of the admin pages a page belongs to, for the navigation.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Section {
+pub(super) enum Section {
     Instances,
     Services,
     Connections,
@@ -22,7 +22,12 @@ pub enum Section {
 }
 
 /// A whole page: head, navigation (with sign-out when signed in), and `body`.
-pub fn page(title: &str, session: Option<&AdminSession>, section: Section, body: Markup) -> Markup {
+pub(super) fn page(
+    title: &str,
+    session: Option<&AdminSession>,
+    section: Section,
+    body: Markup,
+) -> Markup {
     let link = |href: &str, label: &str, this: Section| {
         html! { a href=(href) aria-current=[(section == this).then_some("page")] { (label) } }
     };
@@ -59,23 +64,28 @@ pub fn page(title: &str, session: Option<&AdminSession>, section: Section, body:
     }
 }
 
-pub fn respond(status: StatusCode, markup: Markup) -> HttpResponse {
+pub(super) fn respond(status: StatusCode, markup: Markup) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .body(markup.into_string())
 }
 
-pub fn ok(markup: Markup) -> HttpResponse {
+pub(super) fn ok(markup: Markup) -> HttpResponse {
     respond(StatusCode::OK, markup)
 }
 
 /// The hidden field every form of a session carries.
-pub fn csrf(session: &AdminSession) -> Markup {
+pub(super) fn csrf(session: &AdminSession) -> Markup {
     html! { input type="hidden" name="csrf" value=(session.csrf_token()); }
 }
 
 /// A form that is only a button, e.g. "Re-check" or "Sign out".
-pub fn button_form(session: &AdminSession, action: &str, label: &str, class: &str) -> Markup {
+pub(super) fn button_form(
+    session: &AdminSession,
+    action: &str,
+    label: &str,
+    class: &str,
+) -> Markup {
     html! {
         form method="post" action=(action) {
             (csrf(session))
@@ -86,30 +96,30 @@ pub fn button_form(session: &AdminSession, action: &str, label: &str, class: &st
 
 /// What a form refused, by field, plus what belongs to no field.
 #[derive(Default)]
-pub struct Errors {
+pub(super) struct Errors {
     fields: Vec<FieldError>,
     pub general: Vec<String>,
     pub steps: Vec<CheckStep>,
 }
 
 impl Errors {
-    pub fn fields(fields: Vec<FieldError>) -> Self {
+    pub(super) fn fields(fields: Vec<FieldError>) -> Self {
         Self {
             fields,
             ..Self::default()
         }
     }
 
-    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn add(&mut self, field: &str, message: impl Into<String>) {
         self.fields.push(FieldError::new(field, message));
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.fields.is_empty() && self.general.is_empty() && self.steps.is_empty()
     }
 
     /// The messages for one field, joined.
-    pub fn on(&self, field: &str) -> Option<String> {
+    pub(super) fn on(&self, field: &str) -> Option<String> {
         let messages: Vec<&str> = self
             .fields
             .iter()
@@ -120,7 +130,7 @@ impl Errors {
     }
 
     /// Errors about fields this form does not show, so they are not lost.
-    pub fn others(&self, shown: &[&str]) -> Vec<&FieldError> {
+    pub(super) fn others(&self, shown: &[&str]) -> Vec<&FieldError> {
         self.fields
             .iter()
             .filter(|e| !shown.contains(&e.field.as_str()))
@@ -129,7 +139,7 @@ impl Errors {
 }
 
 /// The summary at the top of a refused form.
-pub fn error_summary(errors: &Errors, shown: &[&str]) -> Markup {
+pub(super) fn error_summary(errors: &Errors, shown: &[&str]) -> Markup {
     if errors.is_empty() {
         return html! {};
     }
@@ -144,7 +154,7 @@ pub fn error_summary(errors: &Errors, shown: &[&str]) -> Markup {
 }
 
 /// A one-line input with its label, an optional hint, and its error beside it.
-pub struct Input<'a> {
+pub(super) struct Input<'a> {
     pub name: &'a str,
     pub label: &'a str,
     pub kind: &'a str,
@@ -156,7 +166,7 @@ pub struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
-    pub fn text(name: &'a str, label: &'a str, value: &'a str) -> Self {
+    pub(super) fn text(name: &'a str, label: &'a str, value: &'a str) -> Self {
         Self {
             name,
             label,
@@ -169,27 +179,27 @@ impl<'a> Input<'a> {
         }
     }
 
-    pub fn kind(mut self, kind: &'a str) -> Self {
+    pub(super) fn kind(mut self, kind: &'a str) -> Self {
         self.kind = kind;
         self
     }
 
-    pub fn hint(mut self, hint: Markup) -> Self {
+    pub(super) fn hint(mut self, hint: Markup) -> Self {
         self.hint = Some(hint);
         self
     }
 
-    pub fn required(mut self) -> Self {
+    pub(super) fn required(mut self) -> Self {
         self.required = true;
         self
     }
 
-    pub fn placeholder(mut self, placeholder: &'a str) -> Self {
+    pub(super) fn placeholder(mut self, placeholder: &'a str) -> Self {
         self.placeholder = Some(placeholder);
         self
     }
 
-    pub fn render(self, errors: &Errors) -> Markup {
+    pub(super) fn render(self, errors: &Errors) -> Markup {
         let error = errors.on(self.name);
         let described = describedby(self.name, self.hint.is_some(), error.is_some());
         html! {
@@ -207,7 +217,7 @@ impl<'a> Input<'a> {
 }
 
 /// A text area with its label, hint and error.
-pub fn textarea(
+pub(super) fn textarea(
     name: &str,
     label: &str,
     value: &str,
@@ -228,7 +238,7 @@ pub fn textarea(
 }
 
 /// A group of checkboxes, each with its label and a description.
-pub fn checkboxes(
+pub(super) fn checkboxes(
     name: &str,
     legend: &str,
     hint: Option<Markup>,
@@ -275,7 +285,7 @@ fn field_error(name: &str, label: &str, error: Option<&str>) -> Markup {
 }
 
 /// A value to copy (a redirect URL, a secret) with a copy button the script reveals.
-pub fn copyable(id: &str, text: &str, class: &str) -> Markup {
+pub(super) fn copyable(id: &str, text: &str, class: &str) -> Markup {
     html! {
         div class={ "redirect " (class) } {
             code id=(id) { (text) }
@@ -284,7 +294,7 @@ pub fn copyable(id: &str, text: &str, class: &str) -> Markup {
     }
 }
 
-pub fn when(at: NaiveDateTime) -> Markup {
+pub(super) fn when(at: NaiveDateTime) -> Markup {
     let utc = at.and_utc();
     html! {
         time datetime=(utc.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)) {
@@ -293,12 +303,12 @@ pub fn when(at: NaiveDateTime) -> Markup {
     }
 }
 
-pub fn badge(word: &str) -> Markup {
+pub(super) fn badge(word: &str) -> Markup {
     html! { span class={ "badge " (word) } { (word.replace('_', " ")) } }
 }
 
 /// The instance check, step by step, with what each saw.
-pub fn check_steps(steps: &[CheckStep]) -> Markup {
+pub(super) fn check_steps(steps: &[CheckStep]) -> Markup {
     html! {
         table.steps {
             thead { tr { th { "Step" } th { "Result" } th { "Detail" } } }
@@ -318,7 +328,7 @@ pub fn check_steps(steps: &[CheckStep]) -> Markup {
     }
 }
 
-pub fn status_word(status: StepStatus) -> &'static str {
+pub(super) fn status_word(status: StepStatus) -> &'static str {
     match status {
         StepStatus::Passed => "passed",
         StepStatus::Failed => "failed",

@@ -1,7 +1,7 @@
 //! GitLab's OAuth scopes as GitLab's own application form describes them, for checkboxes.
 
 /// Every scope labgate accepts, in the order GitLab's form lists them, with GitLab's wording.
-pub const GITLAB_SCOPES: &[(&str, &str)] = &[
+pub(super) const GITLAB_SCOPES: &[(&str, &str)] = &[
     (
         "api",
         "Grants complete read/write access to the API, including all groups and projects, the \
@@ -79,7 +79,7 @@ pub const GITLAB_SCOPES: &[(&str, &str)] = &[
 ];
 
 /// What a new instance's form starts with ticked.
-pub const DEFAULT_INSTANCE_SCOPES: &[&str] = &["openid", "read_api", "read_repository"];
+pub(super) const DEFAULT_INSTANCE_SCOPES: &[&str] = &["openid", "read_api", "read_repository"];
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,7 @@ use crate::service::principal::Service;
 use crate::service::services::{self, ServiceForm};
 use crate::service::{Context, ServiceError};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/services")
             .route(web::get().to(list))

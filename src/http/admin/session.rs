@@ -29,7 +29,7 @@ const SIGN_IN_COOKIE: &str = "labgate_sign_in";
 const SIGN_IN_FORM_LIFETIME_SECONDS: i64 = 3600;
 const HOME: &str = "/admin/instances";
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/sign-in")
             .route(web::get().to(sign_in_page))
@@ -45,7 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Proof of a live admin session. A handler that takes it cannot run without one: the
 /// browser is sent to sign in instead.
-pub struct SignedIn(pub AdminSession);
+pub(super) struct SignedIn(pub AdminSession);
 
 impl Deref for SignedIn {
     type Target = AdminSession;
@@ -57,7 +57,7 @@ impl Deref for SignedIn {
 
 /// A posted form from a signed-in administrator whose CSRF token matched. Anything else is
 /// refused before the handler runs, so nothing changes.
-pub struct Posted {
+pub(super) struct Posted {
     pub session: AdminSession,
     pub form: FormData,
 }
@@ -302,7 +302,7 @@ fn cookie(
         .finish()
 }
 
-pub fn see_other(location: &str) -> HttpResponse {
+pub(super) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((LOCATION, location.to_owned()))
         .finish()

@@ -7,7 +7,7 @@ use super::Shared;
 
 /// How the discovery document deviates from a well-configured GitLab, for the failure tests.
 #[derive(Clone, Default)]
-pub enum Discovery {
+pub(crate) enum Discovery {
     #[default]
     Correct,
     /// GitLab's `external_url` names another issuer than the URL it is reached at.

@@ -16,7 +16,7 @@ use super::{SUB_PATH, State, now};
 
 /// How an issued ID token is spoiled, for the attack tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum IdTokenFault {
+pub(crate) enum IdTokenFault {
     #[default]
     None,
     WrongAudience,

@@ -27,16 +27,16 @@ use rand::RngCore;
 
 use super::certs::ServerCert;
 
-pub use discovery::Discovery;
-pub use id_token::IdTokenFault;
-pub use oauth::RefreshFault;
-pub use user::{USER_ID, USERNAME};
+pub(crate) use discovery::Discovery;
+pub(crate) use id_token::IdTokenFault;
+pub(crate) use oauth::RefreshFault;
+pub(crate) use user::{USER_ID, USERNAME};
 
-pub const SUB_PATH: &str = "/gitlab";
+pub(crate) const SUB_PATH: &str = "/gitlab";
 
 /// The OAuth application the administrator created in this GitLab.
 #[derive(Clone)]
-pub struct Application {
+pub(crate) struct Application {
     pub client_id: String,
     pub client_secret: String,
     pub redirect_uri: String,
@@ -45,7 +45,7 @@ pub struct Application {
 
 /// What the fake does that a test may change while it runs.
 #[derive(Clone)]
-pub struct Behaviour {
+pub(crate) struct Behaviour {
     pub token_lifetime: Duration,
     pub id_token_fault: IdTokenFault,
     /// The person at the keyboard clicks "Deny".
@@ -112,7 +112,7 @@ struct TokenRecord {
 
 /// What the fake saw, for tests to assert on.
 #[derive(Clone, Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub authorize_queries: Vec<HashMap<String, String>>,
     pub code_exchanges: usize,
     pub refreshes: usize,
@@ -137,18 +137,22 @@ struct State {
     git_root: Option<std::path::PathBuf>,
 }
 
-pub struct FakeGitLab {
+pub(crate) struct FakeGitLab {
     pub port: u16,
     handle: ServerHandle,
     state: Arc<Mutex<State>>,
 }
 
 impl FakeGitLab {
-    pub async fn start(cert: &ServerCert, discovery: Discovery) -> Self {
+    pub(crate) async fn start(cert: &ServerCert, discovery: Discovery) -> Self {
         Self::start_with(cert, discovery, default_application()).await
     }
 
-    pub async fn start_with(cert: &ServerCert, discovery: Discovery, app: Application) -> Self {
+    pub(crate) async fn start_with(
+        cert: &ServerCert,
+        discovery: Discovery,
+        app: Application,
+    ) -> Self {
         // Made before serving: no request should wait on RSA key generation.
         id_token::signing_keys();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -209,29 +213,29 @@ impl FakeGitLab {
     }
 
     /// The URL an administrator registers: host, port and the sub-path, no trailing slash.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("https://localhost:{}{SUB_PATH}", self.port)
     }
 
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         self.handle.stop(false).await;
     }
 
-    pub fn behave(&self, change: impl FnOnce(&mut Behaviour)) {
+    pub(crate) fn behave(&self, change: impl FnOnce(&mut Behaviour)) {
         change(&mut self.state.lock().unwrap().behaviour);
     }
 
-    pub fn seen(&self) -> Seen {
+    pub(crate) fn seen(&self) -> Seen {
         self.state.lock().unwrap().seen.clone()
     }
 
     /// Serves the bare repositories under `root` over git's smart HTTP protocol.
-    pub fn serve_git(&self, root: &std::path::Path) {
+    pub(crate) fn serve_git(&self, root: &std::path::Path) {
         self.state.lock().unwrap().git_root = Some(root.to_owned());
     }
 
     /// Revokes a token as the person would by removing the application in GitLab.
-    pub fn revoke_token(&self, token: &str) {
+    pub(crate) fn revoke_token(&self, token: &str) {
         let mut state = self.state.lock().unwrap();
         if let Some(record) = state.tokens.find_mut(token) {
             record.revoked = true;
@@ -239,7 +243,7 @@ impl FakeGitLab {
     }
 
     /// Every access and refresh token this GitLab has issued, live or not.
-    pub fn issued_tokens(&self) -> Vec<String> {
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
         let state = self.state.lock().unwrap();
         state
             .tokens
@@ -251,7 +255,7 @@ impl FakeGitLab {
     /// A live grant issued without a browser flow, as if the person had connected earlier;
     /// returns its (access, refresh) pair.
     #[allow(dead_code)] // used by benches/broker.rs
-    pub fn seed_grant(&self, scopes: &[&str], lifetime: Duration) -> (String, String) {
+    pub(crate) fn seed_grant(&self, scopes: &[&str], lifetime: Duration) -> (String, String) {
         let mut state = self.state.lock().unwrap();
         let record = TokenRecord {
             access: random_hex(),
@@ -270,7 +274,7 @@ impl FakeGitLab {
 
     /// The grant (family) a token belongs to, kept across rotations.
     #[allow(dead_code)] // used by the crash test, not by benches/broker.rs
-    pub fn family_of(&self, token: &str) -> Option<usize> {
+    pub(crate) fn family_of(&self, token: &str) -> Option<usize> {
         let state = self.state.lock().unwrap();
         state
             .tokens
@@ -280,7 +284,7 @@ impl FakeGitLab {
     }
 
     /// Whether GitLab would accept this access token now (not revoked, not expired).
-    pub fn access_token_works(&self, access_token: &str) -> bool {
+    pub(crate) fn access_token_works(&self, access_token: &str) -> bool {
         let state = self.state.lock().unwrap();
         state
             .tokens
@@ -289,7 +293,7 @@ impl FakeGitLab {
     }
 }
 
-pub fn default_application() -> Application {
+pub(crate) fn default_application() -> Application {
     Application {
         client_id: "3b8a1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9".into(),
         client_secret: super::CLIENT_SECRET.into(),

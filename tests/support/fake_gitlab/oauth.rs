@@ -18,7 +18,7 @@ use super::{Application, Shared, State, TokenRecord, bearer_record, now, now_ms,
 
 /// How the token endpoint fails a refresh, as GitLab or a proxy in front of it can.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum RefreshFault {
+pub(crate) enum RefreshFault {
     #[default]
     None,
     /// 500 with an HTML page; nothing rotated.

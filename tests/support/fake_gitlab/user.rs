@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::{Shared, bearer_record};
 
-pub const USER_ID: u64 = 4242;
-pub const USERNAME: &str = "alice";
+pub(crate) const USER_ID: u64 = 4242;
+pub(crate) const USERNAME: &str = "alice";
 
 pub(super) async fn userinfo(state: Shared, req: HttpRequest) -> HttpResponse {
     let state = state.lock().unwrap();
