@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use diesel::RunQueryDsl;
+use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection, sql_query};
 use futures_util::future::join_all;
+use labgate::config::DatabaseUrl;
 use reqwest::Method;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::helpers::{ConnectWorld, StopOnDrop, expect_problem};
@@ -29,6 +31,7 @@ on_both_backends!(
     an_outage_longer_than_the_token_leaves_the_grant_alive,
     handed_out_validity_ends_before_the_background_refresh,
     short_token_lifetimes_are_honoured_exactly,
+    a_database_outage_mid_store_keeps_the_new_pair,
     a_broader_scope_covers_what_it_implies,
 );
 
@@ -935,4 +938,83 @@ async fn short_token_lifetimes_are_honoured_exactly(backend: Backend) {
     connect_expiring_in(&cw, "user-18", 7200).await;
     let instance = cw.app.get_json("/api/v1/instances/corp").await;
     assert_eq!(instance["token_lifetime_seconds"], 7200, "{instance}");
+}
+
+/// GitLab has rotated the pair and the database stops answering before labgate stores it: the
+/// lease's owner keeps trying (within its lease), stores the only live pair once the database
+/// is back, and nothing is refreshed twice.
+async fn a_database_outage_mid_store_keeps_the_new_pair(backend: Backend) {
+    let cw = world(backend).await;
+    let id = connect_expiring_in(&cw, "user-17", 30).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.commit_delay = Duration::from_millis(600));
+    let fetching = {
+        let (client, address, token) = (
+            cw.app.client.clone(),
+            cw.app.address.clone(),
+            cw.service_token.clone(),
+        );
+        actix_web::rt::spawn(async move {
+            client
+                .post(format!("{address}/api/v1/credentials"))
+                .bearer_auth(token)
+                .json(&request("user-17"))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    // GitLab is working on the refresh: the database goes away before its answer arrives.
+    while cw.world.gitlab.seen().refreshes_in_progress == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let outage = hold_database(&cw.app.db.url, Duration::from_secs(7));
+    let response = fetching.await.unwrap();
+    outage.join().unwrap();
+
+    let status = response.status();
+    let handed: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{handed}");
+    let token = handed["access_token"].as_str().unwrap();
+    assert!(
+        cw.world.gitlab.access_token_works(token),
+        "the new pair was kept"
+    );
+    let seen = cw.world.gitlab.seen();
+    assert_eq!((seen.refreshes, seen.rotated_reuses), (1, 0));
+    assert_eq!(cw.connection(&id).await["status"], "active");
+    let ledger = cw
+        .app
+        .get_json(&format!("/api/v1/connections/{id}/refreshes"))
+        .await;
+    assert_eq!(ledger["refreshes"][0]["outcome"], "ok", "{ledger}");
+}
+
+/// Takes the database away from labgate for `hold`, as an outage would: SQLite's write lock in
+/// an exclusive transaction, or PostgreSQL's `connections` table locked. Returns once held.
+fn hold_database(url: &DatabaseUrl, hold: Duration) -> std::thread::JoinHandle<()> {
+    let url = url.clone();
+    let (held, holding) = std::sync::mpsc::channel();
+    let outage = std::thread::spawn(move || match url {
+        DatabaseUrl::Sqlite(path) => {
+            let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            sql_query("BEGIN EXCLUSIVE").execute(&mut conn).unwrap();
+            held.send(()).unwrap();
+            std::thread::sleep(hold);
+            sql_query("COMMIT").execute(&mut conn).unwrap();
+        }
+        DatabaseUrl::Postgres(url) => {
+            let mut conn = PgConnection::establish(url.expose_secret()).unwrap();
+            sql_query("BEGIN").execute(&mut conn).unwrap();
+            sql_query("LOCK TABLE connections IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut conn)
+                .unwrap();
+            held.send(()).unwrap();
+            std::thread::sleep(hold);
+            sql_query("COMMIT").execute(&mut conn).unwrap();
+        }
+    });
+    holding.recv().unwrap();
+    outage
 }
