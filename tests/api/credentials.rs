@@ -32,6 +32,7 @@ on_both_backends!(
     handed_out_validity_ends_before_the_background_refresh,
     short_token_lifetimes_are_honoured_exactly,
     a_database_outage_mid_store_keeps_the_new_pair,
+    a_token_dead_near_its_expiry_is_not_taken_for_a_rotation,
     a_broader_scope_covers_what_it_implies,
 );
 
@@ -858,6 +859,47 @@ async fn an_outage_longer_than_the_token_leaves_the_grant_alive(backend: Backend
         cw.world.gitlab.access_token_works(&token),
         "the grant GitLab never rotated is alive"
     );
+    assert_eq!(cw.connection(&id).await["status"], "active");
+    assert_eq!(cw.world.gitlab.seen().refreshes, 2);
+}
+
+/// After an unknown outcome, GitLab says the old access token is dead, but labgate recorded it
+/// as living 30 s more (GitLab's clock runs ahead, say). That is no proof of a rotation: labgate
+/// refreshes (a rotated refresh token would answer invalid_grant, the same verdict) and here the
+/// grant GitLab never rotated lives on.
+async fn a_token_dead_near_its_expiry_is_not_taken_for_a_rotation(backend: Backend) {
+    let cw = world(backend).await;
+    let id = connect_expiring_in(&cw, "user-17", 2).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.refresh_fault = RefreshFault::Timeout);
+    expect_problem(
+        cw.fetch(request("user-17")).await,
+        503,
+        "gitlab_unavailable",
+    )
+    .await;
+    // GitLab's clock: the token has expired. labgate's: 30 s are left.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let row_id = id.clone();
+    cw.app
+        .context
+        .db_write(move |conn| {
+            use diesel::{ExpressionMethods, QueryDsl};
+            use labgate::db::schema::connections::dsl as c;
+            let expiry = chrono::Utc::now().naive_utc() + chrono::TimeDelta::seconds(30);
+            diesel::update(c::connections.find(&row_id))
+                .set(c::expires_at.eq(expiry))
+                .execute(conn)
+        })
+        .await
+        .unwrap();
+    cw.world
+        .gitlab
+        .behave(|b| b.refresh_fault = RefreshFault::None);
+    let token = cw.token(request("user-17")).await;
+
+    assert!(cw.world.gitlab.access_token_works(&token));
     assert_eq!(cw.connection(&id).await["status"], "active");
     assert_eq!(cw.world.gitlab.seen().refreshes, 2);
 }
