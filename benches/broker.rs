@@ -11,7 +11,8 @@
 //! Load comes from a tokio runtime of its own, on threads of its own; labgate and the fake
 //! GitLab run as in the integration tests. Knobs: LABGATE_BENCH_SECONDS (length of each
 //! measured phase, default 4), LABGATE_BENCH_CLIENTS (closed-loop clients, default 32); an
-//! argument `handout` or `storm` (`cargo bench --bench broker -- storm`) runs only that part.
+//! argument `handout` or `storm` (`cargo bench --bench broker -- storm`) runs only that part;
+//! `wrk` runs only the handout-versus-healthz comparison under wrk.
 
 // A benchmark binary has no API: its shared modules are `pub` for one another only.
 #![allow(unreachable_pub)]
@@ -156,6 +157,14 @@ async fn bench_backend(
     let outcome = async {
         if options.runs("handout") {
             handouts(&world, options, &load).await?;
+        } else if options.runs("wrk") {
+            // The wrk comparison alone: the quick way to judge a change to the handout path.
+            let subjects: Vec<String> = (0..SUBJECTS).map(|i| format!("user-{i:05}")).collect();
+            let fresh_until = Utc::now().naive_utc() + TimeDelta::hours(2);
+            world.seed(subjects.iter().cloned(), fresh_until).await?;
+            if let Some(wrk) = wrk_ratio(&world, SUBJECTS, options).await? {
+                println!("{wrk}");
+            }
         }
         if options.runs("storm") {
             storm(&world).await?;

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 
 use super::audit::AuditEvent;
 use super::connection_tokens::{TokenKind, open_token};
-use super::handout_cache::{HandoutKey, HandoutView};
+use super::handout_cache::{HandoutKeyRef, HandoutView, Held};
 use super::principal::{self, Service, VerifiedToken};
 use super::refresh::{self, Purpose, RefreshError};
 use super::{Context, FieldError, ServiceError, field, required};
@@ -51,8 +51,8 @@ pub async fn hand_out(
     let result = hand_out_checked(ctx, token, form).await;
     // Labels only ever name registered instances: request text must not grow the metrics.
     let instance_name = match &result {
-        Ok(handed) => handed.instance.clone(),
-        Err(_) => "unknown".to_owned(),
+        Ok(handed) => handed.instance.as_str(),
+        Err(_) => "unknown",
     };
     let outcome = match &result {
         Ok(_) => "ok",
@@ -64,7 +64,7 @@ pub async fn hand_out(
         Err(ServiceError::Unauthenticated(_)) => "unauthenticated",
         Err(_) => "error",
     };
-    ctx.metrics.handout(&instance_name, outcome);
+    ctx.metrics.handout(instance_name, outcome);
     result
 }
 
@@ -111,7 +111,10 @@ async fn hand_out_checked(
             "no instance is registered under the name {instance_name}"
         ))
     })?;
-    let chosen = choose(
+    let Held {
+        row: chosen,
+        granted: scopes,
+    } = choose(
         service,
         &subject,
         &instance.name,
@@ -158,17 +161,16 @@ async fn hand_out_checked(
     };
     let access_token = open_token(&ctx.sealer, row, TokenKind::Access)?;
     let valid_until = refresh::valid_until(&ctx.refresher, row);
-    let scopes = ScopeSet::granted(row.scopes.split_whitespace());
     let event = AuditEvent::new("handout", format!("service:{}", service.name))
         .instance(&instance.name)
         .subject(subject.as_str())
         .connection(&row.id)
-        .scopes(&scopes);
+        .scopes(scopes);
     ctx.audit.record(event).await;
     Ok(Credentials {
         access_token,
         expires_at: valid_until,
-        scopes,
+        scopes: scopes.clone(),
         connection_id: row.id.clone(),
         gitlab_user_id: row.gitlab_user_id.clone(),
         gitlab_username: row.gitlab_username.clone(),
@@ -208,14 +210,15 @@ async fn read_view(
     instance: &InstanceName,
     subject: &Subject,
 ) -> Result<Arc<HandoutView>, ServiceError> {
-    let key = HandoutKey {
-        service_id: token.service_id().to_owned(),
-        instance: instance.to_string(),
-        subject: subject.to_string(),
+    let wanted = HandoutKeyRef {
+        service_id: token.service_id(),
+        instance: instance.as_str(),
+        subject: subject.as_str(),
     };
-    if let Some(view) = ctx.handouts.get(&key) {
+    if let Some(view) = ctx.handouts.get(&wanted) {
         return Ok(view);
     }
+    let key = wanted.to_key();
     let generation = ctx.handouts.generation();
     let read = key.clone();
     let (service, instance, held) = ctx
@@ -246,14 +249,13 @@ fn choose<'a>(
     service: &Service,
     subject: &Subject,
     instance: &str,
-    held: &'a [ConnectionRow],
+    held: &'a [Held],
     requested: Option<&ScopeSet>,
-) -> Result<&'a ConnectionRow, ServiceError> {
-    let covering: Vec<(&ConnectionRow, ScopeSet)> = held
+) -> Result<&'a Held, ServiceError> {
+    let covering: Vec<&Held> = held
         .iter()
-        .filter(|row| row.status != ConnectionStatus::Revoked)
-        .map(|row| (row, ScopeSet::granted(row.scopes.split_whitespace())))
-        .filter(|(_, granted)| requested.is_none_or(|wanted| granted.covers(wanted)))
+        .filter(|held| held.row.status != ConnectionStatus::Revoked)
+        .filter(|held| requested.is_none_or(|wanted| held.granted.covers(wanted)))
         .collect();
     if covering.is_empty() {
         let what = requested.map(|s| format!(" with {s}")).unwrap_or_default();
@@ -263,11 +265,11 @@ fn choose<'a>(
     }
     let (within, beyond): (Vec<_>, Vec<_>) = covering
         .into_iter()
-        .partition(|(_, granted)| granted.beyond_policy(&service.scopes).is_empty());
+        .partition(|held| held.granted.beyond_policy(&service.scopes).is_empty());
     if within.is_empty() {
         let broad = beyond
             .first()
-            .map(|(_, granted)| granted.to_string())
+            .map(|held| held.granted.to_string())
             .unwrap_or_default();
         return Err(ServiceError::Forbidden {
             code: "scope_not_allowed",
@@ -279,10 +281,14 @@ fn choose<'a>(
     }
     match within
         .into_iter()
-        .filter(|(row, _)| row.status == ConnectionStatus::Active)
-        .min_by_key(|(row, granted)| (granted.privilege(), std::cmp::Reverse(row.updated_at)))
-    {
-        Some((row, _)) => Ok(row),
+        .filter(|held| held.row.status == ConnectionStatus::Active)
+        .min_by_key(|held| {
+            (
+                held.granted.privilege(),
+                std::cmp::Reverse(held.row.updated_at),
+            )
+        }) {
+        Some(held) => Ok(held),
         None => Err(ServiceError::ReauthorizationRequired(format!(
             "{subject}'s connection on {instance} needs the person to connect again"
         ))),

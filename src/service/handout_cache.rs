@@ -14,12 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 
 use super::principal::Service;
 use crate::db::changes::{DEAF_AFTER, Feed};
 use crate::db::connections::ConnectionRow;
 use crate::db::instances::InstanceSummary;
+use crate::domain::ScopeSet;
 
 /// Subjects remembered at once; the least used are forgotten first.
 const CAPACITY: usize = 10_000;
@@ -49,13 +51,46 @@ pub struct HandoutKey {
     pub subject: String,
 }
 
+/// A `HandoutKey` borrowed from the request, to look a view up without allocating. Its fields
+/// hash as the owned key's do (a `&str` as its `String`), in the same order.
+#[derive(Debug, Clone, Copy, Hash)]
+pub struct HandoutKeyRef<'a> {
+    pub service_id: &'a str,
+    pub instance: &'a str,
+    pub subject: &'a str,
+}
+
+impl HandoutKeyRef<'_> {
+    pub fn to_key(self) -> HandoutKey {
+        HandoutKey {
+            service_id: self.service_id.to_owned(),
+            instance: self.instance.to_owned(),
+            subject: self.subject.to_owned(),
+        }
+    }
+}
+
+impl Equivalent<HandoutKey> for HandoutKeyRef<'_> {
+    fn equivalent(&self, key: &HandoutKey) -> bool {
+        self.service_id == key.service_id
+            && self.instance == key.instance
+            && self.subject == key.subject
+    }
+}
+
+/// A connection as a handout weighs it: its row, and the scopes it grants, parsed once.
+pub struct Held {
+    pub row: ConnectionRow,
+    pub granted: ScopeSet,
+}
+
 /// The database as one handout read it.
 pub struct HandoutView {
     /// `None`: deleted.
     pub service: Option<Service>,
     pub instance: Option<InstanceSummary>,
     /// Every connection of the subject on the instance, whatever its status.
-    pub held: Vec<ConnectionRow>,
+    pub held: Vec<Held>,
     generation: u64,
 }
 
@@ -136,7 +171,7 @@ impl HandoutCache {
         }
     }
 
-    pub fn get(&self, key: &HandoutKey) -> Option<Arc<HandoutView>> {
+    pub fn get(&self, key: &HandoutKeyRef<'_>) -> Option<Arc<HandoutView>> {
         let now_ms = match &self.hearing {
             Hearing::Alone => 0,
             Hearing::Feed { started, .. } => feed_clock(started),
@@ -158,6 +193,13 @@ impl HandoutCache {
         instance: Option<InstanceSummary>,
         held: Vec<ConnectionRow>,
     ) -> Arc<HandoutView> {
+        let held = held
+            .into_iter()
+            .map(|row| Held {
+                granted: ScopeSet::granted(row.scopes.split_whitespace()),
+                row,
+            })
+            .collect();
         let view = Arc::new(HandoutView {
             service,
             instance,
@@ -180,12 +222,26 @@ fn feed_clock(started: &Instant) -> u64 {
 mod tests {
     use super::*;
 
+    const KEY: HandoutKeyRef<'static> = HandoutKeyRef {
+        service_id: "svc",
+        instance: "corp",
+        subject: "17",
+    };
+
     fn key() -> HandoutKey {
-        HandoutKey {
-            service_id: "svc".into(),
-            instance: "corp".into(),
-            subject: "17".into(),
-        }
+        KEY.to_key()
+    }
+
+    #[test]
+    fn a_borrowed_key_finds_what_the_owned_key_stored_and_nothing_else() {
+        let cache = HandoutCache::alone();
+        cache.remember(key(), cache.generation(), None, None, Vec::new());
+        assert!(cache.get(&KEY).is_some());
+        let other = HandoutKeyRef {
+            subject: "18",
+            ..KEY
+        };
+        assert!(cache.get(&other).is_none());
     }
 
     #[test]
@@ -193,9 +249,9 @@ mod tests {
         let cache = HandoutCache::alone();
         let read_in = cache.generation();
         cache.remember(key(), read_in, None, None, Vec::new());
-        assert!(cache.get(&key()).is_some());
+        assert!(cache.get(&KEY).is_some());
         cache.changed();
-        assert!(cache.get(&key()).is_none());
+        assert!(cache.get(&KEY).is_none());
     }
 
     #[test]
@@ -204,28 +260,28 @@ mod tests {
         let read_in = cache.generation();
         cache.changed(); // a write committed while the view was being read
         cache.remember(key(), read_in, None, None, Vec::new());
-        assert!(cache.get(&key()).is_none());
+        assert!(cache.get(&KEY).is_none());
     }
 
     #[test]
     fn nothing_is_used_while_the_change_feed_is_down() {
         let cache = HandoutCache::with_change_feed();
         cache.remember(key(), cache.generation(), None, None, Vec::new());
-        assert!(cache.get(&key()).is_none(), "not listening yet");
+        assert!(cache.get(&KEY).is_none(), "not listening yet");
         cache.hear(Feed::Listening);
         cache.remember(key(), cache.generation(), None, None, Vec::new());
-        assert!(cache.get(&key()).is_some());
+        assert!(cache.get(&KEY).is_some());
         cache.hear(Feed::Heard {
             change: true,
             heartbeat: false,
         });
         assert!(
-            cache.get(&key()).is_none(),
+            cache.get(&KEY).is_none(),
             "another process changed something"
         );
         cache.remember(key(), cache.generation(), None, None, Vec::new());
         cache.hear(Feed::Lost);
-        assert!(cache.get(&key()).is_none());
+        assert!(cache.get(&KEY).is_none());
     }
 
     #[test]
