@@ -1,16 +1,20 @@
-//! The audit log: every handout, refresh failure and admin change. Events are queued and
+//! The audit log: every handout, refresh failure and admin change; its writer also writes the
+//! rotation ledger's entries. Events are queued and
 //! written in batches (every 200 ms, or 1,000 events) by one writer task, so recording never
 //! waits on a database commit, and wakes the writer only when the queue was empty. A failed batch is tried again while the database recovers. A
 //! crash loses what is still queued: normally one batch window, more if the database was
 //! falling behind. A normal shutdown writes the queue out first.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use diesel::Connection as _;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
 use tokio::sync::{Notify, oneshot};
 
 use super::{Context, ServiceError};
+use crate::db::refresh_attempts::NewRefreshAttempt;
 use crate::db::{self, DbPool, audit::AuditRow, audit::NewAuditEvent};
 
 const QUEUE: usize = 65_536;
@@ -61,11 +65,19 @@ impl AuditEvent {
     }
 }
 
-/// Events waiting for the writer, and callers waiting for them to be written.
+/// Records waiting for the writer, and callers waiting for them to be written.
 #[derive(Default)]
 struct Queue {
     events: Vec<NewAuditEvent>,
+    /// The rotation ledger's entries, written in the same batches.
+    attempts: Vec<NewRefreshAttempt>,
     flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl Queue {
+    fn is_idle(&self) -> bool {
+        self.events.is_empty() && self.attempts.is_empty() && self.flushes.is_empty()
+    }
 }
 
 #[derive(Default)]
@@ -104,15 +116,27 @@ impl AuditLog {
     /// Queues an event; waits only if the queue is full (the database is far behind).
     pub async fn record(&self, event: AuditEvent) {
         let mut event = Some(event.0);
+        self.enqueue(|queue| queue.events.extend(event.take()))
+            .await;
+    }
+
+    /// Queues a rotation-ledger entry, off the refresh path like every audit event.
+    pub(super) async fn record_attempt(&self, attempt: NewRefreshAttempt) {
+        let mut attempt = Some(attempt);
+        self.enqueue(|queue| queue.attempts.extend(attempt.take()))
+            .await;
+    }
+
+    async fn enqueue(&self, mut push: impl FnMut(&mut Queue)) {
         loop {
             let room = self.shared.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
             {
                 let mut queue = self.queue();
-                if queue.events.len() < QUEUE {
-                    let idle = queue.events.is_empty() && queue.flushes.is_empty();
-                    queue.events.extend(event.take());
+                if queue.events.len() + queue.attempts.len() < QUEUE {
+                    let idle = queue.is_idle();
+                    push(&mut queue);
                     if idle {
                         self.shared.work.notify_one();
                     }
@@ -139,7 +163,7 @@ async fn write_batches(pool: DbPool, shared: Arc<Shared>) {
         // Gather a window's worth, unless someone waits for the write or a batch is full.
         let gather = {
             let queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-            queue.flushes.is_empty() && queue.events.len() < BATCH
+            queue.flushes.is_empty() && queue.events.len() + queue.attempts.len() < BATCH
         };
         if gather {
             tokio::select! {
@@ -147,12 +171,20 @@ async fn write_batches(pool: DbPool, shared: Arc<Shared>) {
                 () = shared.flush_now.notified() => {}
             }
         }
-        let Queue { events, flushes } =
-            std::mem::take(&mut *shared.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let Queue {
+            events,
+            attempts,
+            flushes,
+        } = std::mem::take(&mut *shared.queue.lock().unwrap_or_else(|p| p.into_inner()));
         shared.room.notify_waiters();
         let mut events = events.into_iter().peekable();
-        while events.peek().is_some() {
-            write_with_retries(&pool, events.by_ref().take(BATCH).collect()).await;
+        let mut attempts = attempts.into_iter().peekable();
+        while events.peek().is_some() || attempts.peek().is_some() {
+            let batch = Batch {
+                events: events.by_ref().take(BATCH).collect(),
+                attempts: attempts.by_ref().take(BATCH).collect(),
+            };
+            write_with_retries(&pool, batch).await;
         }
         for done in flushes {
             let _ = done.send(());
@@ -160,13 +192,30 @@ async fn write_batches(pool: DbPool, shared: Arc<Shared>) {
     }
 }
 
-async fn write_with_retries(pool: &DbPool, batch: Vec<NewAuditEvent>) {
+/// What one trip to the database writes.
+struct Batch {
+    events: Vec<NewAuditEvent>,
+    attempts: Vec<NewRefreshAttempt>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.events.len() + self.attempts.len()
+    }
+}
+
+async fn write_with_retries(pool: &DbPool, batch: Batch) {
     let batch = Arc::new(batch);
     for attempt in 1..=10 {
-        let (pool, events) = (pool.clone(), batch.clone());
+        let (pool, records) = (pool.clone(), batch.clone());
         let written = tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(|e| e.to_string())?;
-            db::audit::insert_batch(&mut conn, &events).map_err(|e| e.to_string())
+            // One transaction: a retried batch is never written twice in part.
+            conn.transaction(|conn| {
+                db::audit::insert_batch(conn, &records.events)?;
+                db::refresh_attempts::insert_batch(conn, &records.attempts)
+            })
+            .map_err(|e: diesel::result::Error| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())

@@ -236,6 +236,8 @@ pub struct RefreshAttempt {
 
 /// A connection's rotation ledger, newest first (the last few attempts).
 pub async fn refresh_history(ctx: &Context, id: &str) -> Result<Vec<RefreshAttempt>, ServiceError> {
+    // Entries are written in batches with the audit log: what is queued first.
+    ctx.audit.flush().await;
     let owned = id.to_owned();
     let (found, attempts) = ctx
         .db_read(move |conn| {

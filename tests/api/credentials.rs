@@ -33,6 +33,7 @@ on_both_backends!(
     short_token_lifetimes_are_honoured_exactly,
     a_database_outage_mid_store_keeps_the_new_pair,
     a_token_dead_near_its_expiry_is_not_taken_for_a_rotation,
+    the_rotation_ledger_keeps_the_newest_attempts,
     a_broader_scope_covers_what_it_implies,
 );
 
@@ -1059,4 +1060,47 @@ fn hold_database(url: &DatabaseUrl, hold: Duration) -> std::thread::JoinHandle<(
     });
     holding.recv().unwrap();
     outage
+}
+
+/// Each sweep trims the rotation ledger to every connection's newest 20 attempts.
+async fn the_rotation_ledger_keeps_the_newest_attempts(backend: Backend) {
+    let cw = world(backend).await;
+    let id = connect_expiring_in(&cw, "user-17", 7200).await;
+    let row_id = id.clone();
+    cw.app
+        .context
+        .db_write(move |conn| {
+            let start = chrono::Utc::now().naive_utc() - chrono::TimeDelta::hours(1);
+            let attempts: Vec<_> = (0..25)
+                .map(|i| labgate::db::refresh_attempts::NewRefreshAttempt {
+                    connection_id: row_id.clone(),
+                    started_at: start + chrono::TimeDelta::minutes(i),
+                    finished_at: start + chrono::TimeDelta::minutes(i),
+                    outcome: "ok".into(),
+                    gitlab_request_id: None,
+                    process: "test".into(),
+                    detail: Some(format!("attempt {i}")),
+                })
+                .collect();
+            labgate::db::refresh_attempts::insert_batch(conn, &attempts)
+        })
+        .await
+        .unwrap();
+
+    labgate::service::refresh::sweep(&cw.app.context)
+        .await
+        .unwrap();
+
+    let ledger = cw
+        .app
+        .get_json(&format!("/api/v1/connections/{id}/refreshes"))
+        .await;
+    let details: Vec<&str> = ledger["refreshes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(details.len(), 20, "{ledger}");
+    assert_eq!((details[0], details[19]), ("attempt 24", "attempt 5"));
 }

@@ -8,6 +8,8 @@ UPDATE connections SET
     refresh_due_at = expires_at - INTERVAL '600 seconds';
 ALTER TABLE connections ALTER COLUMN token_issued_at SET NOT NULL;
 ALTER TABLE connections ALTER COLUMN refresh_due_at SET NOT NULL;
-CREATE INDEX connections_by_refresh_due ON connections (refresh_due_at);
+-- The sweeper now looks for active connections by when their refresh is due, not by expiry.
+DROP INDEX connections_by_status;
+CREATE INDEX connections_by_refresh_due ON connections (status, refresh_due_at);
 -- The access-token lifetime GitLab last granted on this instance, shown to administrators.
 ALTER TABLE instances ADD COLUMN token_lifetime_seconds BIGINT;

@@ -6,6 +6,8 @@ ALTER TABLE connections ADD COLUMN refresh_due_at TIMESTAMP NOT NULL DEFAULT '19
 UPDATE connections SET
     token_issued_at = datetime(expires_at, '-7200 seconds'),
     refresh_due_at = datetime(expires_at, '-600 seconds');
-CREATE INDEX connections_by_refresh_due ON connections (refresh_due_at);
+-- The sweeper now looks for active connections by when their refresh is due, not by expiry.
+DROP INDEX connections_by_status;
+CREATE INDEX connections_by_refresh_due ON connections (status, refresh_due_at);
 -- The access-token lifetime GitLab last granted on this instance, shown to administrators.
 ALTER TABLE instances ADD COLUMN token_lifetime_seconds BIGINT;

@@ -10,7 +10,6 @@ use super::ledger::{Attempt, AttemptOutcome};
 use super::unknown_outcome::{Earlier, settle_earlier, settle_time};
 use super::verdict::{reauthorize, record_failure};
 use super::{DEFAULT_RETRY_AFTER, RefreshError, unavailable, usable};
-use crate::db::refresh_attempts::NewRefreshAttempt;
 use crate::db::{self, connections::ConnectionRow, connections::RefreshedTokens};
 use crate::domain::TokenLife;
 use crate::oauth::RefreshOutcome;
@@ -84,11 +83,15 @@ pub(super) async fn refresh_with_lease(
                 refresh: seal_token(&ctx.sealer, id, TokenKind::Refresh, &refresh_token),
                 life,
                 refresh_due_at: life.refresh_due_at(id),
-                instance_id: instance.id.clone(),
-                ledger: attempt.entry(ctx, AttemptOutcome::Ok, None),
+                lifetime_changed_on: (instance.token_lifetime_seconds
+                    != Some(life.lifetime().num_seconds()))
+                .then(|| instance.id.clone()),
             };
             let stored = store_new_pair(&lease, pair).await;
             ctx.metrics.refresh(&instance.name, "ok", seconds);
+            if matches!(stored, Ok(Stored::Row(_))) {
+                attempt.record(ctx, AttemptOutcome::Ok, None).await;
+            }
             let stored = match stored {
                 Ok(Stored::Row(row)) => row.map(|row| *row),
                 Ok(Stored::LeaseLost) => {
@@ -187,9 +190,8 @@ struct NewPair {
     refresh: Vec<u8>,
     life: TokenLife,
     refresh_due_at: NaiveDateTime,
-    instance_id: String,
-    /// The attempt's ledger entry, recorded in the same trip once the pair is stored.
-    ledger: NewRefreshAttempt,
+    /// The instance, when the lifetime GitLab granted differs from the one it recorded last.
+    lifetime_changed_on: Option<String>,
 }
 
 enum Stored {
@@ -228,14 +230,11 @@ async fn store_new_pair(lease: &Lease<'_>, pair: NewPair) -> Result<Stored, Refr
                     return Ok(None);
                 }
                 // After the commit, in the same trip; a failure here must not store the pair again.
-                let _ = db::refresh_attempts::record(conn, &pair_now.ledger).map_err(
-                    |e| tracing::warn!(error.cause = %e, "could not record a refresh attempt"),
-                );
-                let lifetime = pair_now.life.lifetime().num_seconds();
-                let _ = db::instances::record_token_lifetime(conn, &pair_now.instance_id, lifetime)
-                    .map_err(
-                        |e| tracing::warn!(error.cause = %e, "could not record the token lifetime"),
-                    );
+                if let Some(instance_id) = &pair_now.lifetime_changed_on {
+                    let lifetime = pair_now.life.lifetime().num_seconds();
+                    let _ = db::instances::record_token_lifetime(conn, instance_id, lifetime)
+                        .map_err(|e| tracing::warn!(error.cause = %e, "could not record the token lifetime"));
+                }
                 Ok(Some(db::connections::find(conn, &stored_id).ok()))
             })
             .await;

@@ -3,7 +3,7 @@
 
 use chrono::{NaiveDateTime, Utc};
 
-use crate::db::{self, refresh_attempts::NewRefreshAttempt};
+use crate::db::refresh_attempts::NewRefreshAttempt;
 use crate::service::Context;
 
 /// How a refresh attempt ended.
@@ -44,7 +44,7 @@ pub(super) struct Attempt {
 }
 
 impl Attempt {
-    pub(super) fn entry(
+    fn entry(
         &self,
         ctx: &Context,
         outcome: AttemptOutcome,
@@ -61,19 +61,15 @@ impl Attempt {
         }
     }
 
-    /// Records the attempt; a ledger that cannot be written is logged, never fatal.
+    /// Records the attempt, batched with the audit log (off the refresh path).
     pub(super) async fn record(
         &self,
         ctx: &Context,
         outcome: AttemptOutcome,
         detail: Option<String>,
     ) {
-        let entry = self.entry(ctx, outcome, detail);
-        if let Err(e) = ctx
-            .db_write(move |conn| db::refresh_attempts::record(conn, &entry))
-            .await
-        {
-            tracing::warn!(connection.id = %self.connection_id, error.cause = %e, "could not record a refresh attempt");
-        }
+        ctx.audit
+            .record_attempt(self.entry(ctx, outcome, detail))
+            .await;
     }
 }

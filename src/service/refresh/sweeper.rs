@@ -40,6 +40,10 @@ pub async fn sweep(ctx: &Context) -> Result<usize, ServiceError> {
         .filter(|refreshed| std::future::ready(*refreshed))
         .count()
         .await;
+    // The rotation ledger keeps each connection's newest attempts only.
+    if let Err(e) = ctx.db_write(db::refresh_attempts::trim).await {
+        tracing::warn!(error.cause = %e, "could not trim the rotation ledger");
+    }
     Ok(refreshed)
 }
 

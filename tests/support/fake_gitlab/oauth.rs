@@ -164,7 +164,9 @@ pub(super) async fn token(
         }
     };
     let decided = actix_web::rt::spawn(async move {
-        actix_web::rt::time::sleep(working).await;
+        if !working.is_zero() {
+            actix_web::rt::time::sleep(working).await;
+        }
         let mut state = shared.lock().unwrap();
         state.seen.refreshes_in_progress -= usize::from(refresh);
         token_step(&mut state, &req, form)
