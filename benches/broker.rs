@@ -167,6 +167,7 @@ async fn bench_backend(
             }
         }
         if options.runs("storm") {
+            world.ctx.audit.flush().await;
             storm(&world).await?;
         }
         anyhow::Ok(())
@@ -509,6 +510,9 @@ async fn handouts(
     if let Some(wrk) = wrk_ratio(world, SUBJECTS, options).await? {
         println!("{wrk}");
     }
+    // Each phase starts with the audit events of the one before written out: otherwise their
+    // writing would be measured as the next phase's latency.
+    world.ctx.audit.flush().await;
 
     println!(
         "closed loop, {clients} clients on keep-alive connections, {ROUNDS} × {:.1} s each, alternating:",
@@ -531,6 +535,7 @@ async fn handouts(
 
     // At half the maximum rate; healthz at the same rate is the floor this machine and the
     // load generator set.
+    world.ctx.audit.flush().await;
     let rate = hand.rate() / 2.0;
     let paced =
         |target: &Target, length| load.spawn(open_loop(target.clone(), rate, clients, length));
