@@ -197,7 +197,7 @@ fn project_ref(id: &Segment<'_>) -> Result<ProjectRef, Refused> {
 }
 
 fn judge_under_project(needs: Access, rest: &[Segment<'_>]) -> Result<(), Refused> {
-    let Some(first) = rest.first() else {
+    if rest.is_empty() {
         return match needs {
             Access::Read => Ok(()),
             Access::Write => Err(Refused::outside(
@@ -205,7 +205,7 @@ fn judge_under_project(needs: Access, rest: &[Segment<'_>]) -> Result<(), Refuse
                  grant; only what lies under it",
             )),
         };
-    };
+    }
     let name_at = |i: usize| route_name(&rest[i].decoded, i + 1 == rest.len());
     let first_name = name_at(0);
     if NEVER.contains(&first_name.as_str()) {

@@ -353,9 +353,8 @@ fn check_segment(segment: &str) -> Result<(), String> {
 }
 
 fn cmp_caseless(a: &str, b: &str) -> Ordering {
-    a.bytes()
-        .map(|b| b.to_ascii_lowercase())
-        .cmp(b.bytes().map(|b| b.to_ascii_lowercase()))
+    let a = a.bytes().map(|b| b.to_ascii_lowercase());
+    a.cmp(b.bytes().map(|b| b.to_ascii_lowercase()))
 }
 
 fn hash_caseless<H: Hasher>(s: &str, state: &mut H) {
