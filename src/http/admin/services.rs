@@ -198,8 +198,12 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
         instances: form.all("instances"),
         scopes: form.all("scopes"),
         return_origins: form.text("return_origins"),
-        projects: form.get("projects").map_or_else(|| "**".to_owned(), str::to_owned),
-        max_access: form.given("max_access").unwrap_or_else(|| "read".to_owned()),
+        projects: form
+            .get("projects")
+            .map_or_else(|| "**".to_owned(), str::to_owned),
+        max_access: form
+            .given("max_access")
+            .unwrap_or_else(|| "read".to_owned()),
     };
     // "Every instance" stands alone, whatever else was ticked.
     if values.instances.iter().any(|i| i == ALL_INSTANCES) {

@@ -149,6 +149,16 @@ async fn judged_and_forwarded(
         other => other,
     };
     match upstream {
+        // GitLab refused the person's own token, not the caller's grant: the caller must not
+        // take GitLab's 401 for its own.
+        Ok(response) if response.status() == 401 => {
+            record.finish(ctx, 502, 0);
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "gitlab_rejected_token",
+                "GitLab refused the person's token (revoked in GitLab?); labgate could not retry",
+            ))
+        }
         Ok(response) => Ok(relay(response, &pass, record, ctx.clone())),
         Err(e) => {
             tracing::warn!(instance.name = %pass.grant.instance, error.cause = %e, "API call to GitLab failed");

@@ -104,6 +104,14 @@ pub(super) async fn forward(
             return response;
         }
     };
+    // GitLab refused the person's own token: git must not ask its user for a password.
+    if upstream.status() == 401 {
+        record.finish(&ctx, 502, 0);
+        return plain(
+            StatusCode::BAD_GATEWAY,
+            "labgate: GitLab refused the person's token (revoked in GitLab?)",
+        );
+    }
     relay(upstream, record, ctx)
 }
 
