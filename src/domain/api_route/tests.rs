@@ -1,0 +1,388 @@
+use super::*;
+
+fn project(path: &str) -> ApiTarget {
+    ApiTarget::Project(ProjectRef::Path(ProjectPath::parse(path).unwrap()))
+}
+
+fn id(n: u64) -> ApiTarget {
+    ApiTarget::Project(ProjectRef::Id(n))
+}
+
+const R: Access = Access::Read;
+const W: Access = Access::Write;
+
+#[test]
+fn allowed_calls_name_their_project_and_access() {
+    let table = [
+        ("GET", "/user", ApiTarget::User, R),
+        ("HEAD", "/user", ApiTarget::User, R),
+        ("GET", "/projects/42", id(42), R),
+        ("HEAD", "/projects/group%2Fapp", project("group/app"), R),
+        (
+            "GET",
+            "/projects/group%2fsub%2Fapp",
+            project("group/sub/app"),
+            R,
+        ),
+        (
+            "GET",
+            "/projects/Group%2FApp/issues",
+            project("group/app"),
+            R,
+        ),
+        (
+            "GET",
+            "/projects/group%2Fmy.app/wikis",
+            project("group/my.app"),
+            R,
+        ),
+        ("POST", "/projects/7/issues", id(7), W),
+        ("PUT", "/projects/7/issues/3", id(7), W),
+        ("PATCH", "/projects/7/merge_requests/1", id(7), W),
+        ("DELETE", "/projects/7/repository/branches/topic", id(7), W),
+        (
+            "GET",
+            "/projects/7/repository/files/README.md/raw",
+            id(7),
+            R,
+        ),
+        (
+            "GET",
+            "/projects/7/repository/files/variables.tf/raw",
+            id(7),
+            R,
+        ),
+        ("GET", "/projects/7/repository/commits/a+b", id(7), R),
+        ("GET", "/projects/7/protected_branches", id(7), R),
+        ("GET", "/projects/7/approval_rules", id(7), R),
+        ("GET", "/projects/7/issues.json", id(7), R),
+        ("GET", "/projects/7/pipelines/5/jobs", id(7), R),
+        ("GET", "/projects/18446744073709551615", id(u64::MAX), R),
+    ];
+    for (method, raw, target, needs) in table {
+        let call = judge_api(method, raw).unwrap_or_else(|e| panic!("{method} {raw}: {e}"));
+        assert_eq!(call.target, target, "{method} {raw}");
+        assert_eq!(call.needs, needs, "{method} {raw}");
+        // What follows `/projects/{id}`, exactly as received.
+        let after_id = raw.splitn(4, '/').nth(3).map(|r| format!("/{r}"));
+        if call.target != ApiTarget::User {
+            assert_eq!(call.rest, after_id.unwrap_or_default(), "{method} {raw}");
+        }
+    }
+}
+
+#[test]
+fn the_rest_is_kept_as_received_and_decoded_for_the_audit() {
+    let user = judge_api("GET", "/user").unwrap();
+    assert_eq!((user.rest.as_str(), user.rest_decoded.as_str()), ("", ""));
+    let root = judge_api("GET", "/projects/group%2Fapp").unwrap();
+    assert_eq!((root.rest.as_str(), root.rest_decoded.as_str()), ("", ""));
+    let file = judge_api("GET", "/projects/7/repository/files/my%20notes%3F.txt/raw").unwrap();
+    assert_eq!(file.rest, "/repository/files/my%20notes%3F.txt/raw");
+    assert_eq!(file.rest_decoded, "/repository/files/my notes?.txt/raw");
+    let unicode = judge_api("GET", "/projects/7/repository/branches/caf%C3%A9").unwrap();
+    assert_eq!(unicode.rest_decoded, "/repository/branches/café");
+}
+
+#[test]
+fn a_path_keeps_its_spelling_for_display() {
+    let call = judge_api("GET", "/projects/Group%2FApp").unwrap();
+    let ApiTarget::Project(ProjectRef::Path(path)) = &call.target else {
+        panic!("{call:?}");
+    };
+    assert_eq!(path.as_str(), "Group/App");
+    assert_eq!(ProjectRef::Path(path.clone()).to_string(), "Group/App");
+    assert_eq!(ProjectRef::Id(9).to_string(), "9");
+}
+
+#[test]
+fn refuses_other_methods() {
+    for method in [
+        "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "get", "Post", "", "GET ",
+    ] {
+        let err = judge_api(method, "/projects/1/issues").unwrap_err();
+        assert!(matches!(err, Refused::Outside(_)), "{method:?}: {err:?}");
+        assert!(err.to_string().contains("is not forwarded"), "{err}");
+    }
+}
+
+#[test]
+fn refuses_everything_outside_one_project() {
+    for (method, raw) in [
+        ("POST", "/user"),
+        ("DELETE", "/user"),
+        ("GET", "/user/keys"),
+        ("GET", "/user/emails"),
+        ("GET", "/users"),
+        ("GET", "/users/1"),
+        ("GET", "/projects"),
+        ("POST", "/projects"),
+        ("GET", "/groups"),
+        ("GET", "/groups/g/projects"),
+        ("GET", "/search"),
+        ("GET", "/snippets"),
+        ("GET", "/namespaces"),
+        ("GET", "/version"),
+        ("GET", "/graphql"),
+        ("GET", "/personal_access_tokens"),
+        ("GET", "/Projects/1"),
+        ("GET", "/user.json"),
+        ("GET", "/projects.json"),
+        ("GET", "/application/settings"),
+    ] {
+        let err = judge_api(method, raw).unwrap_err();
+        assert!(
+            matches!(err, Refused::Outside(_)),
+            "{method} {raw}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn refuses_the_projects_settings_and_secrets() {
+    let never = [
+        "/members",
+        "/members/all",
+        "/members/5",
+        "/access_tokens",
+        "/access_tokens/self/rotate",
+        "/deploy_keys",
+        "/deploy_tokens",
+        "/hooks",
+        "/hooks/1/test/push_events",
+        "/variables",
+        "/variables/KEY",
+        "/transfer",
+        "/transfer_locations",
+        "/share",
+        "/share/5",
+        "/share_locations",
+        "/fork",
+        "/fork/9",
+        "/forks",
+        "/export",
+        "/export/download",
+        "/export_relations",
+        "/import",
+        "/import_project_members/9",
+        "/triggers",
+        "/integrations",
+        "/integrations/slack",
+        "/services/jira",
+        "/runners",
+        "/invitations",
+        "/access_requests",
+        "/remote_mirrors",
+        "/mirror/pull",
+        "/secure_files",
+        "/job_token_scope",
+        "/cluster_agents",
+        "/clusters",
+        "/push_rule",
+        "/pages",
+        "/pages/domains",
+        "/error_tracking/client_keys",
+        "/pipeline_schedules",
+        "/pipeline_schedules/3",
+        "/pipelines/5/variables",
+        "/pipeline_schedules/3/variables/K",
+        "/jobs/1/variables",
+        "/anything/variables/x",
+        // Grape's format suffix and case do not hide a name.
+        "/members.json",
+        "/variables.xml",
+        "/hooks.JSON",
+        "/members.json.json",
+        "/MEMBERS",
+        "/pipelines/5/Variables.json",
+        "/Members/all",
+    ];
+    for rest in never {
+        for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] {
+            let raw = format!("/projects/group%2Fapp{rest}");
+            let err = judge_api(method, &raw).unwrap_err();
+            assert!(
+                matches!(err, Refused::Outside(_)),
+                "{method} {raw}: {err:?}"
+            );
+        }
+    }
+    let message = judge_api("GET", "/projects/1/members")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("members") && message.contains("settings or secrets"),
+        "{message}"
+    );
+}
+
+#[test]
+fn settings_may_be_read_but_never_changed() {
+    for rest in [
+        "/protected_branches",
+        "/protected_branches/main",
+        "/protected_tags",
+        "/protected_environments/production",
+        "/approval_rules/1",
+        "/approvals",
+        "/approval_settings",
+        "/archive",
+        "/unarchive",
+        "/restore",
+        "/protected_branches.json",
+    ] {
+        let raw = format!("/projects/1{rest}");
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            let err = judge_api(method, &raw).unwrap_err();
+            assert!(
+                matches!(err, Refused::Outside(_)),
+                "{method} {raw}: {err:?}"
+            );
+        }
+    }
+    assert!(judge_api("GET", "/projects/1/protected_branches/main").is_ok());
+}
+
+#[test]
+fn the_project_itself_is_read_only() {
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        for raw in ["/projects/1", "/projects/group%2Fapp"] {
+            let err = judge_api(method, raw).unwrap_err();
+            assert!(
+                matches!(err, Refused::Outside(_)),
+                "{method} {raw}: {err:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn refuses_path_tricks() {
+    let tricks = [
+        // dot segments, raw or encoded
+        "/projects/1/../2",
+        "/projects/1/./issues",
+        "/projects/1/issues/..",
+        "/projects/..",
+        "/projects/1/%2e%2e/2",
+        "/projects/1/%2E%2E/2",
+        "/projects/1/%2E./2",
+        "/projects/1/.%2e/2",
+        "/projects/group%2F..%2Fother",
+        "/projects/group%2F.%2Fapp",
+        "/projects/%2E%2E%2Fx",
+        "/projects/1/...",
+        "/projects/1/%C0%AE%C0%AE/2",
+        // empty segments
+        "/projects//1",
+        "/projects/1//issues",
+        "/projects/1/",
+        "/projects/1/issues/",
+        "//user",
+        "/user/",
+        "/",
+        // separators some servers honour
+        "/projects/1;x/issues",
+        "/projects/1/issues;jsessionid=1",
+        "/projects/1%3B/issues",
+        "/projects/1/a\\b",
+        "/projects/1/a%5cb",
+        "/projects/1/a%5Cb",
+        "/projects/group%5Capp",
+        // NUL and control characters
+        "/projects/1/a%00",
+        "/projects/1%00",
+        "/projects/12%0Agroup%2Fapp",
+        "/projects/1/a%0d%0a",
+        "/projects/1/a%7f",
+        "/projects/1/\u{7}",
+        "/projects/1/a b",
+        // double and broken encoding, non-UTF-8
+        "/projects/group%252Fapp",
+        "/projects/1/a%2525",
+        "/projects/1/%zz",
+        "/projects/1/%2",
+        "/projects/1/%",
+        "/projects/group%2",
+        "/projects/1/%FF",
+        "/projects/1/%C3",
+        // needless encoding GitLab's router would read as the letter itself
+        "/projects/1/%6Dembers",
+        "/projects/1/%6dembers",
+        "/projects/%31",
+        "/%75ser",
+        "/%70rojects/1",
+        "/projects/group%2F%61pp",
+        // an encoded slash outside the id
+        "/projects/1/repository/files/a%2Fb",
+        "/projects/1/repository/files/a%2fb/raw",
+        "/projects/1/x%2F..%2F..%2Fmembers",
+        "/user%2Fkeys",
+        "/projects%2F1",
+        // ids that are not one project
+        "/projects/group",
+        "/projects/group%2F",
+        "/projects/%2Fgroup%2Fapp",
+        "/projects/group%2F%2Fapp",
+        "/projects/0",
+        "/projects/007",
+        "/projects/-1",
+        "/projects/+1",
+        "/projects/1.0",
+        "/projects/18446744073709551616",
+        "/projects/99999999999999999999999",
+        "/projects/group%2Fapp%20",
+        "/projects/group%2Fap%2Bp",
+        "/projects/group%2Fapp+x",
+        // format suffixes GitLab might take off the id
+        "/projects/123.json",
+        "/projects/group%2Fapp.json",
+        "/projects/group%2Fapp.JSON",
+        "/projects/group%2Fapp.xml",
+        "/projects/group%2Fapp.txt",
+        "/projects/group%2Fapp.binary",
+        "/projects/group%2Fapp.atom",
+        "/projects/group%2Fapp.json/issues",
+        // not a path at all
+        "",
+        "projects/1",
+        "/projects/caf\u{e9}%2Fx",
+    ];
+    for raw in tricks {
+        for method in ["GET", "POST"] {
+            let err = judge_api(method, raw).unwrap_err();
+            assert!(
+                matches!(err, Refused::Malformed(_) | Refused::Outside(_)),
+                "{method} {raw:?}"
+            );
+        }
+    }
+    // The ones that look like a project call are refused as malformed, not as outside.
+    for raw in [
+        "/projects/1/../2",
+        "/projects/group%252Fapp",
+        "/projects/1/a%2Fb",
+        "/projects/group%2Fapp.json",
+        "/projects/123.json",
+        "/projects/007",
+        "/projects/1/%6Dembers",
+    ] {
+        assert!(
+            matches!(judge_api("GET", raw), Err(Refused::Malformed(_))),
+            "{raw}"
+        );
+    }
+}
+
+#[test]
+fn refusal_messages_point_at_the_fix() {
+    let message = |raw: &str| judge_api("GET", raw).unwrap_err().to_string();
+    assert!(message("/projects/group%2Fapp.json").contains("numeric id"));
+    assert!(message("/projects/group").contains("group%2Fapp"));
+    assert!(message("/projects/1/a%2Fb").contains("%2F"));
+    assert!(message("/projects/007").contains("leading zeros"));
+    assert!(message("/projects/group%2F-app").contains("starts with '-'"));
+    assert!(message("/groups").contains("/projects/{id}"));
+}
+
+mod props;
