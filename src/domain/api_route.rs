@@ -9,8 +9,9 @@
 //!   full path, and follows the redirects a renamed project leaves behind.
 //! - Grape adds an optional format suffix to routes (`(.json)`, `(.:format)`), so
 //!   `/projects/1/members.json` reaches `members`: names are compared with such suffixes off.
-//! - Rails answers a `POST` carrying `_method=DELETE` or `X-HTTP-Method-Override` as a `DELETE`
-//!   (`Rack::MethodOverride`), so no write of any method reaches the project itself.
+//! - Rails' default middleware (`Rack::MethodOverride`) turns a `POST` carrying `_method=DELETE`
+//!   or `X-HTTP-Method-Override: DELETE` into a `DELETE`, so no write of any method reaches the
+//!   project itself.
 
 use super::request_path::{Segment, segments};
 use super::{Access, ProjectPath, Refused};
