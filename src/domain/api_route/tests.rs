@@ -313,9 +313,9 @@ fn refuses_path_tricks() {
         "/%75ser",
         "/%70rojects/1",
         "/projects/group%2F%61pp",
-        // an encoded slash outside the id
-        "/projects/1/repository/files/a%2Fb",
-        "/projects/1/repository/files/a%2fb/raw",
+        // an encoded slash outside the id that decodes into an empty or dot segment
+        "/projects/1/repository/files/a%2F..%2Fb",
+        "/projects/1/repository/files/%2Fb/raw",
         "/projects/1/x%2F..%2F..%2Fmembers",
         "/user%2Fkeys",
         "/projects%2F1",
@@ -361,7 +361,7 @@ fn refuses_path_tricks() {
     for raw in [
         "/projects/1/../2",
         "/projects/group%252Fapp",
-        "/projects/1/a%2Fb",
+        "/projects/1/a%2F..",
         "/projects/group%2Fapp.json",
         "/projects/123.json",
         "/projects/007",
@@ -375,11 +375,30 @@ fn refuses_path_tricks() {
 }
 
 #[test]
+fn encoded_slashes_below_the_project_pass_as_gitlab_reads_them() {
+    // File paths and branch names carry %2F, and GitLab's router never splits on it.
+    let call = judge_api("GET", "/projects/1/repository/files/dir%2Ffile.txt/raw").unwrap();
+    assert_eq!(call.rest, "/repository/files/dir%2Ffile.txt/raw");
+    assert_eq!(call.rest_decoded, "/repository/files/dir/file.txt/raw");
+    // Judged on the decoded reading too: what a decoding front end would route is refused.
+    for hidden in [
+        "/projects/1/members%2F5",
+        "/projects/1/pipelines%2F5%2Fvariables",
+        "/projects/1/hooks%2F1",
+    ] {
+        assert!(
+            matches!(judge_api("GET", hidden), Err(Refused::Outside(_))),
+            "{hidden}"
+        );
+    }
+}
+
+#[test]
 fn refusal_messages_point_at_the_fix() {
     let message = |raw: &str| judge_api("GET", raw).unwrap_err().to_string();
     assert!(message("/projects/group%2Fapp.json").contains("numeric id"));
     assert!(message("/projects/group").contains("group%2Fapp"));
-    assert!(message("/projects/1/a%2Fb").contains("%2F"));
+    assert!(message("/projects/1/a%2F..%2Fb").contains("%2F"));
     assert!(message("/projects/007").contains("leading zeros"));
     assert!(message("/projects/group%2F-app").contains("starts with '-'"));
     assert!(message("/groups").contains("/projects/{id}"));
