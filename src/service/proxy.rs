@@ -60,6 +60,8 @@ pub struct ProxyPass {
     service: Service,
     instance_id: String,
     pub token: SecretString,
+    /// What the token may do, as GitLab granted it.
+    scopes: ScopeSet,
     pub connection_id: String,
     pub base_url: String,
     pub http: reqwest::Client,
@@ -153,6 +155,7 @@ pub async fn pass_for(
         service,
         instance_id,
         token: credentials.access_token,
+        scopes: credentials.scopes,
         connection_id: credentials.connection_id,
         base_url: credentials.base_url,
         http,
@@ -162,6 +165,11 @@ pub async fn pass_for(
 }
 
 impl ProxyPass {
+    /// Whether the token may read GitLab's API (to ask which project a path leads to).
+    pub fn can_read_api(&self) -> bool {
+        self.scopes.covers(&ScopeSet::granted(["read_api"]))
+    }
+
     /// Whether the call's project is within the grant, and still within the service's policy.
     pub fn allows(&self, project: &ProjectPath) -> Result<(), ServiceError> {
         within_grant(&self.grant, project, self.needs)?;
