@@ -10,15 +10,24 @@ struct Project {
     path_with_namespace: String,
 }
 
+/// What GitLab's API said about a project id.
+pub enum ProjectLookup {
+    /// Its full path.
+    Found(String),
+    /// Not there, or not visible to the token's person.
+    Missing,
+    /// GitLab refused the token itself (401).
+    TokenRefused,
+}
+
 /// The full path of the project GitLab's API finds at `id` (a numeric id, or a URL-encoded full
-/// path), as the token's person sees it; `None` when GitLab says it is not there (or not visible
-/// to them).
+/// path), as the token's person sees it.
 pub async fn project_path(
     http: &reqwest::Client,
     base_url: &str,
     token: &SecretString,
     id: &str,
-) -> Result<Option<String>, String> {
+) -> Result<ProjectLookup, String> {
     let url = format!("{}/api/v4/projects/{id}", base_url.trim_end_matches('/'));
     let response = http
         .get(url)
@@ -30,9 +39,10 @@ pub async fn project_path(
         200 => response
             .json::<Project>()
             .await
-            .map(|p| Some(p.path_with_namespace))
+            .map(|p| ProjectLookup::Found(p.path_with_namespace))
             .map_err(|e| format!("GitLab's answer about project {id} is not understood: {e}")),
-        403 | 404 => Ok(None),
+        401 => Ok(ProjectLookup::TokenRefused),
+        403 | 404 => Ok(ProjectLookup::Missing),
         status => Err(format!("GitLab answered {status} about project {id}")),
     }
 }

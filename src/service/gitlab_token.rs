@@ -153,26 +153,7 @@ pub(super) async fn fresh_token(
     } else {
         refreshed = refresh::ensure_fresh(ctx, chosen.clone(), need_until, Purpose::Handout)
             .await
-            .map_err(|e| match e {
-                RefreshError::Reauthorization(reason) => {
-                    ServiceError::ReauthorizationRequired(format!(
-                        "{subject}'s connection on {} needs the person to connect again ({reason})",
-                        instance.name
-                    ))
-                }
-                RefreshError::Unavailable {
-                    retry_after,
-                    reason,
-                } => ServiceError::GitLabUnavailable {
-                    detail: format!("GitLab could not refresh the token: {reason}"),
-                    retry_after: retry_after.max(Duration::from_secs(1)),
-                },
-                RefreshError::Gone => ServiceError::NotConnected(format!(
-                    "{subject} is not connected to {}",
-                    instance.name
-                )),
-                RefreshError::Storage(e) => e,
-            })?;
+            .map_err(|e| refresh_failure(e, subject.as_str(), &instance.name))?;
         beyond_lifetime(&ctx.refresher, &refreshed, need)?;
         &refreshed
     };
@@ -186,6 +167,48 @@ pub(super) async fn fresh_token(
         instance: instance.name.clone(),
         base_url: instance.base_url.clone(),
     })
+}
+
+/// After GitLab refused a token labgate still counts as valid (revoked early, or dead before
+/// its recorded expiry): a refresh now, through the usual single flight, unless one has
+/// already replaced that token by the time the lease is taken.
+pub(super) async fn replace_refused(
+    ctx: &Context,
+    connection_id: &str,
+    instance: &str,
+) -> Result<(), ServiceError> {
+    let id = connection_id.to_owned();
+    let row = ctx
+        .db_read(move |conn| db::connections::find(conn, &id))
+        .await?
+        .ok_or_else(|| ServiceError::NotConnected("the connection is gone".into()))?;
+    // Beyond what the refused token can give: only a newer token satisfies it.
+    let need_until = refresh::valid_until(&ctx.refresher, &row) + TimeDelta::seconds(1);
+    let subject = row.subject.clone();
+    refresh::ensure_fresh(ctx, row, need_until, Purpose::Handout)
+        .await
+        .map(drop)
+        .map_err(|e| refresh_failure(e, &subject, instance))
+}
+
+/// A failed refresh, as the caller of a handout or the proxy hears it.
+fn refresh_failure(error: RefreshError, subject: &str, instance: &str) -> ServiceError {
+    match error {
+        RefreshError::Reauthorization(reason) => ServiceError::ReauthorizationRequired(format!(
+            "{subject}'s connection on {instance} needs the person to connect again ({reason})"
+        )),
+        RefreshError::Unavailable {
+            retry_after,
+            reason,
+        } => ServiceError::GitLabUnavailable {
+            detail: format!("GitLab could not refresh the token: {reason}"),
+            retry_after: retry_after.max(Duration::from_secs(1)),
+        },
+        RefreshError::Gone => {
+            ServiceError::NotConnected(format!("{subject} is not connected to {instance}"))
+        }
+        RefreshError::Storage(e) => e,
+    }
 }
 
 /// Refuses a validity that no token of this connection can be promised: GitLab issues it

@@ -13,7 +13,7 @@ use super::gitlab_token::{self, Wanted};
 use super::principal::Service;
 use super::{Context, ServiceError};
 use crate::domain::{Access, InstanceName, ProjectPath, ProjectRef, ScopeSet, Subject};
-use crate::oauth;
+use crate::oauth::{self, ProjectLookup};
 
 /// How long a project id's full path is trusted: a project may be renamed or moved.
 const PROJECT_ID_TTL: Duration = Duration::from_secs(60);
@@ -196,8 +196,10 @@ impl ProxyPass {
     }
 }
 
-/// After GitLab refused the pass's token: a fresher one, read afresh from the database (another
-/// process may have rotated it), or `None` when there is nothing newer to retry with.
+/// After GitLab refused the pass's token: a newer one, from the database (another process may
+/// have rotated it) or, when the database still holds the refused one (revoked early, or
+/// expired before its time), from a refresh now. `None` when there is nothing newer to retry
+/// with.
 pub async fn after_rejection(
     ctx: &Context,
     pass: &ProxyPass,
@@ -205,16 +207,22 @@ pub async fn after_rejection(
     // What this process remembers may predate the rotation: read the database again.
     ctx.handouts.changed();
     let again = pass_for(ctx, pass.grant.clone(), pass.channel, pass.needs).await?;
-    let newer = again.token.expose_secret() != pass.token.expose_secret();
-    Ok(newer.then_some(again))
+    if again.token.expose_secret() != pass.token.expose_secret() {
+        return Ok(Some(again));
+    }
+    gitlab_token::replace_refused(ctx, &again.connection_id, &pass.grant.instance).await?;
+    let fresher = pass_for(ctx, pass.grant.clone(), pass.channel, pass.needs).await?;
+    let newer = fresher.token.expose_secret() != pass.token.expose_secret();
+    Ok(newer.then_some(fresher))
 }
 
 /// The full path of the project GitLab will act on for `project` (a numeric id, or a path that
 /// may be a renamed project's old one), asked of GitLab with the person's token and remembered
-/// a minute; `None` when the person cannot see such a project.
+/// a minute; `None` when the person cannot see such a project. If GitLab refuses the token, the
+/// pass is replaced by a newer one (`after_rejection`) and GitLab asked once more.
 pub async fn resolve(
     ctx: &Context,
-    pass: &ProxyPass,
+    pass: &mut ProxyPass,
     project: &ProjectRef,
 ) -> Result<Option<ProjectPath>, ServiceError> {
     let id = match project {
@@ -227,14 +235,26 @@ pub async fn resolve(
     {
         return Ok(Some(path));
     }
-    let found = oauth::project_path(&pass.http, &pass.base_url, &pass.token, &key.1)
-        .await
-        .map_err(|reason| ServiceError::GitLabUnavailable {
-            detail: reason,
-            retry_after: Duration::from_secs(5),
-        })?;
-    let Some(found) = found else {
-        return Ok(None);
+    let mut retried = false;
+    let found = loop {
+        let lookup = oauth::project_path(&pass.http, &pass.base_url, &pass.token, &key.1)
+            .await
+            .map_err(|reason| ServiceError::GitLabUnavailable {
+                detail: reason,
+                retry_after: Duration::from_secs(5),
+            })?;
+        match lookup {
+            ProjectLookup::Found(found) => break found,
+            ProjectLookup::Missing => return Ok(None),
+            ProjectLookup::TokenRefused if !retried => {
+                retried = true;
+                match after_rejection(ctx, pass).await? {
+                    Some(fresher) => *pass = fresher,
+                    None => return Err(token_refused()),
+                }
+            }
+            ProjectLookup::TokenRefused => return Err(token_refused()),
+        }
     };
     let path = ProjectPath::parse(&found).map_err(|e| {
         ServiceError::Internal(anyhow::anyhow!(
@@ -245,6 +265,13 @@ pub async fn resolve(
         .0
         .insert(key, (path.clone(), Instant::now()));
     Ok(Some(path))
+}
+
+fn token_refused() -> ServiceError {
+    ServiceError::GitLabUnavailable {
+        detail: "GitLab refused the person's token, and no newer one could be had".into(),
+        retry_after: Duration::from_secs(5),
+    }
 }
 
 /// One proxied call, recorded when its answer has been sent: audited and counted.

@@ -109,7 +109,7 @@ async fn judged_and_forwarded(
             return Err(finish_refused(record, ctx, error));
         }
     }
-    let pass = match proxy::pass_for(ctx, grant, Channel::Api, call.needs).await {
+    let mut pass = match proxy::pass_for(ctx, grant, Channel::Api, call.needs).await {
         Ok(pass) => pass,
         Err(error) => return Err(finish_refused(record, ctx, error)),
     };
@@ -117,7 +117,7 @@ async fn judged_and_forwarded(
     // wherever its project was renamed or moved.
     let project = match &call.target {
         ApiTarget::User => None,
-        ApiTarget::Project(asked) => match proxy::resolve(ctx, &pass, asked).await {
+        ApiTarget::Project(asked) => match proxy::resolve(ctx, &mut pass, asked).await {
             Ok(Some(project)) => Some(project),
             Ok(None) => {
                 let error = ServiceError::Forbidden {

@@ -71,7 +71,7 @@ pub(super) async fn forward(
     }
     let record =
         CallRecord::refused(&grant, Channel::Git, method, &path).with_project(&call.project);
-    let pass = match proxy::pass_for(&ctx, grant, Channel::Git, call.needs).await {
+    let mut pass = match proxy::pass_for(&ctx, grant, Channel::Git, call.needs).await {
         Ok(pass) => pass,
         Err(error) => return refused(record, &ctx, error),
     };
@@ -83,7 +83,7 @@ pub(super) async fn forward(
     // the API, the project git will reach is checked against the grant as well.
     if pass.can_read_api() {
         let asked = ProjectRef::Path(call.project.clone());
-        match proxy::resolve(&ctx, &pass, &asked).await {
+        match proxy::resolve(&ctx, &mut pass, &asked).await {
             Ok(Some(reached)) => {
                 if let Err(error) = pass.allows(&reached) {
                     return refused(record, &ctx, error);
