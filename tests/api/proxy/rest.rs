@@ -1,0 +1,399 @@
+//! The REST API through labgate (`/gitlab/{instance}/api/v4/…`) with a grant's token: what is
+//! allowed works, with the person's OAuth token and nothing of the caller's reaching GitLab,
+//! `Link` headers pointing back at labgate, bodies streamed, one retry after a rotation
+//! elsewhere, and every call audited and counted.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::ProxyWorld;
+use crate::helpers::expect_problem;
+use crate::support::PUBLIC_URL;
+use crate::support::database::Backend;
+
+on_both_backends!(
+    the_api_answers_the_user_and_the_granted_project_by_path_and_by_id,
+    a_read_grant_cannot_write_and_gitlab_sees_nothing,
+    a_write_grant_creates_an_issue,
+    caller_credentials_and_cookies_never_reach_gitlab_and_no_cookie_comes_back,
+    link_headers_point_back_at_labgate,
+    a_large_file_streams_through_the_proxy,
+    a_token_rotated_elsewhere_is_retried_once_for_get_only,
+    every_proxied_call_is_audited_and_counted,
+);
+
+async fn the_api_answers_the_user_and_the_granted_project_by_path_and_by_id(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    let grant = pw.grant(&["group/app"], "read").await;
+    let mark = pw.gitlab_mark();
+
+    let user = pw.api_call(Method::GET, "/user", &grant.token).await;
+    assert_eq!(user.status(), 200);
+    assert_eq!(user.json::<Value>().await.unwrap()["username"], "alice");
+    for path in [
+        "/projects/group%2Fapp".to_owned(),
+        format!("/projects/{}", pw.app_id),
+    ] {
+        let project = pw.api_call(Method::GET, &path, &grant.token).await;
+        assert_eq!(project.status(), 200, "{path}");
+        let project: Value = project.json().await.unwrap();
+        assert_eq!(project["id"], pw.app_id, "{path}");
+        assert_eq!(project["path_with_namespace"], "group/app");
+        let issues = pw
+            .api_call(Method::GET, &format!("{path}/issues/2"), &grant.token)
+            .await;
+        assert_eq!(issues.status(), 200, "{path}/issues/2");
+    }
+    let head = pw
+        .api_call(Method::HEAD, "/projects/group%2Fapp", &grant.token)
+        .await;
+    assert_eq!(head.status(), 200);
+    let private_token = pw
+        .app
+        .client
+        .get(pw.api("/projects/group%2Fapp/issues"))
+        .header("PRIVATE-TOKEN", &grant.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(private_token.status(), 200, "PRIVATE-TOKEN: lgp_…");
+    assert_eq!(private_token.json::<Vec<Value>>().await.unwrap().len(), 5);
+
+    let seen = pw.gitlab().api_requests_since(mark.0);
+    assert!(seen.len() >= 6, "{seen:?}");
+    for request in &seen {
+        let token = request.token.as_deref().unwrap_or_default();
+        assert!(
+            !token.starts_with("lgp_") && pw.gitlab().access_token_works(token),
+            "GitLab got the person's OAuth token: {request:?}"
+        );
+        assert!(
+            request.path_and_query.starts_with("/gitlab/api/v4/"),
+            "{request:?}"
+        );
+    }
+}
+
+async fn a_read_grant_cannot_write_and_gitlab_sees_nothing(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    let grant = pw.grant(&["group/app"], "read").await;
+    let mark = pw.gitlab_mark();
+    for (method, path) in [
+        (Method::POST, "/projects/group%2Fapp/issues".to_owned()),
+        (Method::POST, format!("/projects/{}/issues", pw.app_id)),
+        (Method::PUT, "/projects/group%2Fapp/issues/1".to_owned()),
+        (Method::PATCH, "/projects/group%2Fapp/issues/1".to_owned()),
+        (Method::DELETE, "/projects/group%2Fapp/issues/1".to_owned()),
+    ] {
+        let response = pw
+            .app
+            .client
+            .request(method.clone(), pw.api(&path))
+            .bearer_auth(&grant.token)
+            .json(&json!({"title": "From the bot"}))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(response, 403, "outside_grant").await;
+    }
+    let seen: Vec<_> = pw
+        .gitlab()
+        .api_requests_since(mark.0)
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(seen.is_empty(), "GitLab was asked to write: {seen:?}");
+    assert_eq!(pw.gitlab().issues("group/app").len(), 5);
+}
+
+async fn a_write_grant_creates_an_issue(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    let grant = pw.grant(&["group/app"], "write").await;
+    for path in [
+        "/projects/group%2Fapp/issues".to_owned(),
+        format!("/projects/{}/issues", pw.app_id),
+    ] {
+        let created = pw
+            .app
+            .client
+            .post(pw.api(&path))
+            .bearer_auth(&grant.token)
+            .json(&json!({"title": "From the bot", "description": "via labgate"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201, "{path}");
+        let created: Value = created.json().await.unwrap();
+        assert_eq!(created["title"], "From the bot");
+        assert_eq!(created["description"], "via labgate");
+    }
+    let issues = pw.gitlab().issues("group/app");
+    assert_eq!(issues.len(), 7);
+    assert_eq!(issues[6]["title"], "From the bot");
+}
+
+async fn caller_credentials_and_cookies_never_reach_gitlab_and_no_cookie_comes_back(
+    backend: Backend,
+) {
+    let pw = ProxyWorld::start(backend).await;
+    let grant = pw.grant(&["group/app"], "read").await;
+    let mark = pw.gitlab_mark();
+
+    let with_bearer = pw
+        .app
+        .client
+        .get(pw.api("/projects/group%2Fapp"))
+        .bearer_auth(&grant.token)
+        .header("Cookie", "_gitlab_session=stolen; known_sign_in=x")
+        .header("Job-Token", "glcbt-64_jobtokenofsomeoneelse")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_bearer.status(), 200);
+    assert!(
+        !with_bearer.headers().contains_key("set-cookie"),
+        "GitLab's Set-Cookie came back"
+    );
+    let with_private_token = pw
+        .app
+        .client
+        .get(pw.api("/user"))
+        .header("PRIVATE-TOKEN", &grant.token)
+        .header("Cookie", "_gitlab_session=stolen")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_private_token.status(), 200);
+    assert!(!with_private_token.headers().contains_key("set-cookie"));
+
+    let seen = pw.gitlab().api_requests_since(mark.0);
+    assert!(seen.len() >= 2);
+    for request in seen {
+        assert_eq!(request.cookie, None, "a cookie reached GitLab");
+        assert_eq!(request.job_token, None, "a job token reached GitLab");
+        assert_eq!(request.private_token, None, "PRIVATE-TOKEN reached GitLab");
+        let authorization = request.authorization.unwrap_or_default();
+        assert!(
+            !authorization.contains("lgp_"),
+            "the grant's token reached GitLab"
+        );
+        let token = authorization.strip_prefix("Bearer ").unwrap_or_default();
+        assert!(
+            pw.gitlab().access_token_works(token),
+            "the person's OAuth token"
+        );
+    }
+}
+
+async fn link_headers_point_back_at_labgate(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    let grant = pw.grant(&["group/app"], "read").await;
+    let first = pw
+        .api_call(
+            Method::GET,
+            "/projects/group%2Fapp/issues?per_page=2",
+            &grant.token,
+        )
+        .await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-next-page"], "2");
+    assert_eq!(first.headers()["x-total"], "5");
+    let link = first.headers()["link"].to_str().unwrap().to_owned();
+    let ours = format!("{PUBLIC_URL}/gitlab/corp/api/v4/projects/group%2Fapp/issues");
+    assert!(
+        link.contains(&format!("<{ours}?page=2&per_page=2>; rel=\"next\"")),
+        "{link}"
+    );
+    assert!(
+        !link.contains("localhost") && !link.contains("/gitlab/api/v4"),
+        "GitLab's own URL in {link}"
+    );
+    let next = link
+        .split(", ")
+        .find(|l| l.ends_with("rel=\"next\""))
+        .unwrap();
+    let next = next[1..next.find('>').unwrap()].replacen(PUBLIC_URL, &pw.app.address, 1);
+    let second = pw
+        .app
+        .client
+        .get(next)
+        .bearer_auth(&grant.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 200);
+    let issues: Vec<Value> = second.json().await.unwrap();
+    assert_eq!(issues[0]["iid"], 3, "the second page");
+}
+
+async fn a_large_file_streams_through_the_proxy(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    let mut content = vec![0u8; 12 << 20];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut content);
+    pw.gitlab()
+        .add_file("group/app", "assets/big.bin", content.clone());
+    let grant = pw.grant(&["group/app"], "read").await;
+    let hold = pw.gitlab().hold_large_bodies();
+
+    let path = "/projects/group%2Fapp/repository/files/assets%2Fbig.bin/raw?ref=main";
+    let mut response = pw.api_call(Method::GET, path, &grant.token).await;
+    assert_eq!(response.status(), 200);
+    let mut received = Vec::new();
+    // GitLab holds the rest of the body: it arrives only if labgate passes bytes on as they come.
+    let first_part = tokio::time::timeout(Duration::from_secs(10), async {
+        while received.len() < 256 << 10 {
+            match response.chunk().await.unwrap() {
+                Some(chunk) => received.extend(chunk),
+                None => break,
+            }
+        }
+    })
+    .await;
+    hold.release();
+    assert!(
+        first_part.is_ok(),
+        "labgate waited for the whole body before answering ({} bytes passed on)",
+        received.len()
+    );
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        received.extend(chunk);
+    }
+    assert_eq!(received.len(), content.len());
+    assert!(received == content, "the file arrived intact");
+}
+
+async fn a_token_rotated_elsewhere_is_retried_once_for_get_only(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    let grant = pw.grant(&["group/app"], "write").await;
+    let first = pw.api_call(Method::GET, "/user", &grant.token).await;
+    assert_eq!(first.status(), 200);
+    let used = pw
+        .gitlab()
+        .seen()
+        .api_requests
+        .last()
+        .unwrap()
+        .token
+        .clone()
+        .unwrap();
+
+    // The token labgate holds dies at GitLab (as after a refresh elsewhere); a GET is retried.
+    pw.gitlab().expire_access_token(&used);
+    let mark = pw.gitlab_mark();
+    let retried = pw
+        .api_call(Method::GET, "/projects/group%2Fapp", &grant.token)
+        .await;
+    assert_eq!(retried.status(), 200);
+    let seen = pw.gitlab().api_requests_since(mark.0);
+    let project_calls: Vec<_> = seen
+        .iter()
+        .filter(|r| r.path_and_query == "/gitlab/api/v4/projects/group%2Fapp")
+        .collect();
+    assert_eq!(project_calls.len(), 2, "one call and one retry: {seen:?}");
+    assert_eq!(project_calls[0].status, 401);
+    assert_eq!(project_calls[0].token.as_deref(), Some(used.as_str()));
+    assert_eq!(project_calls[1].status, 200);
+    assert_ne!(project_calls[1].token.as_deref(), Some(used.as_str()));
+
+    // A POST is never sent twice.
+    let now_used = project_calls[1].token.clone().unwrap();
+    pw.gitlab().expire_access_token(&now_used);
+    let mark = pw.gitlab_mark();
+    let posted = pw
+        .app
+        .client
+        .post(pw.api("/projects/group%2Fapp/issues"))
+        .bearer_auth(&grant.token)
+        .json(&json!({"title": "once"}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(posted.status(), 201, "GitLab refused the token");
+    let posts = pw
+        .gitlab()
+        .api_requests_since(mark.0)
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 1, "a POST is not retried");
+}
+
+async fn every_proxied_call_is_audited_and_counted(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    let grant = pw.grant(&["group/app"], "read").await;
+    for path in ["/user", "/projects/group%2Fapp/issues?per_page=2&page=2"] {
+        let response = pw.api_call(Method::GET, path, &grant.token).await;
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cloned = super::git(
+        dir.path(),
+        &[
+            "clone",
+            "--quiet",
+            &pw.git_url(Some(&grant.token), "group/app"),
+            "w",
+        ],
+    )
+    .await;
+    assert!(cloned.status.success(), "{}", super::printed(&cloned));
+
+    let audit = pw.app.get_json("/api/v1/audit?limit=100").await;
+    let events: Vec<String> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .filter(|e| e.contains(&grant.id))
+        .collect();
+    let text = events.join("\n");
+    assert!(!text.contains(&grant.token), "the token in the audit log");
+    assert!(
+        !text.contains("per_page"),
+        "a query in the audit log: {text}"
+    );
+    let issues: Vec<_> = events
+        .iter()
+        .filter(|e| e.contains("issues") && e.contains("GET"))
+        .collect();
+    assert_eq!(issues.len(), 1, "one event for the issues call: {text}");
+    assert!(
+        issues[0].contains("group/app")
+            && issues[0].contains("200")
+            && issues[0].contains("ci-bot"),
+        "grant, service, project, status: {}",
+        issues[0]
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.contains("/user")).count(),
+        1,
+        "one event for /user: {text}"
+    );
+    assert!(
+        events.iter().any(|e| e.contains("upload-pack")),
+        "git calls are audited: {text}"
+    );
+
+    let metrics = pw
+        .app
+        .client
+        .get(pw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let proxied: f64 = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("proxy") && !l.contains("_bucket"))
+        .filter(|l| l.split_whitespace().next().unwrap().contains("_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        proxied >= 3.0,
+        "proxied calls counted in /metrics:\n{metrics}"
+    );
+}
