@@ -234,3 +234,25 @@ async fn the_fake_gitlab_serves_clone_and_push_by_scope() {
             .all(|r| r.user.as_deref() == Some("oauth2") || r.user.is_none())
     );
 }
+
+#[actix_web::test]
+async fn the_fake_gitlab_breaks_a_large_body_off_when_told() {
+    let world = GitLabWorld::start().await;
+    let gitlab = &world.gitlab;
+    gitlab.add_project("group/app");
+    gitlab.add_file("group/app", "big.bin", vec![7u8; 2 << 20]);
+    let (token, _) = gitlab.seed_grant(&["read_api"], Duration::from_secs(600));
+    gitlab.break_large_bodies();
+
+    let response = client(&world)
+        .get(format!(
+            "{}/api/v4/projects/101/repository/files/big.bin/raw",
+            gitlab.base_url()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.is_err(), "the body breaks off");
+}

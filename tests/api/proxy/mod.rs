@@ -2,14 +2,17 @@
 //! projects and an access level, and git and REST calls made with them through labgate to a fake
 //! GitLab that records everything that reached it.
 //! - `fake`: the fake GitLab's API and git, used directly (it must be as strict as GitLab);
-//! - `grants`: minting, listing, refusing and ending access grants;
+//! - `grants`: minting, listing and refusing access grants; `ending`: how they end;
 //! - `git`: real `git` cloning and pushing through `/git/{instance}/…`;
 //! - `rest` and `refusals`: the REST API under `/gitlab/{instance}/api/v4/…`;
+//! - `outages`: GitLab dying mid-stream or down;
 //! - `tools`: `labgate git-credential` for labgate's own `/git/` URLs.
 
+mod ending;
 mod fake;
 mod git;
 mod grants;
+mod outages;
 mod refusals;
 mod rest;
 mod tools;

@@ -279,7 +279,8 @@ async fn a_token_rotated_elsewhere_is_retried_once_for_get_only(backend: Backend
         .clone()
         .unwrap();
 
-    // The token labgate holds dies at GitLab (as after a refresh elsewhere); a GET is retried.
+    // The token labgate holds dies at GitLab, as after a refresh elsewhere (the fake expires it,
+    // its refresh token still works): one reload/refresh, and the GET is retried once.
     pw.gitlab().expire_access_token(&used);
     let mark = pw.gitlab_mark();
     let retried = pw

@@ -140,7 +140,7 @@ fn project(
     body: &[u8],
 ) -> HttpResponse {
     let base = state.issuer.clone();
-    let hold = state.hold.clone();
+    let (hold, broken) = (state.hold.clone(), state.break_large_bodies);
     let Some(project) = state.projects.find_mut(id) else {
         return not_found("404 Project Not Found");
     };
@@ -170,7 +170,7 @@ fn project(
             }
         }
         ("GET" | "HEAD", ["repository", "files", file, "raw"]) => {
-            raw_file(project, &decode(file), hold)
+            raw_file(project, &decode(file), hold, broken)
         }
         ("GET" | "HEAD", ["members"]) => json(
             200,
@@ -246,18 +246,24 @@ fn paginated(req: &HttpRequest, items: &[Value]) -> HttpResponse {
         .json(shown)
 }
 
-/// A file's bytes, streamed in 64 KiB chunks; a held body stops after `HELD_AFTER` bytes.
-fn raw_file(project: &Project, path: &str, hold: Option<Hold>) -> HttpResponse {
+/// A file's bytes, streamed in 64 KiB chunks; a held body stops after `HELD_AFTER` bytes, a
+/// broken one breaks there (GitLab going down mid-stream).
+fn raw_file(project: &Project, path: &str, hold: Option<Hold>, broken: bool) -> HttpResponse {
     let Some(content) = project.files.get(path).cloned() else {
         return not_found("404 File Not Found");
     };
-    let hold = hold.filter(|_| content.len() >= 1 << 20);
+    let large = content.len() >= 1 << 20;
+    let (hold, broken) = (hold.filter(|_| large), broken && large);
     let length = content.len() as u64;
     let chunks = futures_util::stream::unfold(0usize, move |offset| {
         let (content, hold) = (content.clone(), hold.clone());
         async move {
             if offset >= content.len() {
                 return None;
+            }
+            if offset == HELD_AFTER && broken {
+                let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "GitLab died");
+                return Some((Err(reset), content.len()));
             }
             if offset == HELD_AFTER
                 && let Some(hold) = hold
@@ -300,6 +306,12 @@ impl super::FakeGitLab {
         let hold = Hold::default();
         self.state.lock().unwrap().hold = Some(hold.clone());
         hold
+    }
+
+    /// From now on, large API bodies break off after their first part, as when GitLab dies.
+    #[allow(dead_code)] // used by tests/api, not by benches/broker.rs
+    pub(crate) fn break_large_bodies(&self) {
+        self.state.lock().unwrap().break_large_bodies = true;
     }
 
     /// Every API request received after the first `since`.

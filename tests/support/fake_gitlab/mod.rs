@@ -154,6 +154,8 @@ struct State {
     projects: repos::Projects,
     /// Large API bodies stop after their first part until released.
     hold: Option<Hold>,
+    /// Large API bodies break off after their first part.
+    break_large_bodies: bool,
 }
 
 pub(crate) struct FakeGitLab {
@@ -199,6 +201,7 @@ impl FakeGitLab {
             git_dir: None,
             projects: repos::Projects::default(),
             hold: None,
+            break_large_bodies: false,
         }));
         let shared = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
