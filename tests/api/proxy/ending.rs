@@ -143,6 +143,14 @@ async fn deleting_the_connection_ends_its_grants(backend: Backend) {
     let mark = pw.gitlab_mark();
     assert_eq!(works(&pw, &grant.token).await, 401);
     pw.assert_gitlab_saw_nothing_since(mark, "the grant of a deleted connection");
+
+    // The person connects again: the old grant stays dead, it does not ride on the new connection.
+    pw.connect(SUBJECT, &super::ALL_SCOPES).await;
+    assert_eq!(
+        works(&pw, &grant.token).await,
+        401,
+        "a grant of a deleted connection came back with a new one"
+    );
 }
 
 async fn deleting_the_instance_ends_its_grants(backend: Backend) {
