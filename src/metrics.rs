@@ -29,6 +29,19 @@ pub struct Status {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Proxied {
+    pub instance: String,
+    pub channel: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Door {
+    pub instance: String,
+    pub channel: String,
+}
+
 type Latency = Family<Instance, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -38,6 +51,8 @@ pub struct Metrics {
     refresh_seconds: Latency,
     connections: Family<Status, Gauge>,
     task_failures: Family<Task, Counter>,
+    proxied: Family<Proxied, Counter>,
+    proxied_bytes: Family<Door, Counter>,
 }
 
 impl Default for Metrics {
@@ -70,8 +85,22 @@ impl Default for Metrics {
             "Background tasks that panicked and were restarted, by task",
             task_failures.clone(),
         );
+        let proxied = Family::<Proxied, Counter>::default();
+        registry.register(
+            "proxy_requests",
+            "Calls through the git and API proxy, by instance, channel and answer status",
+            proxied.clone(),
+        );
+        let proxied_bytes = Family::<Door, Counter>::default();
+        registry.register(
+            "proxy_response_bytes",
+            "Bytes of answers sent through the proxy, by instance and channel",
+            proxied_bytes.clone(),
+        );
         Self {
             registry,
+            proxied,
+            proxied_bytes,
             handouts,
             refreshes,
             refresh_seconds,
@@ -97,6 +126,22 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    pub fn proxied(&self, instance: &str, channel: &str, status: u16, bytes: u64) {
+        self.proxied
+            .get_or_create(&Proxied {
+                instance: instance.to_owned(),
+                channel: channel.to_owned(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.proxied_bytes
+            .get_or_create(&Door {
+                instance: instance.to_owned(),
+                channel: channel.to_owned(),
+            })
+            .inc_by(bytes);
     }
 
     pub fn refresh(&self, instance: &str, outcome: &str, seconds: f64) {

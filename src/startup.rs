@@ -54,6 +54,7 @@ impl Application {
             refresher: settings.refresher.clone(),
             audit: AuditLog::start(pool.clone()),
             handouts: handout_cache(&settings.database.url),
+            project_ids: Default::default(),
             metrics: Arc::default(),
             public_url: settings.server.public_url.clone(),
             outbound: settings.outbound.clone(),

@@ -111,6 +111,23 @@ impl LabgateClient {
         .await
     }
 
+    /// `POST /api/v1/access-grants`: a token for labgate's proxy.
+    pub(super) async fn access_grant(&self, request: Value) -> Result<Value, ToolError> {
+        let token = self.service_token().await?;
+        self.call(
+            self.http
+                .post(format!("{}/api/v1/access-grants", self.url))
+                .bearer_auth(token)
+                .json(&request),
+        )
+        .await
+    }
+
+    /// labgate's own URL, without a trailing `/`.
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The instances this service may use (`name`, `base_url`).
     pub(super) async fn instances(&self) -> Result<Vec<Value>, ToolError> {
         let token = self.service_token().await?;

@@ -35,6 +35,8 @@ pub struct InstanceSummary {
     pub id: String,
     pub name: String,
     pub base_url: String,
+    /// Its trust roots, for the proxy's calls to it.
+    pub ca_pem: Option<String>,
 }
 
 /// Records the access-token lifetime GitLab just granted; writes only when it changed.

@@ -1,6 +1,7 @@
 //! Storage: the pool, embedded migrations for both backends, and blocking repository
 //! functions that return `diesel::QueryResult`. Nothing here knows about HTTP.
 
+pub mod access_grants;
 pub mod admin_sessions;
 pub mod audit;
 pub mod changes;

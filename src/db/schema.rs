@@ -37,6 +37,8 @@ diesel::table! {
         return_origins -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        projects -> Text,
+        max_access -> Text,
     }
 }
 
@@ -121,7 +123,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    access_grants (id) {
+        id -> Text,
+        token_hash -> Text,
+        service_id -> Text,
+        instance_id -> Text,
+        subject -> Text,
+        projects -> Text,
+        access -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(connect_sessions -> instances (instance_id));
+diesel::joinable!(access_grants -> instances (instance_id));
+diesel::joinable!(access_grants -> services (service_id));
 diesel::joinable!(refresh_attempts -> connections (connection_id));
 diesel::joinable!(connect_sessions -> services (service_id));
 
@@ -133,5 +151,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     connections,
     audit_events,
     admin_sessions,
-    refresh_attempts
+    refresh_attempts,
+    access_grants
 );

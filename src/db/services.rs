@@ -18,6 +18,8 @@ pub struct ServiceRow {
     pub return_origins: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub projects: String,
+    pub max_access: String,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &ServiceRow) -> QueryResult<()> {

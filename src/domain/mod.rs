@@ -1,19 +1,28 @@
-//! Newtypes and rules: what a valid name, base URL, CA bundle, scope set, subject or origin is.
+//! Newtypes and rules: what a valid name, base URL, CA bundle, scope set, subject or origin is,
+//! and which proxied git and API calls an access grant may make.
 //! Everything here parses untrusted input once, at the edge, into a type that cannot be wrong.
 
+mod api_route;
 mod base_url;
 mod ca_bundle;
 mod connection_status;
+mod git_route;
 mod names;
+mod project_path;
+mod request_path;
 mod scope;
 mod service_policy;
 mod subject;
 mod token_timing;
 
+pub use api_route::{ApiCall, ApiTarget, ProjectRef, judge_api};
 pub use base_url::BaseUrl;
 pub use ca_bundle::CaBundle;
 pub use connection_status::ConnectionStatus;
+pub use git_route::{GitCall, GitEndpoint, GitService, judge_git};
 pub use names::{InstanceName, ServiceName};
+pub use project_path::{Access, ProjectPath, ProjectPattern, ProjectPatterns};
+pub use request_path::Refused;
 pub use scope::ScopeSet;
 pub use service_policy::{InstanceAccess, ReturnOrigin};
 pub use subject::Subject;

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, request and response shapes, the one `ApiError`, authentication.
 //! Handlers parse, call one use case, and render; they hold no rules of their own.
 
+mod access_grants;
 mod admin;
 mod audit;
 mod auth;
@@ -12,6 +13,7 @@ mod fields;
 mod health;
 mod instances;
 mod pages;
+mod proxy;
 mod request_span;
 mod service_token;
 mod services;
@@ -36,6 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/metrics", web::get().to(health::metrics))
     .configure(connect::browser_routes)
     .configure(admin::routes)
+    .configure(proxy::routes)
     .service(
         web::scope("/api/v1")
             .route("/service-token", web::post().to(service_token::grant))
@@ -44,6 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(connect::api_routes)
             .configure(connections::routes)
             .configure(credentials::routes)
+            .configure(access_grants::routes)
             .configure(audit::routes),
     );
 }

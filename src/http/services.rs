@@ -40,13 +40,22 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::of(
         body.into_inner(),
-        &["name", "instances", "scopes", "return_origins"],
+        &[
+            "name",
+            "instances",
+            "scopes",
+            "return_origins",
+            "projects",
+            "max_access",
+        ],
     )?;
     let form = ServiceForm {
         name: fields.text("name"),
         instances: fields.words("instances"),
         scopes: fields.words("scopes"),
         return_origins: fields.words("return_origins"),
+        projects: fields.words("projects"),
+        max_access: fields.text("max_access"),
     };
     fields.finish()?;
     let (service, secret) = services::create(&ctx, form).await?;
@@ -97,6 +106,8 @@ struct ServiceBody<'a> {
     instances: Vec<String>,
     scopes: Vec<&'a str>,
     return_origins: Vec<&'a str>,
+    projects: Vec<String>,
+    max_access: &'static str,
     created_at: String,
     updated_at: String,
 }
@@ -118,6 +129,8 @@ impl<'a> From<&'a Service> for ServiceBody<'a> {
                 .iter()
                 .map(ReturnOrigin::as_str)
                 .collect(),
+            projects: service.projects.as_strings(),
+            max_access: service.max_access.as_str(),
             created_at: timestamp(service.created_at),
             updated_at: timestamp(service.updated_at),
         }

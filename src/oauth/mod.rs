@@ -5,6 +5,7 @@ mod check;
 mod client;
 mod discovery;
 mod gitlab;
+mod projects;
 mod refresh;
 mod tls;
 
@@ -12,5 +13,6 @@ pub use check::{CheckReport, CheckStep, StepStatus, check_instance};
 pub use client::{InstanceClients, instance_http_client};
 pub use discovery::Discovery;
 pub use gitlab::{AuthorizationRequest, GitLabApp, GitLabError, Grant};
+pub use projects::project_path;
 pub use refresh::{RefreshOutcome, RefreshReply};
 pub use tls::TrustRoots;

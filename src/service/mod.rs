@@ -1,6 +1,7 @@
 //! The use cases. Each takes the shared `Context`, parsed domain input, and returns domain
 //! output or a `ServiceError`; storage runs on blocking threads, never on the async workers.
 
+pub mod access_grants;
 pub mod admin_sessions;
 pub mod audit;
 pub mod connect;
@@ -8,10 +9,12 @@ pub mod connection_tokens;
 pub mod connections;
 pub mod credentials;
 mod error;
+mod gitlab_token;
 pub mod handout_cache;
 pub mod health;
 pub mod instances;
 pub mod principal;
+pub mod proxy;
 pub mod refresh;
 mod registration;
 pub mod revocation;
@@ -49,6 +52,8 @@ pub struct Context {
     /// The URL GitLab and browsers reach labgate at.
     pub public_url: Url,
     pub outbound: OutboundSettings,
+    /// Numeric project ids the proxy has asked GitLab about.
+    pub project_ids: Arc<proxy::ProjectIds>,
 }
 
 impl Context {

@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use super::{Context, ServiceError};
 use crate::crypto::{ServiceClaims, TokenRejected};
 use crate::db::{self, services::ServiceRow};
-use crate::domain::{InstanceAccess, ReturnOrigin, ScopeSet, ServiceName};
+use crate::domain::{Access, InstanceAccess, ProjectPatterns, ReturnOrigin, ScopeSet, ServiceName};
 
 /// A service and its policy.
 #[derive(Debug, Clone)]
@@ -20,6 +20,9 @@ pub struct Service {
     /// The most a token handed to this service may carry (identity scopes aside).
     pub scopes: ScopeSet,
     pub return_origins: Vec<ReturnOrigin>,
+    /// The projects its access grants may ever name, and the most they may do.
+    pub projects: ProjectPatterns,
+    pub max_access: Access,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -92,6 +95,8 @@ pub(super) fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
             .map(ReturnOrigin::parse)
             .collect::<Result<_, _>>()
             .context("stored return origins")?,
+        projects: ProjectPatterns::from_stored(&row.projects).context("stored project patterns")?,
+        max_access: Access::parse(&row.max_access).context("stored maximum access")?,
         id: row.id,
         client_id: row.client_id,
         created_at: row.created_at,

@@ -65,7 +65,14 @@ async fn revoke_row(
         .unwrap_or(row);
     let (id, now) = (row.id.clone(), Utc::now().naive_utc());
     let revoked = ConnectionStatus::Revoked;
+    let holder = (
+        row.service_id.clone(),
+        row.instance_id.clone(),
+        row.subject.clone(),
+    );
+    // The access grants made on the subject's behalf end with the connection.
     ctx.db_write(move |conn| {
+        db::access_grants::delete_for_holder(conn, &holder.0, &holder.1, &holder.2)?;
         db::connections::set_status(conn, &id, revoked, Some(REVOCATION_PENDING), now)
     })
     .await?;

@@ -5,10 +5,10 @@ use secrecy::SecretString;
 
 use super::audit::AuditEvent;
 use super::principal::{Service, to_service};
-use super::{Context, FieldError, ServiceError, required, revocation};
+use super::{Context, FieldError, ServiceError, field, required, revocation};
 use crate::crypto::{TokenHash, generate_token};
 use crate::db::{self, services::ServiceRow};
-use crate::domain::{InstanceAccess, ReturnOrigin, ScopeSet, ServiceName};
+use crate::domain::{Access, InstanceAccess, ProjectPatterns, ReturnOrigin, ScopeSet, ServiceName};
 
 /// Service fields as typed, before parsing.
 #[derive(Debug, Default)]
@@ -17,6 +17,10 @@ pub struct ServiceForm {
     pub instances: Option<Vec<String>>,
     pub scopes: Option<Vec<String>>,
     pub return_origins: Option<Vec<String>>,
+    /// Project path patterns its access grants may name; every project when absent.
+    pub projects: Option<Vec<String>>,
+    /// `read` when absent.
+    pub max_access: Option<String>,
 }
 
 pub async fn create(
@@ -37,8 +41,22 @@ pub async fn create(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| errors.push(FieldError::new("return_origins", e.0)))
         .ok();
-    let (Some(name), Some(instances), Some(scopes), Some(mut origins)) =
-        (name, instances, scopes, origins)
+    let projects = match form.projects {
+        None => Some(ProjectPatterns::default()),
+        Some(patterns) => field(&mut errors, "projects", ProjectPatterns::parse(&patterns)),
+    };
+    let max_access = match form.max_access {
+        None => Some(Access::Read),
+        Some(access) => field(&mut errors, "max_access", Access::parse(&access)),
+    };
+    let (
+        Some(name),
+        Some(instances),
+        Some(scopes),
+        Some(mut origins),
+        Some(projects),
+        Some(max_access),
+    ) = (name, instances, scopes, origins, projects, max_access)
     else {
         return Err(ServiceError::Invalid(errors));
     };
@@ -78,6 +96,8 @@ pub async fn create(
             .join(" "),
         created_at: now,
         updated_at: now,
+        projects: projects.to_string(),
+        max_access: max_access.to_string(),
     };
     let stored = row.clone();
     let inserted = ctx

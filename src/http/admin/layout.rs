@@ -267,6 +267,30 @@ pub(super) fn checkboxes(
     }
 }
 
+/// A group of radio buttons: one choice, each with its description.
+pub(super) fn radios(
+    name: &str,
+    legend: &str,
+    options: &[(&str, &str)],
+    chosen: &str,
+    errors: &Errors,
+) -> Markup {
+    let error = errors.on(name);
+    html! {
+        fieldset.invalid[error.is_some()] id=(name) {
+            legend { (legend) }
+            @for (value, description) in options {
+                @let id = format!("{name}-{value}");
+                div.check {
+                    input type="radio" id=(id) name=(name) value=(value) checked[*value == chosen];
+                    label for=(id) { code { (value) } " — " span.muted { (description) } }
+                }
+            }
+            (field_error(name, legend, error.as_deref()))
+        }
+    }
+}
+
 fn describedby(name: &str, hint: bool, error: bool) -> Option<String> {
     let ids: Vec<String> = [(hint, "hint"), (error, "error")]
         .iter()

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::error::PageError;
 use super::layout::{
-    Errors, Input, Section, checkboxes, copyable, csrf, error_summary, ok, page, respond, textarea,
-    when,
+    Errors, Input, Section, checkboxes, copyable, csrf, error_summary, ok, page, radios, respond,
+    textarea, when,
 };
 use super::scopes::GITLAB_SCOPES;
 use super::session::{Posted, SignedIn, see_other};
@@ -41,7 +41,18 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-const FIELDS: &[&str] = &["name", "instances", "scopes", "return_origins"];
+const FIELDS: &[&str] = &[
+    "name",
+    "instances",
+    "scopes",
+    "return_origins",
+    "projects",
+    "max_access",
+];
+const ACCESS_LEVELS: &[(&str, &str)] = &[
+    ("read", "clone and read through the proxy"),
+    ("write", "also push and change through the proxy"),
+];
 /// The checkbox that stands for every instance, present and future.
 const ALL_INSTANCES: &str = "*";
 
@@ -50,12 +61,27 @@ struct Notice {
     done: Option<String>,
 }
 
-#[derive(Default)]
 struct Values {
     name: String,
     instances: Vec<String>,
     scopes: Vec<String>,
     return_origins: String,
+    projects: String,
+    max_access: String,
+}
+
+impl Default for Values {
+    /// The API's defaults: every project, read only.
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            instances: Vec::new(),
+            scopes: Vec::new(),
+            return_origins: String::new(),
+            projects: "**".to_owned(),
+            max_access: "read".to_owned(),
+        }
+    }
 }
 
 async fn list(
@@ -104,7 +130,8 @@ async fn services_page(
             table {
                 thead { tr {
                     th { "Name" } th { "Client ID" } th { "Instances" } th { "Scopes (at most)" }
-                    th { "Return origins" } th { "Secret set" } th { span.muted { "Actions" } }
+                    th { "Return origins" } th { "Projects" } th { "Access" }
+                    th { "Secret set" } th { span.muted { "Actions" } }
                 } }
                 tbody {
                     @for service in &all { (service_row(service)) }
@@ -128,6 +155,12 @@ async fn services_page(
                 "Origins the service may send people back to after connecting, one per line, e.g. "
                 code { "https://bot.corp.example" } ". May be empty."
             }), errors))
+            (textarea("projects", "Projects", &values.projects, Some(html! {
+                "Projects its access grants may name, one pattern per line: " code { "group/app" }
+                " exactly, " code { "group/*" } " its direct children, " code { "group/**" }
+                " any depth, " code { "**" } " every project."
+            }), errors))
+            (radios("max_access", "Most access through the proxy", ACCESS_LEVELS, &values.max_access, errors))
             button.primary type="submit" { "Create service" }
         }
     };
@@ -146,6 +179,8 @@ fn service_row(service: &Service) -> maud::Markup {
             td { (service.instances.to_string()) }
             td { (service.scopes.to_string()) }
             td { @for origin in &service.return_origins { code { (origin.as_str()) } br; } }
+            td { @for pattern in service.projects.as_strings() { code { (pattern) } br; } }
+            td { (service.max_access.as_str()) }
             td { (when(service.updated_at)) }
             td {
                 a href={ "/admin/services/" (name) "/rotate-secret" } { "Rotate secret…" }
@@ -163,6 +198,8 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
         instances: form.all("instances"),
         scopes: form.all("scopes"),
         return_origins: form.text("return_origins"),
+        projects: form.text("projects"),
+        max_access: form.text("max_access"),
     };
     // "Every instance" stands alone, whatever else was ticked.
     if values.instances.iter().any(|i| i == ALL_INSTANCES) {
@@ -173,6 +210,8 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
         instances: Some(values.instances.clone()),
         scopes: Some(values.scopes.clone()),
         return_origins: Some(form.words("return_origins")),
+        projects: Some(form.words("projects")),
+        max_access: Some(values.max_access.clone()),
     };
     match services::create(&ctx, input).await {
         Ok((service, secret)) => Ok(secret_page(

@@ -1,0 +1,104 @@
+//! `/api/v1/access-grants`: services mint short-lived, project-bound tokens for the proxy;
+//! administrators list them; either ends one.
+
+use actix_web::http::header::CACHE_CONTROL;
+use actix_web::{HttpResponse, web};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::{Admin, Caller, ServiceBearer};
+use super::fields::Fields;
+use super::{ApiError, method_not_allowed, timestamp};
+use crate::domain::ProjectPath;
+use crate::service::Context;
+use crate::service::access_grants::{self, AccessGrant, GrantForm, GrantOwner, GrantQuery};
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/access-grants")
+            .route(web::post().to(create))
+            .route(web::get().to(list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/access-grants/{id}")
+            .route(web::delete().to(end))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+async fn create(
+    caller: ServiceBearer,
+    ctx: web::Data<Context>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::of(
+        body.into_inner(),
+        &["instance", "subject", "projects", "access", "ttl"],
+    )?;
+    let form = GrantForm {
+        instance: fields.text("instance"),
+        subject: fields.text("subject"),
+        projects: fields.words("projects"),
+        access: fields.text("access"),
+        ttl: fields.integer("ttl"),
+    };
+    fields.finish()?;
+    let (grant, token) = access_grants::create(&ctx, &caller.0, form).await?;
+    let base = ctx.public_base();
+    let mut answer = grant_body(&grant);
+    answer["token"] = json!(token.expose_secret());
+    answer["git"] = json!({
+        "url_prefix": format!("{base}/git/{}/", grant.instance),
+        "username": "labgate",
+    });
+    answer["api"] = json!({ "url": format!("{base}/gitlab/{}/api/v4", grant.instance) });
+    Ok(HttpResponse::Created()
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(answer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Filter {
+    instance: Option<String>,
+    subject: Option<String>,
+}
+
+async fn list(
+    _: Admin,
+    ctx: web::Data<Context>,
+    filter: web::Query<Filter>,
+) -> Result<HttpResponse, ApiError> {
+    let Filter { instance, subject } = filter.into_inner();
+    let found = access_grants::list(&ctx, GrantQuery { instance, subject }).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "access_grants": found.iter().map(grant_body).collect::<Vec<_>>() })))
+}
+
+async fn end(
+    caller: Caller,
+    ctx: web::Data<Context>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let by = match &caller {
+        Caller::Admin => GrantOwner::Admin,
+        Caller::Service(service) => GrantOwner::Service(service),
+    };
+    access_grants::end(&ctx, by, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn grant_body(grant: &AccessGrant) -> Value {
+    json!({
+        "id": grant.id,
+        "service": grant.service,
+        "instance": grant.instance,
+        "subject": grant.subject,
+        "projects": grant.projects.iter().map(ProjectPath::as_str).collect::<Vec<_>>(),
+        "access": grant.access.as_str(),
+        "created_at": timestamp(grant.created_at),
+        "expires_at": timestamp(grant.expires_at),
+    })
+}

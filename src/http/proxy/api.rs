@@ -1,0 +1,314 @@
+//! `/gitlab/{instance}/api/v4/…`: GitLab's REST API for one project (or `GET /user`), with an
+//! access grant as `Authorization: Bearer` or `PRIVATE-TOKEN`. Refusals are problem+json.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use secrecy::ExposeSecret;
+
+use super::super::ApiError;
+use super::instance_and_rest;
+use super::stream::{Relayed, request_body};
+use crate::domain::{Access, ApiCall, ApiTarget, ProjectRef, Refused, judge_api};
+use crate::service::proxy::{self, CallRecord, Channel, ProxyPass};
+use crate::service::{Context, ServiceError};
+
+const API_PREFIX: &str = "/api/v4";
+
+/// Headers of the caller's request that GitLab may see. Credentials (`Authorization`,
+/// `PRIVATE-TOKEN`, `Job-Token`, `Cookie`), `Sudo` and method overrides never go through.
+const FORWARDED_REQUEST_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "range",
+];
+
+/// Headers of GitLab's answer that never reach the caller: cookies, and what belongs to one
+/// hop of HTTP.
+const DROPPED_RESPONSE_HEADERS: &[&str] = &[
+    "set-cookie",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "trailer",
+    "content-length",
+];
+
+/// Query parameters that carry credentials or change who GitLab acts as: refused, not dropped,
+/// so the caller learns why the call did not do what it asked.
+const REFUSED_QUERY_PARAMETERS: &[&str] = &[
+    "private_token",
+    "access_token",
+    "job_token",
+    "sudo",
+    "_method",
+];
+
+pub(super) async fn forward(
+    request: HttpRequest,
+    payload: web::Payload,
+    ctx: web::Data<Context>,
+) -> HttpResponse {
+    match judged_and_forwarded(&request, payload, &ctx).await {
+        Ok(response) => response,
+        Err(error) => error.error_response(),
+    }
+}
+
+async fn judged_and_forwarded(
+    request: &HttpRequest,
+    payload: web::Payload,
+    ctx: &web::Data<Context>,
+) -> Result<HttpResponse, ApiError> {
+    let (instance, rest) = instance_and_rest(request, "/gitlab/").ok_or_else(|| {
+        ApiError::not_found("no_such_endpoint", "there is no endpoint at this path")
+    })?;
+    let api_path = rest.strip_prefix(API_PREFIX).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "outside_grant",
+            "only GitLab's REST API under /api/v4 is forwarded",
+        )
+    })?;
+    let method = request.method().as_str();
+    let call = judge_api(method, api_path).map_err(|refused| match refused {
+        Refused::Malformed(why) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_path", why),
+        other => ApiError::new(StatusCode::FORBIDDEN, "outside_grant", other.to_string()),
+    })?;
+    refuse_query_credentials(request.query_string())?;
+    let presented = grant_token(request).ok_or_else(|| {
+        proxy::count_unauthenticated(ctx, Channel::Api, 401);
+        unauthenticated(
+            "send an access grant token (lgp_…) as Authorization: Bearer <token> or PRIVATE-TOKEN",
+        )
+    })?;
+    let grant = proxy::open_grant(ctx, &presented, instance)
+        .await
+        .map_err(|error| {
+            proxy::count_unauthenticated(ctx, Channel::Api, 401);
+            refusal(error)
+        })?;
+    let path_for_audit = format!("{API_PREFIX}{}", audit_path(&call));
+    let mut record = CallRecord::refused(&grant, Channel::Api, method, &path_for_audit);
+    if let ApiTarget::Project(ProjectRef::Path(project)) = &call.target {
+        record = record.with_project(project);
+        if let Err(error) = proxy::within_grant(&grant, project, call.needs) {
+            return Err(finish_refused(record, ctx, error));
+        }
+    }
+    let pass = match proxy::pass_for(ctx, grant, Channel::Api, call.needs).await {
+        Ok(pass) => pass,
+        Err(error) => return Err(finish_refused(record, ctx, error)),
+    };
+    let project = match &call.target {
+        ApiTarget::User => None,
+        ApiTarget::Project(ProjectRef::Path(project)) => Some(project.clone()),
+        ApiTarget::Project(ProjectRef::Id(id)) => {
+            match proxy::project_of_id(ctx, &pass, *id).await {
+                Ok(Some(project)) => Some(project),
+                Ok(None) => {
+                    let error = ServiceError::Forbidden {
+                        code: "outside_grant",
+                        detail: format!("project {id} is not one this access grant names"),
+                    };
+                    return Err(finish_refused(record, ctx, error));
+                }
+                Err(error) => return Err(finish_refused(record, ctx, error)),
+            }
+        }
+    };
+    let record = pass.record(method, project.as_ref(), &path_for_audit);
+    if let Some(project) = &project
+        && let Err(error) = pass.allows(project)
+    {
+        return Err(finish_refused(record, ctx, error));
+    }
+    let target = upstream_path(&call);
+    let reads = call.needs == Access::Read;
+    let body = (!reads).then_some(payload);
+    let sent = send(&pass, &target, request, body).await;
+    let upstream = match sent {
+        // Reads have no body: after a rotation elsewhere, once more with the newer token.
+        Ok(response) if response.status() == 401 && reads => {
+            match proxy::after_rejection(ctx, &pass).await {
+                Ok(Some(fresher)) => send(&fresher, &target, request, None).await,
+                Ok(None) => Ok(response),
+                Err(error) => return Err(finish_refused(record, ctx, error)),
+            }
+        }
+        other => other,
+    };
+    match upstream {
+        Ok(response) => Ok(relay(response, &pass, record, ctx.clone())),
+        Err(e) => {
+            tracing::warn!(instance.name = %pass.grant.instance, error.cause = %e, "API call to GitLab failed");
+            record.finish(ctx, 502, 0);
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "gitlab_unreachable",
+                "GitLab could not be reached; try again",
+            ))
+        }
+    }
+}
+
+/// The path to ask GitLab for, below `/api/v4`: the project as parsed, the rest as received.
+fn upstream_path(call: &ApiCall) -> String {
+    match &call.target {
+        ApiTarget::User => "/user".to_owned(),
+        ApiTarget::Project(ProjectRef::Path(project)) => {
+            format!("/projects/{}{}", project.encoded(), call.rest)
+        }
+        ApiTarget::Project(ProjectRef::Id(id)) => format!("/projects/{id}{}", call.rest),
+    }
+}
+
+fn audit_path(call: &ApiCall) -> String {
+    match &call.target {
+        ApiTarget::User => "/user".to_owned(),
+        ApiTarget::Project(project) => format!("/projects/{project}{}", call.rest_decoded),
+    }
+}
+
+async fn send(
+    pass: &ProxyPass,
+    target: &str,
+    request: &HttpRequest,
+    body: Option<web::Payload>,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let mut url = format!(
+        "{}{API_PREFIX}{target}",
+        pass.base_url.trim_end_matches('/')
+    );
+    if !request.query_string().is_empty() {
+        url = format!("{url}?{}", request.query_string());
+    }
+    let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes())
+        .unwrap_or(reqwest::Method::GET);
+    let mut upstream = pass
+        .http
+        .request(method, url)
+        .bearer_auth(pass.token.expose_secret());
+    for name in FORWARDED_REQUEST_HEADERS {
+        for value in request.headers().get_all(*name) {
+            upstream = upstream.header(*name, value.as_bytes());
+        }
+    }
+    if let Some(body) = body {
+        upstream = upstream.body(request_body(body));
+    }
+    upstream.send().await
+}
+
+fn relay(
+    upstream: reqwest::Response,
+    pass: &ProxyPass,
+    record: CallRecord,
+    ctx: web::Data<Context>,
+) -> HttpResponse {
+    let status = upstream.status().as_u16();
+    let mut response =
+        HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
+    let gitlab_api = format!("{}{API_PREFIX}", pass.base_url.trim_end_matches('/'));
+    let labgate_api = format!(
+        "{}/gitlab/{}{API_PREFIX}",
+        ctx.public_base(),
+        pass.grant.instance
+    );
+    for (name, value) in upstream.headers() {
+        if DROPPED_RESPONSE_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        let Ok(name) = HeaderName::from_bytes(name.as_str().as_bytes()) else {
+            continue;
+        };
+        // Pagination links point at GitLab; the caller can only follow them through labgate.
+        let value = if name == header::LINK {
+            match value.to_str() {
+                Ok(links) => match HeaderValue::from_str(&links.replace(&gitlab_api, &labgate_api))
+                {
+                    Ok(rewritten) => rewritten,
+                    Err(_) => continue,
+                },
+                Err(_) => continue,
+            }
+        } else {
+            match HeaderValue::from_bytes(value.as_bytes()) {
+                Ok(value) => value,
+                Err(_) => continue,
+            }
+        };
+        response.append_header((name, value));
+    }
+    let length = upstream.content_length();
+    let body = Relayed::new(Box::pin(upstream.bytes_stream()), record, ctx, status);
+    match length {
+        Some(length) => response.no_chunking(length).streaming(body),
+        None => response.streaming(body),
+    }
+}
+
+/// The access grant token from `Authorization: Bearer` or `PRIVATE-TOKEN`.
+fn grant_token(request: &HttpRequest) -> Option<String> {
+    let headers = request.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    bearer
+        .or_else(|| {
+            headers
+                .get("private-token")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_owned())
+        })
+        .filter(|t| !t.is_empty())
+}
+
+fn refuse_query_credentials(query: &str) -> Result<(), ApiError> {
+    for (name, _) in url::form_urlencoded::parse(query.as_bytes()) {
+        if REFUSED_QUERY_PARAMETERS
+            .iter()
+            .any(|refused| name.eq_ignore_ascii_case(refused))
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "refused_parameter",
+                format!(
+                    "the query parameter {name:?} is not forwarded: labgate authenticates to \
+                     GitLab itself, as the grant's person"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unauthenticated(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_access_grant", detail)
+}
+
+fn refusal(error: ServiceError) -> ApiError {
+    match error {
+        ServiceError::Unauthenticated(detail) => unauthenticated(&detail),
+        other => ApiError::from(other),
+    }
+}
+
+fn finish_refused(record: CallRecord, ctx: &Context, error: ServiceError) -> ApiError {
+    let error = refusal(error);
+    record.finish(ctx, error.status_code().as_u16(), 0);
+    error
+}

@@ -1,0 +1,264 @@
+//! A GitLab token for a subject, as a service's policy allows it: the least-privileged
+//! connection that covers what is asked, with a token valid long enough, refreshed first when
+//! it is not. Handouts give the token to the service; the proxy uses it on the service's behalf.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta, Utc};
+use secrecy::SecretString;
+
+use super::connection_tokens::{TokenKind, open_token};
+use super::handout_cache::{HandoutKeyRef, HandoutView, Held};
+use super::principal::{self, Service};
+use super::refresh::{self, Purpose, RefreshError};
+use super::{Context, FieldError, ServiceError};
+use crate::config::RefresherSettings;
+use crate::db::{self, connections::ConnectionRow, instances::InstanceSummary};
+use crate::domain::{ConnectionStatus, InstanceName, ScopeSet, Subject};
+
+/// However little a caller asks for, a token handed out lives at least this long.
+const MIN_VALIDITY_SECONDS: i64 = 60;
+
+/// A token and what it is: which connection, which person, which instance.
+pub struct Credentials {
+    pub access_token: SecretString,
+    pub expires_at: NaiveDateTime,
+    pub scopes: ScopeSet,
+    pub connection_id: String,
+    pub gitlab_user_id: String,
+    pub gitlab_username: String,
+    pub instance: String,
+    pub base_url: String,
+}
+
+/// What a token is wanted for.
+pub(super) struct Wanted<'a> {
+    pub instance: &'a InstanceName,
+    pub subject: &'a Subject,
+    /// `None`: whatever the narrowest connection within policy grants.
+    pub scopes: Option<&'a ScopeSet>,
+    /// Seconds the token must stay valid; at least `MIN_VALIDITY_SECONDS` whatever is asked.
+    pub min_valid_for: i64,
+}
+
+/// The service, the instance and the subject's connections there: as remembered, or read in
+/// one trip to the database.
+pub(super) async fn read_view(
+    ctx: &Context,
+    service_id: &str,
+    instance: &InstanceName,
+    subject: &Subject,
+) -> Result<Arc<HandoutView>, ServiceError> {
+    let wanted = HandoutKeyRef {
+        service_id,
+        instance: instance.as_str(),
+        subject: subject.as_str(),
+    };
+    if let Some(view) = ctx.handouts.get(&wanted) {
+        return Ok(view);
+    }
+    let key = wanted.to_key();
+    let generation = ctx.handouts.generation();
+    let read = key.clone();
+    let (service, instance, held) = ctx
+        .db_read(move |conn| {
+            let service = db::services::find_by_id(conn, &read.service_id)?;
+            let instance = db::instances::summary_by_name(conn, &read.instance)?;
+            let held = match &instance {
+                Some(instance) => db::connections::for_subject(
+                    conn,
+                    &read.service_id,
+                    &instance.id,
+                    &read.subject,
+                )?,
+                None => Vec::new(),
+            };
+            Ok((service, instance, held))
+        })
+        .await?;
+    let service = service.map(principal::to_service).transpose()?;
+    Ok(ctx
+        .handouts
+        .remember(key, generation, service, instance, held))
+}
+
+/// Whether the service may use the instance and receive the scopes asked for.
+pub(super) fn within_policy(service: &Service, wanted: &Wanted<'_>) -> Result<(), ServiceError> {
+    if !service.instances.allows(wanted.instance) {
+        return Err(ServiceError::Forbidden {
+            code: "instance_not_allowed",
+            detail: format!(
+                "service {:?} may not use instance {:?}",
+                service.name.as_str(),
+                wanted.instance.as_str()
+            ),
+        });
+    }
+    if let Some(requested) = wanted.scopes {
+        let beyond = requested.beyond_policy(&service.scopes);
+        if !beyond.is_empty() {
+            return Err(ServiceError::Forbidden {
+                code: "scope_not_allowed",
+                detail: format!(
+                    "service {:?} may not receive {}",
+                    service.name.as_str(),
+                    beyond.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The registered instance a view names, or why there is none.
+pub(super) fn instance_of<'a>(
+    view: &'a HandoutView,
+    wanted: &Wanted<'_>,
+) -> Result<&'a InstanceSummary, ServiceError> {
+    view.instance.as_ref().ok_or_else(|| {
+        ServiceError::NotConnected(format!(
+            "no instance is registered under the name {}",
+            wanted.instance
+        ))
+    })
+}
+
+/// A token from the narrowest connection that covers `wanted`, refreshed first if it would not
+/// stay valid long enough. The service's policy is checked by the caller.
+pub(super) async fn fresh_token(
+    ctx: &Context,
+    view: &HandoutView,
+    service: &Service,
+    wanted: &Wanted<'_>,
+) -> Result<Credentials, ServiceError> {
+    let instance = instance_of(view, wanted)?;
+    let subject = wanted.subject;
+    let Held {
+        row: chosen,
+        granted: scopes,
+    } = choose(service, subject, &instance.name, &view.held, wanted.scopes)?;
+
+    let need = TimeDelta::seconds(wanted.min_valid_for.max(MIN_VALIDITY_SECONDS));
+    // Asking more than a token of this lifetime can give would refresh in vain (and every
+    // refresh ends the tokens handed out before it), unless the token is due anyway: its
+    // successor may live longer, if GitLab's administrator lengthened the lifetime.
+    if Utc::now().naive_utc() < chosen.refresh_due_at {
+        beyond_lifetime(&ctx.refresher, chosen, need)?;
+    }
+    let need_until = Utc::now().naive_utc() + need;
+    let refreshed;
+    let row = if refresh::satisfies(&ctx.refresher, chosen, need_until, Purpose::Handout) {
+        chosen
+    } else {
+        refreshed = refresh::ensure_fresh(ctx, chosen.clone(), need_until, Purpose::Handout)
+            .await
+            .map_err(|e| match e {
+                RefreshError::Reauthorization(reason) => {
+                    ServiceError::ReauthorizationRequired(format!(
+                        "{subject}'s connection on {} needs the person to connect again ({reason})",
+                        instance.name
+                    ))
+                }
+                RefreshError::Unavailable {
+                    retry_after,
+                    reason,
+                } => ServiceError::GitLabUnavailable {
+                    detail: format!("GitLab could not refresh the token: {reason}"),
+                    retry_after: retry_after.max(Duration::from_secs(1)),
+                },
+                RefreshError::Gone => ServiceError::NotConnected(format!(
+                    "{subject} is not connected to {}",
+                    instance.name
+                )),
+                RefreshError::Storage(e) => e,
+            })?;
+        beyond_lifetime(&ctx.refresher, &refreshed, need)?;
+        &refreshed
+    };
+    Ok(Credentials {
+        access_token: open_token(&ctx.sealer, row, TokenKind::Access)?,
+        expires_at: refresh::valid_until(&ctx.refresher, row),
+        scopes: scopes.clone(),
+        connection_id: row.id.clone(),
+        gitlab_user_id: row.gitlab_user_id.clone(),
+        gitlab_username: row.gitlab_username.clone(),
+        instance: instance.name.clone(),
+        base_url: instance.base_url.clone(),
+    })
+}
+
+/// Refuses a validity that no token of this connection can be promised: GitLab issues it
+/// tokens of a set lifetime, and the refresher rotates them before they expire.
+fn beyond_lifetime(
+    refresher: &RefresherSettings,
+    row: &ConnectionRow,
+    need: TimeDelta,
+) -> Result<(), ServiceError> {
+    let longest = refresh::longest_promise(refresher, row);
+    if need <= longest {
+        return Ok(());
+    }
+    let message = format!(
+        "GitLab issues this connection's tokens for {} s, so at most {} s of validity can be \
+         promised; ask for less",
+        (row.expires_at - row.token_issued_at).num_seconds(),
+        longest.num_seconds().max(0)
+    );
+    Err(ServiceError::Invalid(vec![FieldError::new(
+        "min_valid_for",
+        message,
+    )]))
+}
+
+/// The narrowest usable connection that covers the request and stays within the service's
+/// policy; otherwise the error that says why there is none.
+pub(super) fn choose<'a>(
+    service: &Service,
+    subject: &Subject,
+    instance: &str,
+    held: &'a [Held],
+    requested: Option<&ScopeSet>,
+) -> Result<&'a Held, ServiceError> {
+    let covering: Vec<&Held> = held
+        .iter()
+        .filter(|held| held.row.status != ConnectionStatus::Revoked)
+        .filter(|held| requested.is_none_or(|wanted| held.granted.covers(wanted)))
+        .collect();
+    if covering.is_empty() {
+        let what = requested.map(|s| format!(" with {s}")).unwrap_or_default();
+        return Err(ServiceError::NotConnected(format!(
+            "{subject} has no connection on {instance}{what}: send them a connect link"
+        )));
+    }
+    let (within, beyond): (Vec<_>, Vec<_>) = covering
+        .into_iter()
+        .partition(|held| held.granted.beyond_policy(&service.scopes).is_empty());
+    if within.is_empty() {
+        let broad = beyond
+            .first()
+            .map(|held| held.granted.to_string())
+            .unwrap_or_default();
+        return Err(ServiceError::Forbidden {
+            code: "scope_not_allowed",
+            detail: format!(
+                "{subject}'s connection on {instance} grants {broad}, more than service {:?} may receive",
+                service.name.as_str()
+            ),
+        });
+    }
+    match within
+        .into_iter()
+        .filter(|held| held.row.status == ConnectionStatus::Active)
+        .min_by_key(|held| {
+            (
+                held.granted.privilege(),
+                std::cmp::Reverse(held.row.updated_at),
+            )
+        }) {
+        Some(held) => Ok(held),
+        None => Err(ServiceError::ReauthorizationRequired(format!(
+            "{subject}'s connection on {instance} needs the person to connect again"
+        ))),
+    }
+}

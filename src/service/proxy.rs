@@ -1,0 +1,306 @@
+//! The proxy's use cases: which grant a presented token stands for, whether it allows a call,
+//! the GitLab token to forward it with (from the handout machinery: single-flight refresh,
+//! lease, unknown outcomes), and the record of each call. Streaming bytes is the edge's job.
+
+use std::time::{Duration, Instant};
+
+use quick_cache::sync::Cache;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::access_grants::{self, AccessGrant};
+use super::audit::AuditEvent;
+use super::gitlab_token::{self, Wanted};
+use super::principal::Service;
+use super::{Context, ServiceError};
+use crate::domain::{Access, InstanceName, ProjectPath, ScopeSet, Subject};
+use crate::oauth;
+
+/// How long a numeric project id's full path is trusted: a project may be renamed or moved.
+const PROJECT_ID_TTL: Duration = Duration::from_secs(60);
+
+/// Which door a call came through: git smart HTTP, or the REST API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Git,
+    Api,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Git => "git",
+            Self::Api => "api",
+        }
+    }
+
+    /// The scope a connection needs for this door at this access level (SPEC, "Scoped access").
+    fn scope(self, access: Access) -> &'static str {
+        match (self, access) {
+            (Self::Git, Access::Read) => "read_repository",
+            (Self::Git, Access::Write) => "write_repository",
+            (Self::Api, Access::Read) => "read_api",
+            (Self::Api, Access::Write) => "api",
+        }
+    }
+}
+
+/// Numeric project ids as GitLab resolved them, per instance.
+pub struct ProjectIds(Cache<(String, u64), (ProjectPath, Instant)>);
+
+impl Default for ProjectIds {
+    fn default() -> Self {
+        Self(Cache::new(10_000))
+    }
+}
+
+/// Everything needed to forward one call: the grant, its service as it stands now, and a GitLab
+/// token that can do what the call needs. The token never leaves labgate.
+pub struct ProxyPass {
+    pub grant: AccessGrant,
+    service: Service,
+    instance_id: String,
+    pub token: SecretString,
+    pub connection_id: String,
+    pub base_url: String,
+    pub http: reqwest::Client,
+    channel: Channel,
+    needs: Access,
+}
+
+/// The grant a presented token stands for, if it is live and for `instance`.
+pub async fn open_grant(
+    ctx: &Context,
+    presented: &str,
+    instance: &str,
+) -> Result<AccessGrant, ServiceError> {
+    let grant = access_grants::by_token(ctx, presented).await?;
+    if grant.instance != instance {
+        return Err(ServiceError::Unauthenticated(format!(
+            "this access grant is for instance {:?}, not {instance:?}",
+            grant.instance
+        )));
+    }
+    Ok(grant)
+}
+
+/// Whether the grant names the project and allows the access (SPEC: `403 outside_grant`).
+pub fn within_grant(
+    grant: &AccessGrant,
+    project: &ProjectPath,
+    needs: Access,
+) -> Result<(), ServiceError> {
+    if !grant.names(project) {
+        return Err(outside_grant(format!(
+            "this access grant does not name project {project}"
+        )));
+    }
+    if !grant.access.covers(needs) {
+        return Err(outside_grant(format!(
+            "this access grant allows {} access only",
+            grant.access
+        )));
+    }
+    Ok(())
+}
+
+fn outside_grant(detail: String) -> ServiceError {
+    ServiceError::Forbidden {
+        code: "outside_grant",
+        detail,
+    }
+}
+
+/// A GitLab token for the grant's subject that can do `needs` through `channel`, with the
+/// service's policy as it stands now (narrowing takes effect at the next call).
+pub async fn pass_for(
+    ctx: &Context,
+    grant: AccessGrant,
+    channel: Channel,
+    needs: Access,
+) -> Result<ProxyPass, ServiceError> {
+    let (instance, subject) = stored_names(&grant)?;
+    let view = gitlab_token::read_view(ctx, &grant.service_id, &instance, &subject).await?;
+    let service = view.service.clone().ok_or_else(|| {
+        ServiceError::Unauthenticated("the service that made this access grant is gone".into())
+    })?;
+    // Rotating the secret retires what the old one bought: its service tokens, and their grants.
+    if grant.created_at < service.updated_at {
+        return Err(ServiceError::Unauthenticated(
+            "this access grant was made before its service's secret was rotated".into(),
+        ));
+    }
+    let scopes = ScopeSet::granted([channel.scope(needs)]);
+    let wanted = Wanted {
+        instance: &instance,
+        subject: &subject,
+        scopes: Some(&scopes),
+        min_valid_for: 0,
+    };
+    gitlab_token::within_policy(&service, &wanted)?;
+    let instance_row = gitlab_token::instance_of(&view, &wanted)?;
+    let http = ctx
+        .clients
+        .forwarding_client_for(
+            &instance_row.id,
+            instance_row.ca_pem.as_deref(),
+            &ctx.outbound,
+        )
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
+    let instance_id = instance_row.id.clone();
+    let credentials = gitlab_token::fresh_token(ctx, &view, &service, &wanted).await?;
+    Ok(ProxyPass {
+        grant,
+        service,
+        instance_id,
+        token: credentials.access_token,
+        connection_id: credentials.connection_id,
+        base_url: credentials.base_url,
+        http,
+        channel,
+        needs,
+    })
+}
+
+impl ProxyPass {
+    /// Whether the call's project is within the grant, and still within the service's policy.
+    pub fn allows(&self, project: &ProjectPath) -> Result<(), ServiceError> {
+        within_grant(&self.grant, project, self.needs)?;
+        access_grants::within_project_policy(
+            &self.service,
+            std::slice::from_ref(project),
+            self.needs,
+        )
+    }
+
+    /// What to record about a call made with this pass.
+    pub fn record(&self, method: &str, project: Option<&ProjectPath>, path: &str) -> CallRecord {
+        CallRecord {
+            grant_id: self.grant.id.clone(),
+            actor: format!("service:{}", self.service.name),
+            instance: self.grant.instance.clone(),
+            subject: self.grant.subject.clone(),
+            connection_id: Some(self.connection_id.clone()),
+            channel: self.channel,
+            method: method.to_owned(),
+            project: project.map(ProjectPath::to_string),
+            path: path.to_owned(),
+        }
+    }
+}
+
+/// After GitLab refused the pass's token: a fresher one, read afresh from the database (another
+/// process may have rotated it), or `None` when there is nothing newer to retry with.
+pub async fn after_rejection(
+    ctx: &Context,
+    pass: &ProxyPass,
+) -> Result<Option<ProxyPass>, ServiceError> {
+    // What this process remembers may predate the rotation: read the database again.
+    ctx.handouts.changed();
+    let again = pass_for(ctx, pass.grant.clone(), pass.channel, pass.needs).await?;
+    let newer = again.token.expose_secret() != pass.token.expose_secret();
+    Ok(newer.then_some(again))
+}
+
+/// The full path of a numeric project id, asked of GitLab with the person's token once and
+/// remembered for a minute; `None` when the person cannot see such a project.
+pub async fn project_of_id(
+    ctx: &Context,
+    pass: &ProxyPass,
+    id: u64,
+) -> Result<Option<ProjectPath>, ServiceError> {
+    let key = (pass.instance_id.clone(), id);
+    if let Some((path, at)) = ctx.project_ids.0.get(&key)
+        && at.elapsed() < PROJECT_ID_TTL
+    {
+        return Ok(Some(path));
+    }
+    let found = oauth::project_path(&pass.http, &pass.base_url, &pass.token, id)
+        .await
+        .map_err(|reason| ServiceError::GitLabUnavailable {
+            detail: reason,
+            retry_after: Duration::from_secs(5),
+        })?;
+    let Some(found) = found else {
+        return Ok(None);
+    };
+    let path = ProjectPath::parse(&found).map_err(|e| {
+        ServiceError::Internal(anyhow::anyhow!("GitLab named project {id} {found:?}: {e}"))
+    })?;
+    ctx.project_ids
+        .0
+        .insert(key, (path.clone(), Instant::now()));
+    Ok(Some(path))
+}
+
+/// One proxied call, recorded when its answer has been sent: audited and counted.
+pub struct CallRecord {
+    grant_id: String,
+    actor: String,
+    instance: String,
+    subject: String,
+    connection_id: Option<String>,
+    channel: Channel,
+    method: String,
+    project: Option<String>,
+    path: String,
+}
+
+impl CallRecord {
+    /// A call refused before any GitLab token was sought (its grant known).
+    pub fn refused(grant: &AccessGrant, channel: Channel, method: &str, path: &str) -> Self {
+        Self {
+            grant_id: grant.id.clone(),
+            actor: format!("service:{}", grant.service),
+            instance: grant.instance.clone(),
+            subject: grant.subject.clone(),
+            connection_id: None,
+            channel,
+            method: method.to_owned(),
+            project: None,
+            path: path.to_owned(),
+        }
+    }
+
+    pub fn with_project(mut self, project: &ProjectPath) -> Self {
+        self.project = Some(project.to_string());
+        self
+    }
+
+    /// Audits and counts the call; `bytes` is the size of the answer's body as sent.
+    pub fn finish(self, ctx: &Context, status: u16, bytes: u64) {
+        ctx.metrics
+            .proxied(&self.instance, self.channel.as_str(), status, bytes);
+        let mut event = AuditEvent::new("proxy_call", self.actor)
+            .instance(&self.instance)
+            .subject(&self.subject)
+            .detail(format!(
+                "grant {} {} {} {} {} → {status}, {bytes} bytes",
+                self.grant_id,
+                self.channel.as_str(),
+                self.method,
+                self.project.as_deref().unwrap_or("-"),
+                self.path,
+            ));
+        if let Some(id) = &self.connection_id {
+            event = event.connection(id);
+        }
+        let audit = ctx.audit.clone();
+        // Called when a streamed answer ends, possibly from a destructor: the writer's queue
+        // takes the event on a task of its own.
+        tokio::spawn(async move { audit.record(event).await });
+    }
+}
+
+/// Counts a call refused before its grant was known (no token, or an unknown one).
+pub fn count_unauthenticated(ctx: &Context, channel: Channel, status: u16) {
+    // Labels only ever name registered instances: request text must not grow the metrics.
+    ctx.metrics.proxied("unknown", channel.as_str(), status, 0);
+}
+
+fn stored_names(grant: &AccessGrant) -> Result<(InstanceName, Subject), ServiceError> {
+    let instance = InstanceName::parse(&grant.instance)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("stored instance name: {e}")))?;
+    let subject = Subject::parse(&grant.subject)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("stored grant subject: {e}")))?;
+    Ok((instance, subject))
+}
