@@ -5,9 +5,10 @@
 //! - `grants`: minting, listing and refusing access grants; `ending`: how they end;
 //! - `git`: real `git` cloning and pushing through `/git/{instance}/…`;
 //! - `rest` and `refusals`: the REST API under `/gitlab/{instance}/api/v4/…`;
-//! - `outages`: GitLab dying mid-stream or down;
+//! - `outages`: GitLab dying mid-stream or down; `audit`: each call audited and counted;
 //! - `tools`: `labgate git-credential` for labgate's own `/git/` URLs.
 
+mod audit;
 mod ending;
 mod fake;
 mod git;
@@ -66,7 +67,12 @@ impl ProxyWorld {
         policy: Value,
         change: impl FnOnce(&mut Settings),
     ) -> Self {
-        let app = TestApp::spawn_with(backend, change).await;
+        let mut app = TestApp::spawn_with(backend, change).await;
+        // labgate closes connections idle for 5 s; a pooled one reused just then breaks.
+        app.client = reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .unwrap();
         let world = gitlab_granting_api().await;
         let mut registration = world.registration("corp");
         registration["scopes"] = json!(application_scopes());
@@ -121,13 +127,22 @@ impl ProxyWorld {
         let done = self.browser.connect(created["url"].as_str().unwrap()).await;
         assert_eq!(done.status(), 200, "connecting {subject}");
         let after = self.connection_ids(subject).await;
+        // A new connection, or one connected again (labgate may keep a revoked row's id).
+        let active: Vec<&String> = after
+            .iter()
+            .filter(|(_, active)| *active)
+            .map(|(id, _)| id)
+            .collect();
         after
-            .into_iter()
-            .find(|id| !before.contains(id))
-            .expect("a new connection")
+            .iter()
+            .find(|(id, active)| *active && !before.iter().any(|(old, _)| old == id))
+            .map(|(id, _)| id.clone())
+            .or_else(|| (active.len() == 1).then(|| active[0].clone()))
+            .expect("a connection made or made active")
     }
 
-    async fn connection_ids(&self, subject: &str) -> Vec<String> {
+    /// The subject's connections: id, and whether it is active.
+    async fn connection_ids(&self, subject: &str) -> Vec<(String, bool)> {
         let listed = self
             .app
             .get_json(&format!("/api/v1/connections?subject={subject}"))
@@ -136,7 +151,12 @@ impl ProxyWorld {
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().to_owned(),
+                    c["status"] == "active",
+                )
+            })
             .collect()
     }
 
@@ -309,6 +329,24 @@ pub(crate) fn printed(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Asserts labgate's own refusal of a path it does not allow: `403 outside_grant`, or `400` for
+/// a path that is not even well formed.
+pub(crate) async fn expect_refused(response: Response) {
+    let status = response.status().as_u16();
+    let url = response.url().to_string();
+    let content_type = response.headers().get("content-type").cloned();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    assert!(
+        (status == 403 && body["code"] == "outside_grant") || status == 400,
+        "{url}: {status} {body}"
+    );
+    assert_eq!(
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "{url}"
+    );
 }
 
 /// Asserts a problem naming `field` (labgate answers bad fields with 400 or 422).
