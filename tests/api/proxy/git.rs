@@ -17,6 +17,7 @@ on_both_backends!(
     git_without_a_live_grant_gets_a_basic_challenge,
     git_lfs_and_other_repository_paths_are_not_found,
     a_large_clone_streams_through_labgate,
+    a_large_push_streams_through_labgate,
     the_gitlab_token_never_appears_in_git_output_or_labgate_logs,
 );
 
@@ -277,6 +278,30 @@ async fn a_large_clone_streams_through_labgate(backend: Backend) {
     assert!(fsck.status.success(), "{}", printed(&fsck));
 }
 
+async fn a_large_push_streams_through_labgate(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    let grant = pw.grant(&["group/app"], "write").await;
+    let dir = tempfile::tempdir().unwrap();
+    clone(&pw, &grant, "group/app", dir.path(), "work").await;
+    let work = dir.path().join("work");
+    let mut big = vec![0u8; 24 << 20];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut big);
+    std::fs::write(work.join("big.bin"), &big).unwrap();
+    assert!(git(&work, &["add", "big.bin"]).await.status.success());
+    let committed = git(&work, &["commit", "--quiet", "-m", "big"]).await;
+    assert!(committed.status.success(), "{}", printed(&committed));
+    let head = git(&work, &["rev-parse", "HEAD"]).await;
+
+    let url = pw.git_url(Some(&grant.token), "group/app");
+    let pushed = git(&work, &["push", "--quiet", &url, "HEAD:refs/heads/main"]).await;
+
+    assert!(pushed.status.success(), "git push: {}", printed(&pushed));
+    assert_eq!(
+        pw.gitlab().head("group/app", "main").as_deref(),
+        Some(String::from_utf8_lossy(&head.stdout).trim())
+    );
+}
+
 async fn the_gitlab_token_never_appears_in_git_output_or_labgate_logs(backend: Backend) {
     let logs = crate::logs::captured();
     let pw = ProxyWorld::start(backend).await;
@@ -295,6 +320,14 @@ async fn the_gitlab_token_never_appears_in_git_output_or_labgate_logs(backend: B
     let other = git_with(dir.path(), &["ls-remote", &outside], &trace).await;
     assert!(!other.status.success());
 
+    // And the REST side: a call that works, one refused by labgate, one GitLab refuses.
+    for path in [
+        "/projects/group%2Fapp",
+        "/projects/group%2Fother",
+        "/projects/group%2Fapp/hooks",
+    ] {
+        pw.api_call(Method::GET, path, &reader.token).await;
+    }
     let output = [printed(&cloned), printed(&refused), printed(&other)].concat();
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(

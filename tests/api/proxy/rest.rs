@@ -17,6 +17,7 @@ on_both_backends!(
     the_api_answers_the_user_and_the_granted_project_by_path_and_by_id,
     a_read_grant_cannot_write_and_gitlab_sees_nothing,
     a_write_grant_creates_an_issue,
+    a_large_request_body_reaches_gitlab_whole_or_not_at_all,
     caller_credentials_and_cookies_never_reach_gitlab_and_no_cookie_comes_back,
     link_headers_point_back_at_labgate,
     a_large_file_streams_through_the_proxy,
@@ -132,6 +133,35 @@ async fn a_write_grant_creates_an_issue(backend: Backend) {
     let issues = pw.gitlab().issues("group/app");
     assert_eq!(issues.len(), 7);
     assert_eq!(issues[6]["title"], "From the bot");
+}
+
+/// A large request body either reaches GitLab whole or is refused (413) before anything is sent.
+async fn a_large_request_body_reaches_gitlab_whole_or_not_at_all(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    let grant = pw.grant(&["group/app"], "write").await;
+    let mark = pw.gitlab_mark();
+    let description = "x".repeat(8 << 20);
+
+    let response = pw
+        .app
+        .client
+        .post(pw.api("/projects/group%2Fapp/issues"))
+        .bearer_auth(&grant.token)
+        .json(&json!({"title": "Large", "description": description}))
+        .send()
+        .await
+        .unwrap();
+
+    let status = response.status().as_u16();
+    let issues = pw.gitlab().issues("group/app");
+    match status {
+        201 => assert_eq!(
+            issues[5]["description"].as_str().map(str::len),
+            Some(8 << 20)
+        ),
+        413 => pw.assert_gitlab_saw_nothing_since(mark, "a refused large body"),
+        _ => panic!("a large body: {status} {}", response.text().await.unwrap()),
+    }
 }
 
 async fn caller_credentials_and_cookies_never_reach_gitlab_and_no_cookie_comes_back(
