@@ -9,8 +9,9 @@
 //!   full path, and follows the redirects a renamed project leaves behind.
 //! - Grape adds an optional format suffix to routes (`(.json)`, `(.:format)`), so
 //!   `/projects/1/members.json` reaches `members`: names are compared with such suffixes off.
-//! - Rails answers a `POST` carrying `_method=DELETE` or `X-HTTP-Method-Override` as a `DELETE`
-//!   (`Rack::MethodOverride`), so no write of any method reaches the project itself.
+//! - Rails' default middleware (`Rack::MethodOverride`) turns a `POST` carrying `_method=DELETE`
+//!   or `X-HTTP-Method-Override: DELETE` into a `DELETE`, so no write of any method reaches the
+//!   project itself.
 
 use super::request_path::{Segment, segments};
 use super::{Access, ProjectPath, Refused};
@@ -82,6 +83,8 @@ const NEVER: &[&str] = &[
     "push_rule",
     "remote_mirrors",
     "runners",
+    // Terraform state files commonly hold the credentials of what they describe.
+    "terraform",
     "secure_files",
     "services",
     "share",
@@ -152,13 +155,21 @@ pub fn judge_api(method: &str, raw_path: &str) -> Result<ApiCall, Refused> {
     }
     let project = project_ref(&segments[1])?;
     let rest = &segments[2..];
-    if rest.iter().any(|s| s.decoded.contains('/')) {
-        return Err(Refused::malformed(
-            "an encoded '/' (%2F) is refused everywhere but in the project id, where some \
-             front ends would decode it into a path separator",
-        ));
+    // GitLab's router never splits on an encoded '/' (file paths and branch names carry one),
+    // but a front end that decodes it would: the rest is judged on both readings.
+    let as_gitlab_reads: Vec<&str> = rest.iter().map(|s| s.decoded.as_str()).collect();
+    let as_decoded: Vec<&str> = as_gitlab_reads.iter().flat_map(|s| s.split('/')).collect();
+    if let Some(bad) = as_decoded
+        .iter()
+        .find(|part| part.is_empty() || part.chars().all(|c| c == '.'))
+    {
+        return Err(Refused::malformed(format!(
+            "an encoded '/' (%2F) next to {bad:?} would make an empty or dot segment once \
+             decoded"
+        )));
     }
-    judge_under_project(needs, rest)?;
+    judge_under_project(needs, &as_gitlab_reads)?;
+    judge_under_project(needs, &as_decoded)?;
     Ok(ApiCall {
         target: ApiTarget::Project(project),
         needs,
@@ -196,8 +207,8 @@ fn project_ref(id: &Segment<'_>) -> Result<ProjectRef, Refused> {
     Ok(ProjectRef::Path(path))
 }
 
-fn judge_under_project(needs: Access, rest: &[Segment<'_>]) -> Result<(), Refused> {
-    let Some(first) = rest.first() else {
+fn judge_under_project(needs: Access, rest: &[&str]) -> Result<(), Refused> {
+    if rest.is_empty() {
         return match needs {
             Access::Read => Ok(()),
             Access::Write => Err(Refused::outside(
@@ -205,8 +216,8 @@ fn judge_under_project(needs: Access, rest: &[Segment<'_>]) -> Result<(), Refuse
                  grant; only what lies under it",
             )),
         };
-    };
-    let name_at = |i: usize| route_name(&rest[i].decoded, i + 1 == rest.len());
+    }
+    let name_at = |i: usize| route_name(rest[i], i + 1 == rest.len());
     let first_name = name_at(0);
     if NEVER.contains(&first_name.as_str()) {
         return Err(Refused::outside(format!(

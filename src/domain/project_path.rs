@@ -332,10 +332,10 @@ fn check_segment(segment: &str) -> Result<(), String> {
             "{segment:?} holds {bad:?}; a segment may hold only letters, digits, '_', '-' and '.'"
         ));
     }
-    if segment.starts_with(['-', '_', '.']) {
+    // GitLab's rule: "cannot start with '-'"; '_' and '.' may start a path.
+    if segment.starts_with('-') {
         return Err(format!(
-            "{segment:?} starts with '{}'; a segment starts with a letter or digit",
-            &segment[..1]
+            "{segment:?} starts with '-', which GitLab does not allow"
         ));
     }
     if segment.ends_with('.') || segment.contains("..") {
@@ -353,9 +353,8 @@ fn check_segment(segment: &str) -> Result<(), String> {
 }
 
 fn cmp_caseless(a: &str, b: &str) -> Ordering {
-    a.bytes()
-        .map(|b| b.to_ascii_lowercase())
-        .cmp(b.bytes().map(|b| b.to_ascii_lowercase()))
+    let a = a.bytes().map(|b| b.to_ascii_lowercase());
+    a.cmp(b.bytes().map(|b| b.to_ascii_lowercase()))
 }
 
 fn hash_caseless<H: Hasher>(s: &str, state: &mut H) {

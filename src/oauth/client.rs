@@ -65,8 +65,11 @@ enum ClientUse {
 /// stays the same; a changed bundle gets a new client.
 #[derive(Default)]
 pub struct InstanceClients {
-    clients: Mutex<HashMap<(String, ClientUse), (Option<String>, reqwest::Client)>>,
+    clients: Mutex<HashMap<(String, ClientUse), BuiltClient>>,
 }
+
+/// A client, and the CA bundle (PEM) it was built with.
+type BuiltClient = (Option<String>, reqwest::Client);
 
 impl InstanceClients {
     pub fn client_for(

@@ -1,5 +1,6 @@
-//! Asking GitLab which project a numeric id names, with the person's own token: the proxy
-//! judges a call by the project's full path, which a numeric id does not show.
+//! Asking GitLab which project an id names, with the person's own token: the proxy judges a
+//! call by the project's full path, which a numeric id does not show, and which an old path
+//! (GitLab follows a renamed project's redirect) may not be.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -9,13 +10,14 @@ struct Project {
     path_with_namespace: String,
 }
 
-/// The full path of project `id` as the token's person sees it; `None` when GitLab says it is
-/// not there (or not visible to them).
+/// The full path of the project GitLab's API finds at `id` (a numeric id, or a URL-encoded full
+/// path), as the token's person sees it; `None` when GitLab says it is not there (or not visible
+/// to them).
 pub async fn project_path(
     http: &reqwest::Client,
     base_url: &str,
     token: &SecretString,
-    id: u64,
+    id: &str,
 ) -> Result<Option<String>, String> {
     let url = format!("{}/api/v4/projects/{id}", base_url.trim_end_matches('/'));
     let response = http

@@ -12,10 +12,10 @@ use super::audit::AuditEvent;
 use super::gitlab_token::{self, Wanted};
 use super::principal::Service;
 use super::{Context, ServiceError};
-use crate::domain::{Access, InstanceName, ProjectPath, ScopeSet, Subject};
+use crate::domain::{Access, InstanceName, ProjectPath, ProjectRef, ScopeSet, Subject};
 use crate::oauth;
 
-/// How long a numeric project id's full path is trusted: a project may be renamed or moved.
+/// How long a project id's full path is trusted: a project may be renamed or moved.
 const PROJECT_ID_TTL: Duration = Duration::from_secs(60);
 
 /// Which door a call came through: git smart HTTP, or the REST API.
@@ -44,8 +44,8 @@ impl Channel {
     }
 }
 
-/// Numeric project ids as GitLab resolved them, per instance.
-pub struct ProjectIds(Cache<(String, u64), (ProjectPath, Instant)>);
+/// Project ids (numeric, or encoded paths) as GitLab resolved them, per instance.
+pub struct ProjectIds(Cache<(String, String), (ProjectPath, Instant)>);
 
 impl Default for ProjectIds {
     fn default() -> Self {
@@ -60,6 +60,8 @@ pub struct ProxyPass {
     service: Service,
     instance_id: String,
     pub token: SecretString,
+    /// What the token may do, as GitLab granted it.
+    scopes: ScopeSet,
     pub connection_id: String,
     pub base_url: String,
     pub http: reqwest::Client,
@@ -153,6 +155,7 @@ pub async fn pass_for(
         service,
         instance_id,
         token: credentials.access_token,
+        scopes: credentials.scopes,
         connection_id: credentials.connection_id,
         base_url: credentials.base_url,
         http,
@@ -162,6 +165,11 @@ pub async fn pass_for(
 }
 
 impl ProxyPass {
+    /// Whether the token may read GitLab's API (to ask which project a path leads to).
+    pub fn can_read_api(&self) -> bool {
+        self.scopes.covers(&ScopeSet::granted(["read_api"]))
+    }
+
     /// Whether the call's project is within the grant, and still within the service's policy.
     pub fn allows(&self, project: &ProjectPath) -> Result<(), ServiceError> {
         within_grant(&self.grant, project, self.needs)?;
@@ -201,20 +209,25 @@ pub async fn after_rejection(
     Ok(newer.then_some(again))
 }
 
-/// The full path of a numeric project id, asked of GitLab with the person's token once and
-/// remembered for a minute; `None` when the person cannot see such a project.
-pub async fn project_of_id(
+/// The full path of the project GitLab will act on for `project` (a numeric id, or a path that
+/// may be a renamed project's old one), asked of GitLab with the person's token and remembered
+/// a minute; `None` when the person cannot see such a project.
+pub async fn resolve(
     ctx: &Context,
     pass: &ProxyPass,
-    id: u64,
+    project: &ProjectRef,
 ) -> Result<Option<ProjectPath>, ServiceError> {
+    let id = match project {
+        ProjectRef::Id(id) => id.to_string(),
+        ProjectRef::Path(path) => path.encoded().to_ascii_lowercase(),
+    };
     let key = (pass.instance_id.clone(), id);
     if let Some((path, at)) = ctx.project_ids.0.get(&key)
         && at.elapsed() < PROJECT_ID_TTL
     {
         return Ok(Some(path));
     }
-    let found = oauth::project_path(&pass.http, &pass.base_url, &pass.token, id)
+    let found = oauth::project_path(&pass.http, &pass.base_url, &pass.token, &key.1)
         .await
         .map_err(|reason| ServiceError::GitLabUnavailable {
             detail: reason,
@@ -224,7 +237,9 @@ pub async fn project_of_id(
         return Ok(None);
     };
     let path = ProjectPath::parse(&found).map_err(|e| {
-        ServiceError::Internal(anyhow::anyhow!("GitLab named project {id} {found:?}: {e}"))
+        ServiceError::Internal(anyhow::anyhow!(
+            "GitLab named project {project} {found:?}: {e}"
+        ))
     })?;
     ctx.project_ids
         .0

@@ -276,35 +276,63 @@ fn tricks_and_malformed_paths_are_refused_with_a_reason() {
     assert!(Refused::NotGit.to_string().contains("smart-HTTP"));
 }
 
-fn token() -> impl Strategy<Value = &'static str> {
+/// Pieces of a repository path: mostly names, then suffixes and tricks.
+fn piece() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
+        "/group",
+        "/group",
+        "/group",
+        "/app",
+        "/app",
+        "/app",
+        "/sub",
+        "/sub",
+        "/Group",
+        ".git",
+        ".git",
         "/",
-        "/",
-        "/",
+        "/..",
+        "/.",
         "..",
         ".",
-        ".git",
-        ".git",
+        ".GIT",
         "%2e",
         "%2F",
         ";",
         "\\",
-        "group",
-        "app",
-        "sub",
-        "info",
-        "refs",
+        " ",
+        "/snippets",
+        "/5",
+        ".wiki",
+        ".design",
+        "/info",
+        "/refs",
+        "-x",
+        "_",
+        "/-",
+        "/_",
+    ])
+}
+
+/// How a path ends: an endpoint, part of one, or something else under the repository.
+fn ending() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "/info/refs",
         "/info/refs",
         "/git-upload-pack",
         "/git-receive-pack",
-        "snippets",
-        ".wiki",
-        "lfs",
-        "objects",
+        "/git-receive-pack",
+        "/info/lfs/objects/batch",
+        "/HEAD",
+        "",
+        "/info/refs/",
+        "/info/../git-receive-pack",
     ])
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
     #[test]
     fn never_panics(method in "[A-Z]{0,6}", raw in "\\PC{0,60}", query in "\\PC{0,30}") {
         let _ = judge_git(&method, &raw, &query);
@@ -327,8 +355,11 @@ proptest! {
     /// Whatever is accepted is forwarded as it was written: the upstream path is the request
     /// path itself (with `.git` added if it was left out), so no reading of it differs.
     #[test]
-    fn accepted_paths_are_forwarded_verbatim(tokens in prop::collection::vec(token(), 1..12)) {
-        let raw = format!("/{}", tokens.concat());
+    fn accepted_paths_are_forwarded_verbatim(
+        pieces in prop::collection::vec(piece(), 1..8),
+        ending in ending(),
+    ) {
+        let raw = format!("{}{ending}", pieces.concat());
         for (method, query) in [("GET", UPLOAD), ("POST", "")] {
             if let Ok(git) = judge_git(method, &raw, query) {
                 let upstream = git.upstream_path();

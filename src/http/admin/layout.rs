@@ -17,6 +17,7 @@ pub(super) enum Section {
     Instances,
     Services,
     Connections,
+    AccessGrants,
     Audit,
     None,
 }
@@ -50,6 +51,7 @@ pub(super) fn page(
                             (link("/admin/instances", "Instances", Section::Instances))
                             (link("/admin/services", "Services", Section::Services))
                             (link("/admin/connections", "Connections", Section::Connections))
+                            (link("/admin/access-grants", "Access grants", Section::AccessGrants))
                             (link("/admin/audit", "Audit", Section::Audit))
                         }
                         form method="post" action="/admin/sign-out" {

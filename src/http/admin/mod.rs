@@ -3,6 +3,7 @@
 //! CSRF token. Pages call the same use cases as the admin API, so they give the same messages
 //! and add no second path to the data.
 
+mod access_grants;
 mod assets;
 mod audit;
 mod connections;
@@ -42,6 +43,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             .configure(instances::routes)
             .configure(services::routes)
             .configure(connections::routes)
+            .configure(access_grants::routes)
             .configure(audit::routes)
             .default_service(web::to(not_found)),
     );

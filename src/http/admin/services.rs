@@ -198,8 +198,12 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
         instances: form.all("instances"),
         scopes: form.all("scopes"),
         return_origins: form.text("return_origins"),
-        projects: form.text("projects"),
-        max_access: form.text("max_access"),
+        projects: form
+            .get("projects")
+            .map_or_else(|| "**".to_owned(), str::to_owned),
+        max_access: form
+            .given("max_access")
+            .unwrap_or_else(|| "read".to_owned()),
     };
     // "Every instance" stands alone, whatever else was ticked.
     if values.instances.iter().any(|i| i == ALL_INSTANCES) {
@@ -210,7 +214,8 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
         instances: Some(values.instances.clone()),
         scopes: Some(values.scopes.clone()),
         return_origins: Some(form.words("return_origins")),
-        projects: Some(form.words("projects")),
+        // As the API: a form sent without these fields takes the defaults.
+        projects: form.get("projects").map(|_| form.words("projects")),
         max_access: Some(values.max_access.clone()),
     };
     match services::create(&ctx, input).await {

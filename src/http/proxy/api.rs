@@ -44,6 +44,9 @@ const DROPPED_RESPONSE_HEADERS: &[&str] = &[
     "content-length",
 ];
 
+/// Fields of `GET /projects/{id}` that are secrets: the runner registration token.
+const HIDDEN_PROJECT_FIELDS: &[&str] = &["runners_token"];
+
 /// Query parameters that carry credentials or change who GitLab acts as: refused, not dropped,
 /// so the caller learns why the call did not do what it asked.
 const REFUSED_QUERY_PARAMETERS: &[&str] = &[
@@ -110,22 +113,24 @@ async fn judged_and_forwarded(
         Ok(pass) => pass,
         Err(error) => return Err(finish_refused(record, ctx, error)),
     };
+    // The project GitLab will act on: a numeric id shows no path, and an old path leads to
+    // wherever its project was renamed or moved.
     let project = match &call.target {
         ApiTarget::User => None,
-        ApiTarget::Project(ProjectRef::Path(project)) => Some(project.clone()),
-        ApiTarget::Project(ProjectRef::Id(id)) => {
-            match proxy::project_of_id(ctx, &pass, *id).await {
-                Ok(Some(project)) => Some(project),
-                Ok(None) => {
-                    let error = ServiceError::Forbidden {
-                        code: "outside_grant",
-                        detail: format!("project {id} is not one this access grant names"),
-                    };
-                    return Err(finish_refused(record, ctx, error));
-                }
-                Err(error) => return Err(finish_refused(record, ctx, error)),
+        ApiTarget::Project(asked) => match proxy::resolve(ctx, &pass, asked).await {
+            Ok(Some(project)) => Some(project),
+            Ok(None) => {
+                let error = ServiceError::Forbidden {
+                    code: "outside_grant",
+                    detail: format!(
+                        "project {asked} is not one this access grant names, or GitLab does \
+                         not show it to the grant's person"
+                    ),
+                };
+                return Err(finish_refused(record, ctx, error));
             }
-        }
+            Err(error) => return Err(finish_refused(record, ctx, error)),
+        },
     };
     let record = pass.record(method, project.as_ref(), &path_for_audit);
     if let Some(project) = &project
@@ -136,12 +141,14 @@ async fn judged_and_forwarded(
     let target = upstream_path(&call);
     let reads = call.needs == Access::Read;
     let body = (!reads).then_some(payload);
-    let sent = send(&pass, &target, request, body).await;
+    let whole_project =
+        method == "GET" && matches!(call.target, ApiTarget::Project(_)) && call.rest.is_empty();
+    let sent = send(&pass, &target, request, body, whole_project).await;
     let upstream = match sent {
         // Reads have no body: after a rotation elsewhere, once more with the newer token.
         Ok(response) if response.status() == 401 && reads => {
             match proxy::after_rejection(ctx, &pass).await {
-                Ok(Some(fresher)) => send(&fresher, &target, request, None).await,
+                Ok(Some(fresher)) => send(&fresher, &target, request, None, whole_project).await,
                 Ok(None) => Ok(response),
                 Err(error) => return Err(finish_refused(record, ctx, error)),
             }
@@ -149,6 +156,17 @@ async fn judged_and_forwarded(
         other => other,
     };
     match upstream {
+        // GitLab refused the person's own token, not the caller's grant: the caller must not
+        // take GitLab's 401 for its own.
+        Ok(response) if response.status() == 401 => {
+            record.finish(ctx, 502, 0);
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "gitlab_rejected_token",
+                "GitLab refused the person's token (revoked in GitLab?); labgate could not retry",
+            ))
+        }
+        Ok(response) if whole_project => relay_project_itself(response, &pass, record, ctx).await,
         Ok(response) => Ok(relay(response, &pass, record, ctx.clone())),
         Err(e) => {
             tracing::warn!(instance.name = %pass.grant.instance, error.cause = %e, "API call to GitLab failed");
@@ -185,6 +203,7 @@ async fn send(
     target: &str,
     request: &HttpRequest,
     body: Option<web::Payload>,
+    whole_project: bool,
 ) -> Result<reqwest::Response, reqwest::Error> {
     let mut url = format!(
         "{}{API_PREFIX}{target}",
@@ -200,6 +219,10 @@ async fn send(
         .request(method, url)
         .bearer_auth(pass.token.expose_secret());
     for name in FORWARDED_REQUEST_HEADERS {
+        // The project's own description is read here, so it must come uncompressed.
+        if whole_project && *name == "accept-encoding" {
+            continue;
+        }
         for value in request.headers().get_all(*name) {
             upstream = upstream.header(*name, value.as_bytes());
         }
@@ -217,6 +240,61 @@ fn relay(
     ctx: web::Data<Context>,
 ) -> HttpResponse {
     let status = upstream.status().as_u16();
+    let mut response = answer_head(&upstream, pass, &ctx);
+    let length = upstream.content_length();
+    let body = Relayed::new(Box::pin(upstream.bytes_stream()), record, ctx, status);
+    match length {
+        Some(length) => response.no_chunking(length).streaming(body),
+        None => response.streaming(body),
+    }
+}
+
+/// `GET /projects/{id}` shows the project's maintainers its runner registration token: the
+/// one answer read whole (a project's description is small) and relayed without it.
+async fn relay_project_itself(
+    upstream: reqwest::Response,
+    pass: &ProxyPass,
+    record: CallRecord,
+    ctx: &Context,
+) -> Result<HttpResponse, ApiError> {
+    let status = upstream.status().as_u16();
+    let mut response = answer_head(&upstream, pass, ctx);
+    let body = upstream.bytes().await.ok();
+    let filtered = match (status, body) {
+        (200, Some(body)) => {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .map(|mut project| {
+                    if let Some(fields) = project.as_object_mut() {
+                        for secret in HIDDEN_PROJECT_FIELDS {
+                            fields.remove(*secret);
+                        }
+                    }
+                    project.to_string().into_bytes()
+                })
+        }
+        (_, body) => body.map(|b| b.to_vec()),
+    };
+    let Some(body) = filtered else {
+        record.finish(ctx, 502, 0);
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "gitlab_unreadable",
+            "GitLab's description of the project could not be read",
+        ));
+    };
+    record.finish(ctx, status, body.len() as u64);
+    Ok(response.body(body))
+}
+
+/// The answer's status and GitLab's headers, cleaned: no cookies, nothing of one hop's, and
+/// pagination links that lead back through labgate.
+fn answer_head(
+    upstream: &reqwest::Response,
+    pass: &ProxyPass,
+    ctx: &Context,
+) -> actix_web::HttpResponseBuilder {
+    let status = upstream.status().as_u16();
     let mut response =
         HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
     let gitlab_api = format!("{}{API_PREFIX}", pass.base_url.trim_end_matches('/'));
@@ -232,15 +310,13 @@ fn relay(
         let Ok(name) = HeaderName::from_bytes(name.as_str().as_bytes()) else {
             continue;
         };
-        // Pagination links point at GitLab; the caller can only follow them through labgate.
         let value = if name == header::LINK {
-            match value.to_str() {
-                Ok(links) => match HeaderValue::from_str(&links.replace(&gitlab_api, &labgate_api))
-                {
-                    Ok(rewritten) => rewritten,
-                    Err(_) => continue,
-                },
-                Err(_) => continue,
+            let rewritten = value.to_str().ok().and_then(|links| {
+                HeaderValue::from_str(&links.replace(&gitlab_api, &labgate_api)).ok()
+            });
+            match rewritten {
+                Some(value) => value,
+                None => continue,
             }
         } else {
             match HeaderValue::from_bytes(value.as_bytes()) {
@@ -250,12 +326,7 @@ fn relay(
         };
         response.append_header((name, value));
     }
-    let length = upstream.content_length();
-    let body = Relayed::new(Box::pin(upstream.bytes_stream()), record, ctx, status);
-    match length {
-        Some(length) => response.no_chunking(length).streaming(body),
-        None => response.streaming(body),
-    }
+    response
 }
 
 /// The access grant token from `Authorization: Bearer` or `PRIVATE-TOKEN`.
