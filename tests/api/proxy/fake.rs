@@ -233,6 +233,24 @@ async fn the_fake_gitlab_serves_clone_and_push_by_scope() {
         seen.iter()
             .all(|r| r.user.as_deref() == Some("oauth2") || r.user.is_none())
     );
+
+    // Moved, it still answers at its old path, over the API and git.
+    gitlab.move_project("group/app", "elsewhere/renamed");
+    let (api_token, _) = gitlab.seed_grant(&["read_api"], Duration::from_secs(600));
+    let project: Value = client(&world)
+        .get(format!("{}/api/v4/projects/group%2Fapp", gitlab.base_url()))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(project["path_with_namespace"], "elsewhere/renamed");
+    let args = ["clone", "--quiet", &url(&reader), "old-path"];
+    let cloned = git_with(dir.path(), &args, &trusting).await;
+    assert!(cloned.status.success(), "{}", printed(&cloned));
+    assert!(gitlab.head("elsewhere/renamed", "topic").is_some());
 }
 
 #[actix_web::test]

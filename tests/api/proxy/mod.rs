@@ -6,6 +6,7 @@
 //! - `git`: real `git` cloning and pushing through `/git/{instance}/…`;
 //! - `rest` and `refusals`: the REST API under `/gitlab/{instance}/api/v4/…`;
 //! - `outages`: GitLab dying mid-stream or down; `audit`: each call audited and counted;
+//! - `moved`: projects moved since, still answering at their old paths;
 //! - `tools`: `labgate git-credential` for labgate's own `/git/` URLs.
 
 mod audit;
@@ -13,6 +14,7 @@ mod ending;
 mod fake;
 mod git;
 mod grants;
+mod moved;
 mod outages;
 mod refusals;
 mod rest;

@@ -78,7 +78,7 @@ async fn answer(
     seen: &mut GitRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (root, scopes) = {
+    let (root, scopes, moved) = {
         let state = state.lock().unwrap();
         let scopes = seen.password.as_ref().and_then(|token| {
             state
@@ -87,7 +87,14 @@ async fn answer(
                 .filter(|t| &t.access == token && t.is_live())
                 .map(|t| t.scopes.clone())
         });
-        (state.git_root.clone(), scopes.unwrap_or_default())
+        // A project moved since keeps answering at its old path.
+        let moved = seen.path.split_once(".git/").and_then(|(project, rest)| {
+            let now = state
+                .projects
+                .current_path(project.trim_start_matches('/'))?;
+            Some(format!("/{now}.git/{rest}"))
+        });
+        (state.git_root.clone(), scopes.unwrap_or_default(), moved)
     };
     let Some(root) = root else {
         return HttpResponse::NotFound().finish();
@@ -105,7 +112,7 @@ async fn answer(
     }
     seen.accepted = true;
     let git_protocol = seen.git_protocol.clone().unwrap_or_default();
-    let path_info = req.path().trim_start_matches(SUB_PATH).to_owned();
+    let path_info = moved.unwrap_or_else(|| req.path().trim_start_matches(SUB_PATH).to_owned());
     let content_type = req
         .headers()
         .get("content-type")

@@ -22,13 +22,23 @@ pub(super) struct Project {
     pub path_with_namespace: String,
     pub issues: Vec<Value>,
     pub files: HashMap<String, Bytes>,
+    /// Paths the project had before it was moved: GitLab still finds it there (redirect routes).
+    pub old_paths: Vec<String>,
 }
 
 impl Projects {
     /// The project at `path`, made now if GitLab does not know it yet; its id.
     pub(super) fn add(&mut self, path: &str) -> u64 {
-        if let Some(project) = self.find(path) {
+        if let Some(project) = self
+            .0
+            .iter()
+            .find(|p| p.path_with_namespace.eq_ignore_ascii_case(path))
+        {
             return project.id;
+        }
+        // A new project takes over an old path: the redirect ends.
+        for project in &mut self.0 {
+            project.old_paths.retain(|p| !p.eq_ignore_ascii_case(path));
         }
         let id = 101 + self.0.len() as u64;
         let issues = (1..=SEEDED_ISSUES)
@@ -39,6 +49,7 @@ impl Projects {
             path_with_namespace: path.to_owned(),
             issues,
             files: HashMap::new(),
+            old_paths: Vec::new(),
         });
         id
     }
@@ -52,6 +63,13 @@ impl Projects {
         self.0.iter_mut().find(|p| p.matches(id_or_path))
     }
 
+    /// Where the repository addressed as `path` lives now (GitLab follows old paths).
+    pub(super) fn current_path(&self, path: &str) -> Option<String> {
+        self.find(path)
+            .filter(|_| path.parse::<u64>().is_err())
+            .map(|p| p.path_with_namespace.clone())
+    }
+
     pub(super) fn all(&self) -> &[Project] {
         &self.0
     }
@@ -61,7 +79,13 @@ impl Project {
     fn matches(&self, id_or_path: &str) -> bool {
         match id_or_path.parse::<u64>() {
             Ok(id) => self.id == id,
-            Err(_) => self.path_with_namespace.eq_ignore_ascii_case(id_or_path),
+            Err(_) => {
+                self.path_with_namespace.eq_ignore_ascii_case(id_or_path)
+                    || self
+                        .old_paths
+                        .iter()
+                        .any(|p| p.eq_ignore_ascii_case(id_or_path))
+            }
         }
     }
 
@@ -183,6 +207,22 @@ impl FakeGitLab {
         );
         git(&bare, &["symbolic-ref", "HEAD", "refs/heads/main"]);
         self.add_project(path)
+    }
+
+    /// Moves (renames or transfers) a project, repository included, as GitLab does: the old
+    /// path keeps leading to it, through the API and git alike, until a new project takes it.
+    pub(crate) fn move_project(&self, from: &str, to: &str) {
+        let root = self.git_root();
+        let mut state = self.state.lock().unwrap();
+        let project = state.projects.find_mut(from).expect("a known project");
+        project.old_paths.push(project.path_with_namespace.clone());
+        project.path_with_namespace = to.to_owned();
+        let old = root.join(format!("{from}.git"));
+        if old.exists() {
+            let new = root.join(format!("{to}.git"));
+            std::fs::create_dir_all(new.parent().unwrap()).unwrap();
+            std::fs::rename(old, new).unwrap();
+        }
     }
 
     /// The commit `branch` points at in `{path}.git`, if the branch exists.
