@@ -18,6 +18,7 @@ on_both_backends!(
     a_project_outside_the_policy_is_refused,
     write_beyond_max_access_is_refused,
     a_subject_without_a_covering_connection_is_refused,
+    a_grant_reaches_only_what_its_connection_covers,
 );
 
 fn body(projects: Value, access: &str) -> Value {
@@ -236,4 +237,35 @@ async fn a_subject_without_a_covering_connection_is_refused(backend: Backend) {
         "an unknown instance: {}",
         refused.status()
     );
+}
+
+/// A person connected for git only (`read_repository`): a read grant, if made, clones, and its
+/// API calls are refused by labgate (the connection does not cover `read_api`), not by GitLab.
+async fn a_grant_reaches_only_what_its_connection_covers(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    pw.connect("git-only", &["read_repository"]).await;
+    let mut request = body(json!(["group/app"]), "read");
+    request["subject"] = json!("git-only");
+    let response = pw.request_grant(request).await;
+    if response.status() == 404 {
+        // Refusing a grant the connection covers only in part is also within SPEC.
+        expect_problem(response, 404, "not_connected").await;
+        return;
+    }
+    assert_eq!(response.status(), 201);
+    let token = response.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = pw.git_url(Some(&token), "group/app");
+    let cloned = super::git(dir.path(), &["clone", "--quiet", &url, "work"]).await;
+    assert!(cloned.status.success(), "{}", super::printed(&cloned));
+    let mark = pw.gitlab_mark();
+    let api = pw
+        .api_call(Method::GET, "/projects/group%2Fapp", &token)
+        .await;
+    expect_problem(api, 404, "not_connected").await;
+    pw.assert_gitlab_saw_nothing_since(mark, "an API call the connection does not cover");
 }

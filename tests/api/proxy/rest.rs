@@ -15,6 +15,7 @@ use crate::support::database::Backend;
 
 on_both_backends!(
     the_api_answers_the_user_and_the_granted_project_by_path_and_by_id,
+    a_grant_for_several_projects_reaches_each_and_no_other,
     a_read_grant_cannot_write_and_gitlab_sees_nothing,
     a_write_grant_creates_an_issue,
     a_large_request_body_reaches_gitlab_whole_or_not_at_all,
@@ -75,6 +76,24 @@ async fn the_api_answers_the_user_and_the_granted_project_by_path_and_by_id(back
             "{request:?}"
         );
     }
+}
+
+async fn a_grant_for_several_projects_reaches_each_and_no_other(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    pw.gitlab().create_repository("group/third");
+    let grant = pw.grant(&["group/app", "group/other"], "read").await;
+    for (path, id) in [
+        ("/projects/group%2Fapp", pw.app_id),
+        ("/projects/group%2Fother", pw.other_id),
+    ] {
+        let project = pw.api_call(Method::GET, path, &grant.token).await;
+        assert_eq!(project.status(), 200, "{path}");
+        assert_eq!(project.json::<Value>().await.unwrap()["id"], id);
+    }
+    let third = pw
+        .api_call(Method::GET, "/projects/group%2Fthird", &grant.token)
+        .await;
+    expect_problem(third, 403, "outside_grant").await;
 }
 
 async fn a_read_grant_cannot_write_and_gitlab_sees_nothing(backend: Backend) {
