@@ -7,8 +7,10 @@
 //! - `rest` and `refusals`: the REST API under `/gitlab/{instance}/api/v4/…`;
 //! - `outages`: GitLab dying mid-stream or down; `audit`: each call audited and counted;
 //! - `moved`: projects moved since, still answering at their old paths;
+//! - `admin`: the admin pages list grants and revoke one;
 //! - `tools`: `labgate git-credential` for labgate's own `/git/` URLs.
 
+mod admin;
 mod audit;
 mod ending;
 mod fake;
