@@ -12,7 +12,7 @@ use crate::support::database::Backend;
 on_both_backends!(a_full_connect_flow_logs_no_secret);
 
 /// Every log event of this test process, from the moment the first test asks for it.
-fn captured() -> Arc<Mutex<Vec<u8>>> {
+pub(crate) fn captured() -> Arc<Mutex<Vec<u8>>> {
     static CAPTURED: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     CAPTURED
         .get_or_init(|| {

@@ -21,6 +21,7 @@ mod instance_checks;
 mod instances;
 mod lifecycle;
 mod logs;
+mod proxy;
 mod secrets;
 mod services;
 mod tools;

@@ -1,5 +1,6 @@
 //! Git over HTTPS at the fake GitLab: an OAuth access token as the Basic password, then
-//! `git http-backend` as a CGI program over the repositories handed to `serve_git`.
+//! `git http-backend` as a CGI program over the repositories handed to `serve_git` (or made by
+//! `create_repository`); clone and push, protocol v0 and v2, each request recorded.
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -8,46 +9,110 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::{SUB_PATH, Shared};
 
+/// One git request over HTTPS, as it arrived.
+#[derive(Clone, Debug)]
+pub(crate) struct GitRequest {
+    pub method: String,
+    /// The path under the instance, e.g. `/group/app.git/info/refs`.
+    pub path: String,
+    pub query: String,
+    /// The Basic user name, when there was one.
+    pub user: Option<String>,
+    /// The Basic password, when there was one.
+    pub password: Option<String>,
+    /// Whether the password was a live access token that may do what was asked.
+    pub accepted: bool,
+    pub git_protocol: Option<String>,
+    pub status: u16,
+}
+
+impl GitRequest {
+    /// A push: `git-receive-pack`, advertised or posted.
+    pub(crate) fn is_push(&self) -> bool {
+        self.path.ends_with("/git-receive-pack") || self.query.contains("service=git-receive-pack")
+    }
+}
+
 /// Git over HTTPS as GitLab does it: Basic auth whose password is an OAuth access token with
 /// a repository scope (the user name is ignored), then `git http-backend` as a CGI program.
+/// Pulls take `api`, `read_api`, `read_repository` or `write_repository`; pushes only `api`
+/// or `write_repository` (otherwise 403, as GitLab's access check answers).
 pub(super) async fn git_over_http(
     state: Shared,
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (root, allowed) = {
-        let state = state.lock().unwrap();
-        let password = req
-            .headers()
-            .get(AUTHORIZATION)
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|b| STANDARD.decode(b).ok())
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|pair| {
-                pair.split_once(':')
-                    .map(|(_, password)| password.to_owned())
-            });
-        let allowed = password.is_some_and(|token| {
-            state.tokens.find(&token).is_some_and(|t| {
-                t.access == token
-                    && t.is_live()
-                    && t.scopes.iter().any(|s| {
-                        ["api", "read_repository", "write_repository"].contains(&s.as_str())
-                    })
-            })
+            .map(str::to_owned)
+    };
+    let credentials = header(AUTHORIZATION.as_str())
+        .and_then(|v| v.strip_prefix("Basic ").map(str::to_owned))
+        .and_then(|b| STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|pair| {
+            pair.split_once(':')
+                .map(|(user, password)| (user.to_owned(), password.to_owned()))
         });
-        (state.git_root.clone(), allowed)
+    let mut seen = GitRequest {
+        method: req.method().to_string(),
+        path: req.path().trim_start_matches(SUB_PATH).to_owned(),
+        query: req.query_string().to_owned(),
+        user: credentials.as_ref().map(|(user, _)| user.clone()),
+        password: credentials.as_ref().map(|(_, password)| password.clone()),
+        accepted: false,
+        git_protocol: header("git-protocol"),
+        status: 0,
+    };
+    let response = answer(&state, &req, &mut seen, body).await;
+    seen.status = response.status().as_u16();
+    state.lock().unwrap().seen.git_requests.push(seen);
+    response
+}
+
+async fn answer(
+    state: &Shared,
+    req: &HttpRequest,
+    seen: &mut GitRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (root, scopes, moved) = {
+        let state = state.lock().unwrap();
+        let scopes = seen.password.as_ref().and_then(|token| {
+            state
+                .tokens
+                .find(token)
+                .filter(|t| &t.access == token && t.is_live())
+                .map(|t| t.scopes.clone())
+        });
+        // A project moved since keeps answering at its old path.
+        let moved = seen.path.split_once(".git/").and_then(|(project, rest)| {
+            let now = state
+                .projects
+                .current_path(project.trim_start_matches('/'))?;
+            Some(format!("/{now}.git/{rest}"))
+        });
+        (state.git_root.clone(), scopes.unwrap_or_default(), moved)
     };
     let Some(root) = root else {
         return HttpResponse::NotFound().finish();
     };
-    if !allowed {
+    let has = |wanted: &[&str]| scopes.iter().any(|s| wanted.contains(&s.as_str()));
+    if !has(&["api", "read_api", "read_repository", "write_repository"]) {
         return HttpResponse::Unauthorized()
             .insert_header(("WWW-Authenticate", "Basic realm=\"GitLab\""))
-            .finish();
+            .body("HTTP Basic: Access denied.\n");
     }
-    let path_info = req.path().trim_start_matches(SUB_PATH).to_owned();
+    if seen.is_push() && !has(&["api", "write_repository"]) {
+        return HttpResponse::Forbidden()
+            .content_type("text/plain")
+            .body("You are not allowed to push code to this project.\n");
+    }
+    seen.accepted = true;
+    let git_protocol = seen.git_protocol.clone().unwrap_or_default();
+    let path_info = moved.unwrap_or_else(|| req.path().trim_start_matches(SUB_PATH).to_owned());
     let content_type = req
         .headers()
         .get("content-type")
@@ -67,11 +132,21 @@ pub(super) async fn git_over_http(
             .env("CONTENT_TYPE", content_type)
             .env("CONTENT_LENGTH", body.len().to_string())
             .env("REMOTE_USER", "oauth2")
+            // What a web server passes on from the `Git-Protocol` header (protocol v2).
+            .env("GIT_PROTOCOL", git_protocol)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.receivepack")
+            .env("GIT_CONFIG_VALUE_0", "true")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()?;
-        child.stdin.take().unwrap().write_all(&body)?;
-        child.wait_with_output()
+        // Written beside the reading: a big pack must not wait on a full output pipe.
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&body));
+        let output = child.wait_with_output();
+        writer.join().unwrap()?;
+        output
     })
     .await;
     let Ok(Ok(output)) = output else {

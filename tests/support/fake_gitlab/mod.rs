@@ -7,12 +7,19 @@
 //!   reuse), revoke and token info;
 //! - `id_token`: RS256 ID tokens (120 s) signed with one of two keys published in the JWKS;
 //! - `user`: who the person is, for userinfo and `/api/v4/user`;
-//! - `git`: git over HTTPS with an OAuth access token, through `git http-backend`.
+//! - `api`: a slice of the REST API under `/api/v4` (Grape's routing of `/projects/:id` by numeric
+//!   id or URL-encoded path, issues with GitLab's pagination headers, raw files, members, `/user`,
+//!   and the cross-project lists), strict about OAuth scopes, recording every request it gets;
+//! - `git`: git over HTTPS with an OAuth access token, through `git http-backend`: clone and
+//!   push (protocol v0 and v2), push only with `api` or `write_repository`, every request recorded;
+//! - `repos`: the projects this GitLab knows, and bare repositories made for them.
 
+mod api;
 mod discovery;
 mod git;
 mod id_token;
 mod oauth;
+mod repos;
 mod user;
 
 use std::collections::HashMap;
@@ -27,7 +34,9 @@ use rand::RngCore;
 
 use super::certs::ServerCert;
 
+pub(crate) use api::{ApiRequest, Hold};
 pub(crate) use discovery::Discovery;
+pub(crate) use git::GitRequest;
 pub(crate) use id_token::IdTokenFault;
 pub(crate) use oauth::RefreshFault;
 pub(crate) use user::{USER_ID, USERNAME};
@@ -123,6 +132,10 @@ pub(crate) struct Seen {
     pub last_rotation_ms: HashMap<usize, u128>,
     /// Refreshes received and not yet decided (GitLab still working on them).
     pub refreshes_in_progress: usize,
+    /// Every request under `/api`, in order of arrival.
+    pub api_requests: Vec<ApiRequest>,
+    /// Every git request over HTTPS, in order of arrival.
+    pub git_requests: Vec<GitRequest>,
 }
 
 struct State {
@@ -135,6 +148,14 @@ struct State {
     seen: Seen,
     /// Where `serve_git` keeps bare repositories, as `group/project.git`.
     git_root: Option<std::path::PathBuf>,
+    /// The directory made for repositories when `serve_git` named none.
+    git_dir: Option<tempfile::TempDir>,
+    /// The projects this GitLab knows, by id.
+    projects: repos::Projects,
+    /// Large API bodies stop after their first part until released.
+    hold: Option<Hold>,
+    /// Large API bodies break off after their first part.
+    break_large_bodies: bool,
 }
 
 pub(crate) struct FakeGitLab {
@@ -177,27 +198,35 @@ impl FakeGitLab {
             tokens: Tokens::default(),
             seen: Seen::default(),
             git_root: None,
+            git_dir: None,
+            projects: repos::Projects::default(),
+            hold: None,
+            break_large_bodies: false,
         }));
         let shared = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
-            App::new().app_data(shared.clone()).service(
-                web::scope(SUB_PATH)
-                    .route(
-                        "/.well-known/openid-configuration",
-                        web::get().to(discovery::openid_configuration),
-                    )
-                    .route("/oauth/authorize", web::get().to(oauth::authorize))
-                    .route("/oauth/token", web::post().to(oauth::token))
-                    .route("/oauth/revoke", web::post().to(oauth::revoke))
-                    .route("/oauth/token/info", web::get().to(oauth::token_info))
-                    .route("/oauth/discovery/keys", web::get().to(id_token::keys))
-                    .route("/oauth/userinfo", web::get().to(user::userinfo))
-                    .route("/api/v4/user", web::get().to(user::api_user))
-                    .route(
-                        "/{repository:.+\\.git}/{rest:.*}",
-                        web::route().to(git::git_over_http),
-                    ),
-            )
+            App::new()
+                .app_data(shared.clone())
+                // Pushes carry whole packs.
+                .app_data(web::PayloadConfig::new(1 << 30))
+                .service(
+                    web::scope(SUB_PATH)
+                        .route(
+                            "/.well-known/openid-configuration",
+                            web::get().to(discovery::openid_configuration),
+                        )
+                        .route("/oauth/authorize", web::get().to(oauth::authorize))
+                        .route("/oauth/token", web::post().to(oauth::token))
+                        .route("/oauth/revoke", web::post().to(oauth::revoke))
+                        .route("/oauth/token/info", web::get().to(oauth::token_info))
+                        .route("/oauth/discovery/keys", web::get().to(id_token::keys))
+                        .route("/oauth/userinfo", web::get().to(user::userinfo))
+                        .route("/api/{tail:.*}", web::route().to(api::api))
+                        .route(
+                            "/{repository:.+\\.git}/{rest:.*}",
+                            web::route().to(git::git_over_http),
+                        ),
+                )
         })
         .workers(1)
         .listen_rustls_0_23(listener, cert.rustls_server_config())
