@@ -16,40 +16,41 @@ pub fn instance_http_client(
     trust: TrustRoots<'_>,
     limits: &OutboundSettings,
 ) -> Result<reqwest::Client, String> {
-    let verifier = tls::verifier(trust.root_store()).map_err(|e| e.to_string())?;
-    let tls = tls::client_config(verifier as Arc<_>).map_err(|e| e.to_string())?;
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .https_only(true)
-        .no_proxy()
-        .redirect(Policy::none())
-        .connect_timeout(limits.connect_timeout)
-        .timeout(limits.request_timeout)
-        .user_agent(concat!("labgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+    let builder = instance_client_builder(trust, limits)?.timeout(limits.request_timeout);
+    build(builder)
 }
 
 /// How long a forwarded git or API call may go without a byte from GitLab. A long clone has no
 /// overall limit: GitLab may take minutes to pack a big repository, and then streams.
 const FORWARD_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The client the proxy forwards calls with: the instance's trust roots and no redirects, as
-/// every call to it, but no overall time limit, only one between reads.
+/// The client the proxy forwards calls with: as every client of the instance, but no overall
+/// time limit, only one between reads.
 fn forwarding_http_client(
     trust: TrustRoots<'_>,
     limits: &OutboundSettings,
 ) -> Result<reqwest::Client, String> {
+    let builder = instance_client_builder(trust, limits)?.read_timeout(FORWARD_READ_TIMEOUT);
+    build(builder)
+}
+
+fn instance_client_builder(
+    trust: TrustRoots<'_>,
+    limits: &OutboundSettings,
+) -> Result<reqwest::ClientBuilder, String> {
     let verifier = tls::verifier(trust.root_store()).map_err(|e| e.to_string())?;
     let tls = tls::client_config(verifier as Arc<_>).map_err(|e| e.to_string())?;
-    reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .https_only(true)
         .no_proxy()
         .redirect(Policy::none())
         .connect_timeout(limits.connect_timeout)
-        .read_timeout(FORWARD_READ_TIMEOUT)
-        .user_agent(concat!("labgate/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("labgate/", env!("CARGO_PKG_VERSION"))))
+}
+
+fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
+    builder
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))
 }
