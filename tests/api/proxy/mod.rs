@@ -20,6 +20,7 @@ mod moved;
 mod outages;
 mod refusals;
 mod rest;
+mod slow;
 mod tools;
 
 use std::path::Path;

@@ -39,6 +39,7 @@ pub(crate) use discovery::Discovery;
 pub(crate) use git::GitRequest;
 pub(crate) use id_token::IdTokenFault;
 pub(crate) use oauth::RefreshFault;
+pub(crate) use repos::RUNNERS_TOKEN;
 pub(crate) use user::{USER_ID, USERNAME};
 
 pub(crate) const SUB_PATH: &str = "/gitlab";

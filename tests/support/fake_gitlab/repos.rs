@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 use super::FakeGitLab;
 
+/// Every fake project's runner registration token, as GitLab shows it to maintainers.
+pub(crate) const RUNNERS_TOKEN: &str = "GR1348941fake-runner-registration";
+
 /// How many issues each project starts with: enough for a few pages.
 pub(super) const SEEDED_ISSUES: u64 = 5;
 
@@ -106,6 +109,8 @@ impl Project {
             "visibility": "private",
             "web_url": format!("{base_url}/{}", self.path_with_namespace),
             "http_url_to_repo": format!("{base_url}/{}.git", self.path_with_namespace),
+            // GitLab shows project maintainers the runner registration token.
+            "runners_token": RUNNERS_TOKEN,
         })
     }
 
