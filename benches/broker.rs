@@ -19,7 +19,7 @@
 
 /// The integration tests' support (database, settings, certificates, the fake GitLab); the
 /// benchmark uses part of it.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -77,6 +77,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(http::echo_request_id))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(ctx.clone())
                 .configure(http::routes)

@@ -13,8 +13,10 @@ pub struct ApiError {
     code: String,
     detail: String,
     errors: Vec<FieldError>,
-    steps: Vec<CheckStep>,
-    retry_after: Option<u64>,
+    steps: Box<[CheckStep]>,
+    retry_after: Option<u32>,
+    /// What went wrong inside labgate: logged once with the request, never sent.
+    cause: Option<Box<str>>,
 }
 
 #[derive(Serialize)]
@@ -44,9 +46,15 @@ impl ApiError {
             code: code.into(),
             detail: detail.into(),
             errors: Vec::new(),
-            steps: Vec::new(),
+            steps: Box::default(),
             retry_after: None,
+            cause: None,
         }
+    }
+
+    /// What went wrong inside labgate, for the request's log line.
+    pub fn cause(&self) -> Option<&str> {
+        self.cause.as_deref()
     }
 
     pub fn not_found(code: &str, detail: impl Into<String>) -> Self {
@@ -116,7 +124,7 @@ impl From<ServiceError> for ApiError {
                 detail,
                 retry_after,
             } => Self {
-                retry_after: Some(retry_after.as_secs_f64().ceil() as u64),
+                retry_after: Some(retry_after.as_secs_f64().ceil().min(f64::from(u32::MAX)) as u32),
                 ..Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "gitlab_unavailable",
@@ -133,26 +141,26 @@ impl From<ServiceError> for ApiError {
                     |s| s.detail.clone(),
                 );
                 Self {
-                    steps,
+                    steps: steps.into_boxed_slice(),
                     ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
                 }
             }
-            ServiceError::Unavailable(cause) => {
-                tracing::warn!(error.cause = %cause, "storage unavailable");
-                Self::new(
+            ServiceError::Unavailable(cause) => Self {
+                cause: Some(format!("storage unavailable: {cause}").into()),
+                ..Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage_unavailable",
                     "storage is unavailable; try again shortly",
                 )
-            }
-            ServiceError::Internal(cause) => {
-                tracing::error!(error.cause = ?cause, "internal error");
-                Self::new(
+            },
+            ServiceError::Internal(cause) => Self {
+                cause: Some(format!("{cause:?}").into()),
+                ..Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",
                     "an internal error occurred; it has been logged",
                 )
-            }
+            },
         }
     }
 }

@@ -22,7 +22,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
 pub use error::ApiError;
-pub use request_span::RequestSpan;
+pub use request_span::{RequestSpan, echo_request_id};
 
 /// Request bodies larger than this are refused with 413 before they are parsed.
 const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -22,6 +22,7 @@ mod instances;
 mod lifecycle;
 mod logs;
 mod proxy;
+mod request_logs;
 mod secrets;
 mod services;
 mod tools;

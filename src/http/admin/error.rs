@@ -9,7 +9,7 @@ use maud::html;
 use super::layout::{Section, page, respond};
 use crate::service::ServiceError;
 
-pub(super) enum PageError {
+pub(in crate::http) enum PageError {
     /// No live session: go and sign in, then come back to `next`.
     SignIn {
         next: Option<String>,
@@ -137,6 +137,19 @@ impl std::fmt::Display for PageError {
     }
 }
 
+impl PageError {
+    /// What went wrong inside labgate, for the request's log line.
+    pub(in crate::http) fn cause(&self) -> Option<String> {
+        match self {
+            Self::Service(ServiceError::Unavailable(cause)) => {
+                Some(format!("storage unavailable: {cause}"))
+            }
+            Self::Service(ServiceError::Internal(cause)) => Some(format!("{cause:?}")),
+            _ => None,
+        }
+    }
+}
+
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         self.describe().0
@@ -154,15 +167,6 @@ impl ResponseError for PageError {
             return HttpResponse::SeeOther()
                 .insert_header((LOCATION, location))
                 .finish();
-        }
-        match self {
-            Self::Service(ServiceError::Unavailable(cause)) => {
-                tracing::warn!(error.cause = %cause, "storage unavailable");
-            }
-            Self::Service(ServiceError::Internal(cause)) => {
-                tracing::error!(error.cause = ?cause, "internal error");
-            }
-            _ => {}
         }
         let (status, title, detail) = self.describe();
         respond(

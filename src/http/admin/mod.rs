@@ -18,7 +18,7 @@ mod session;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpResponse, ResponseError, web};
 
-use error::PageError;
+pub(super) use error::PageError;
 use session::{SignedIn, see_other};
 
 /// No script or style but labgate's own, no framing, no form sent elsewhere.
