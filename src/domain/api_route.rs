@@ -89,9 +89,12 @@ const NEVER: &[&str] = &[
     "services",
     "share",
     "share_locations",
+    // Starring answers with the project's full description, runner token included.
+    "star",
     "transfer",
     "transfer_locations",
     "triggers",
+    "unstar",
     "variables",
 ];
 
@@ -102,11 +105,47 @@ const READ_ONLY: &[&str] = &[
     "approval_settings",
     "approvals",
     "archive",
+    "external_status_checks",
+    "freeze_periods",
+    "merge_request_approval_setting",
     "protected_branches",
     "protected_environments",
     "protected_tags",
     "restore",
     "unarchive",
+];
+
+/// Deeper writes refused however much a grant may write: below `within` and one or more
+/// segments naming an item (a branch, an issue, a merge request), a segment in `names` weakens
+/// a protection or reaches another project.
+struct RefusedWrite {
+    within: &'static [&'static str],
+    names: &'static [&'static str],
+    why: &'static str,
+}
+
+const REFUSED_WRITES: &[RefusedWrite] = &[
+    RefusedWrite {
+        within: &["repository", "branches"],
+        names: &["protect", "unprotect"],
+        why: "protecting or unprotecting a branch changes the project's protections",
+    },
+    RefusedWrite {
+        within: &["merge_requests"],
+        names: &[
+            "approval_rules",
+            "approvals",
+            "reset_approvals",
+            "status_check_responses",
+        ],
+        why: "a merge request's approval rules and status checks are the project's protections",
+    },
+    RefusedWrite {
+        within: &["issues"],
+        names: &["move", "clone", "links"],
+        why: "moving, cloning or linking an issue writes to another project, which the grant \
+              may not name",
+    },
 ];
 
 /// Formats Grape may take off the end of a path (its built-in ones, `atom`, and the few GitLab
@@ -229,6 +268,28 @@ fn judge_under_project(needs: Access, rest: &[&str]) -> Result<(), Refused> {
         return Err(Refused::outside(format!(
             "/projects/{{id}}/{first_name} may be read through a grant, never changed"
         )));
+    }
+    if needs == Access::Write {
+        let names: Vec<String> = (0..rest.len()).map(name_at).collect();
+        for rule in REFUSED_WRITES {
+            let below = rule.within.len() + 1;
+            let inside = names.len() > below
+                && names
+                    .iter()
+                    .zip(rule.within)
+                    .all(|(name, want)| name == want);
+            if inside
+                && names[below..]
+                    .iter()
+                    .any(|n| rule.names.contains(&n.as_str()))
+            {
+                return Err(Refused::outside(format!(
+                    "writing to /projects/{{id}}/{} through a grant is refused: {}",
+                    names.join("/"),
+                    rule.why
+                )));
+            }
+        }
     }
     if (0..rest.len()).any(|i| name_at(i) == "variables") {
         return Err(Refused::outside(

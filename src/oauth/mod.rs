@@ -13,6 +13,6 @@ pub use check::{CheckReport, CheckStep, StepStatus, check_instance};
 pub use client::{InstanceClients, instance_http_client};
 pub use discovery::Discovery;
 pub use gitlab::{AuthorizationRequest, GitLabApp, GitLabError, Grant};
-pub use projects::{ProjectLookup, project_path};
+pub use projects::{PROJECT_ANSWER_LIMIT, ProjectLookup, body_within, project_path};
 pub use refresh::{RefreshOutcome, RefreshReply};
 pub use tls::TrustRoots;

@@ -18,6 +18,10 @@ use crate::oauth::{self, ProjectLookup};
 /// How long a project id's full path is trusted: a project may be renamed or moved.
 const PROJECT_ID_TTL: Duration = Duration::from_secs(60);
 
+/// Scopes with which a token acts beyond its person's own rights: GitLab takes `sudo` from a
+/// request's body as well as its query and headers, which labgate does not read.
+const ACTING_AS_OTHERS: &[&str] = &["sudo", "admin_mode"];
+
 /// Which door a call came through: git smart HTTP, or the REST API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -150,6 +154,18 @@ pub async fn pass_for(
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
     let instance_id = instance_row.id.clone();
     let credentials = gitlab_token::fresh_token(ctx, &view, &service, &wanted).await?;
+    if let Some(scope) = credentials
+        .scopes
+        .iter()
+        .find(|scope| ACTING_AS_OTHERS.contains(scope))
+    {
+        return Err(outside_grant(format!(
+            "{}'s connection carries the {scope} scope, with which GitLab acts for other users \
+             when a request asks it to; labgate never forwards with such a token: connect them \
+             without it",
+            grant.subject
+        )));
+    }
     Ok(ProxyPass {
         grant,
         service,
@@ -237,7 +253,8 @@ pub async fn resolve(
     }
     let mut retried = false;
     let found = loop {
-        let lookup = oauth::project_path(&pass.http, &pass.base_url, &pass.token, &key.1)
+        let timeout = ctx.outbound.request_timeout;
+        let lookup = oauth::project_path(&pass.http, &pass.base_url, &pass.token, &key.1, timeout)
             .await
             .map_err(|reason| ServiceError::GitLabUnavailable {
                 detail: reason,
@@ -256,15 +273,45 @@ pub async fn resolve(
             ProjectLookup::TokenRefused => return Err(token_refused()),
         }
     };
+    // A name labgate cannot judge is refused, never guessed at.
     let path = ProjectPath::parse(&found).map_err(|e| {
-        ServiceError::Internal(anyhow::anyhow!(
-            "GitLab named project {project} {found:?}: {e}"
+        outside_grant(format!(
+            "GitLab names project {project} {found:?}, which labgate cannot judge: {e}"
         ))
     })?;
     ctx.project_ids
         .0
         .insert(key, (path.clone(), Instant::now()));
     Ok(Some(path))
+}
+
+/// The project git will reach at `project`: GitLab serves a renamed project at its old path
+/// too. Asked with the pass's token where it may read the API, otherwise with another of the
+/// person's connections that may; where none may, git is refused rather than let through
+/// unchecked. `None` when GitLab shows the person no such project.
+pub async fn resolve_for_git(
+    ctx: &Context,
+    pass: &mut ProxyPass,
+    project: &ProjectPath,
+) -> Result<Option<ProjectPath>, ServiceError> {
+    let asked = ProjectRef::Path(project.clone());
+    if pass.can_read_api() {
+        return resolve(ctx, pass, &asked).await;
+    }
+    let mut asker = pass_for(ctx, pass.grant.clone(), Channel::Api, Access::Read)
+        .await
+        .map_err(|e| match e {
+            ServiceError::NotConnected(_) | ServiceError::Forbidden { .. } => {
+                outside_grant(format!(
+                    "labgate checks through GitLab's API which project {project} leads to (a \
+                     renamed project's old path leads elsewhere), and none of {}'s connections \
+                     may read the API: connect them with read_api as well",
+                    pass.grant.subject
+                ))
+            }
+            other => other,
+        })?;
+    resolve(ctx, &mut asker, &asked).await
 }
 
 fn token_refused() -> ServiceError {

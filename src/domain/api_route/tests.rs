@@ -179,6 +179,8 @@ fn refuses_the_projects_settings_and_secrets() {
         "/cluster_agents",
         "/clusters",
         "/push_rule",
+        "/star",
+        "/unstar.json",
         "/pages",
         "/pages/domains",
         "/error_tracking/client_keys",
@@ -230,6 +232,9 @@ fn settings_may_be_read_but_never_changed() {
         "/unarchive",
         "/restore",
         "/protected_branches.json",
+        "/merge_request_approval_setting",
+        "/external_status_checks/2",
+        "/freeze_periods/1",
     ] {
         let raw = format!("/projects/1{rest}");
         for method in ["POST", "PUT", "PATCH", "DELETE"] {
@@ -241,6 +246,52 @@ fn settings_may_be_read_but_never_changed() {
         }
     }
     assert!(judge_api("GET", "/projects/1/protected_branches/main").is_ok());
+}
+
+#[test]
+fn writes_that_weaken_protections_or_reach_other_projects_are_refused() {
+    for rest in [
+        "/repository/branches/main/protect",
+        "/repository/branches/feature%2Fx/unprotect",
+        "/repository/branches/a/b/protect",
+        "/merge_requests/4/approval_rules",
+        "/merge_requests/4/approval_rules/7",
+        "/merge_requests/4/approvals",
+        "/merge_requests/4/reset_approvals",
+        "/merge_requests/4/status_check_responses",
+        "/issues/3/move",
+        "/issues/3/clone.json",
+        "/issues/3/links",
+        "/issues/3/links/9",
+        "/Issues/3/MOVE",
+    ] {
+        let raw = format!("/projects/group%2Fapp{rest}");
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            let err = judge_api(method, &raw).unwrap_err();
+            assert!(
+                matches!(err, Refused::Outside(_)),
+                "{method} {raw}: {err:?}"
+            );
+        }
+        // Reading them is reading the project.
+        assert!(judge_api("GET", &raw).is_ok(), "GET {raw}");
+    }
+    let message = judge_api("POST", "/projects/1/issues/3/move")
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("another project"), "{message}");
+    // Ordinary writes on the same items still pass.
+    for rest in [
+        "/repository/branches",
+        "/repository/branches/protect",
+        "/merge_requests/4/approve",
+        "/merge_requests/4/notes",
+        "/issues/3/notes",
+        "/issues",
+    ] {
+        let raw = format!("/projects/1{rest}");
+        assert!(judge_api("POST", &raw).is_ok(), "POST {raw}");
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ use super::super::ApiError;
 use super::instance_and_rest;
 use super::stream::{Relayed, request_body};
 use crate::domain::{Access, ApiCall, ApiTarget, ProjectRef, Refused, judge_api};
+use crate::oauth;
 use crate::service::proxy::{self, CallRecord, Channel, ProxyPass};
 use crate::service::{Context, ServiceError};
 
@@ -259,7 +260,7 @@ async fn relay_project_itself(
 ) -> Result<HttpResponse, ApiError> {
     let status = upstream.status().as_u16();
     let mut response = answer_head(&upstream, pass, ctx);
-    let body = upstream.bytes().await.ok();
+    let body = oauth::body_within(upstream, oauth::PROJECT_ANSWER_LIMIT).await;
     let filtered = match (status, body) {
         (200, Some(body)) => {
             serde_json::from_slice::<serde_json::Value>(&body)
@@ -273,7 +274,7 @@ async fn relay_project_itself(
                     project.to_string().into_bytes()
                 })
         }
-        (_, body) => body.map(|b| b.to_vec()),
+        (_, body) => body,
     };
     let Some(body) = filtered else {
         record.finish(ctx, 502, 0);
@@ -348,8 +349,15 @@ fn grant_token(request: &HttpRequest) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// Parameter names as GitLab's Rack reads them: pairs split on `&` and `;`, spaces after a
+/// separator dropped, and `name[]`/`name[key]` naming `name`.
 fn refuse_query_credentials(query: &str) -> Result<(), ApiError> {
-    for (name, _) in url::form_urlencoded::parse(query.as_bytes()) {
+    for pair in query.split(['&', ';']) {
+        let raw_name = pair.trim_start_matches(' ').split('=').next().unwrap_or("");
+        let decoded: String = url::form_urlencoded::parse(raw_name.as_bytes())
+            .map(|(name, _)| name.into_owned())
+            .collect();
+        let name = decoded.split('[').next().unwrap_or("").trim();
         if REFUSED_QUERY_PARAMETERS
             .iter()
             .any(|refused| name.eq_ignore_ascii_case(refused))

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use super::super::ApiError;
 use super::instance_and_rest;
 use super::stream::{Relayed, request_body};
-use crate::domain::{GitCall, ProjectRef, Refused, judge_git};
+use crate::domain::{GitCall, Refused, judge_git};
 use crate::service::proxy::{self, CallRecord, Channel, ProxyPass};
 use crate::service::{Context, ServiceError};
 
@@ -79,20 +79,25 @@ pub(super) async fn forward(
     if let Err(error) = pass.allows(&call.project) {
         return refused(record, &ctx, error);
     }
-    // GitLab serves a renamed project at its old path too: where the person's token may ask
-    // the API, the project git will reach is checked against the grant as well.
-    if pass.can_read_api() {
-        let asked = ProjectRef::Path(call.project.clone());
-        match proxy::resolve(&ctx, &mut pass, &asked).await {
-            Ok(Some(reached)) => {
-                if let Err(error) = pass.allows(&reached) {
-                    return refused(record, &ctx, error);
-                }
+    // GitLab serves a renamed project at its old path too: the project git will reach is
+    // checked against the grant as well.
+    match proxy::resolve_for_git(&ctx, &mut pass, &call.project).await {
+        Ok(Some(reached)) => {
+            if let Err(error) = pass.allows(&reached) {
+                return refused(record, &ctx, error);
             }
-            // Not visible through the API: GitLab's git answer will say so.
-            Ok(None) => {}
-            Err(error) => return refused(record, &ctx, error),
         }
+        Ok(None) => {
+            record.finish(&ctx, 404, 0);
+            return plain(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "labgate: GitLab shows {} no project {}",
+                    pass.grant.subject, call.project
+                ),
+            );
+        }
+        Err(error) => return refused(record, &ctx, error),
     }
     let is_rpc = request.method() == actix_web::http::Method::POST;
     let sent = send(&pass, &call, &request, is_rpc.then_some(payload)).await;

@@ -19,6 +19,7 @@ on_both_backends!(
     write_beyond_max_access_is_refused,
     a_subject_without_a_covering_connection_is_refused,
     a_grant_reaches_only_what_its_connection_covers,
+    a_connection_that_may_act_for_others_is_never_used,
 );
 
 fn body(projects: Value, access: &str) -> Value {
@@ -247,25 +248,65 @@ async fn a_grant_reaches_only_what_its_connection_covers(backend: Backend) {
     let mut request = body(json!(["group/app"]), "read");
     request["subject"] = json!("git-only");
     let response = pw.request_grant(request).await;
-    if response.status() == 404 {
-        // Refusing a grant the connection covers only in part is also within SPEC.
-        expect_problem(response, 404, "not_connected").await;
-        return;
-    }
+    assert_eq!(response.status(), 201);
+    let token = response.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = pw.git_url(Some(&token), "group/app");
+
+    // labgate asks GitLab's API where a path leads (a renamed project's old path leads
+    // elsewhere); with no connection that may read the API, git is refused, not let through.
+    let dir = tempfile::tempdir().unwrap();
+    let mark = pw.gitlab_mark();
+    let cloned = super::git(dir.path(), &["clone", "--quiet", &url, "refused"]).await;
+    assert!(!cloned.status.success());
+    let printed = super::printed(&cloned);
+    assert!(printed.contains("read_api"), "{printed}");
+    let api = pw
+        .api_call(Method::GET, "/projects/group%2Fapp", &token)
+        .await;
+    expect_problem(api, 404, "not_connected").await;
+    pw.assert_gitlab_saw_nothing_since(mark, "calls the connection does not cover");
+
+    // A second connection that may read the API lets the same grant clone.
+    pw.connect("git-only", &["read_api"]).await;
+    let cloned = super::git(dir.path(), &["clone", "--quiet", &url, "work"]).await;
+    assert!(cloned.status.success(), "{}", super::printed(&cloned));
+    assert!(dir.path().join("work/README.md").exists());
+}
+
+/// A token with `sudo` acts as any user whom a request names, in its body as well as in its
+/// query: labgate never forwards with one, on either door.
+async fn a_connection_that_may_act_for_others_is_never_used(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    pw.connect("admin-1", &["api", "sudo"]).await;
+    let mut request = body(json!(["group/app"]), "write");
+    request["subject"] = json!("admin-1");
+    let response = pw.request_grant(request).await;
     assert_eq!(response.status(), 201);
     let token = response.json::<Value>().await.unwrap()["token"]
         .as_str()
         .unwrap()
         .to_owned();
 
-    let dir = tempfile::tempdir().unwrap();
-    let url = pw.git_url(Some(&token), "group/app");
-    let cloned = super::git(dir.path(), &["clone", "--quiet", &url, "work"]).await;
-    assert!(cloned.status.success(), "{}", super::printed(&cloned));
     let mark = pw.gitlab_mark();
     let api = pw
         .api_call(Method::GET, "/projects/group%2Fapp", &token)
         .await;
-    expect_problem(api, 404, "not_connected").await;
-    pw.assert_gitlab_saw_nothing_since(mark, "an API call the connection does not cover");
+    let problem = expect_problem(api, 403, "outside_grant").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("sudo"),
+        "{problem}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let url = pw.git_url(Some(&token), "group/app");
+    let cloned = super::git(dir.path(), &["clone", "--quiet", &url, "work"]).await;
+    assert!(!cloned.status.success());
+    assert!(
+        super::printed(&cloned).contains("sudo"),
+        "{}",
+        super::printed(&cloned)
+    );
+    pw.assert_gitlab_saw_nothing_since(mark, "a grant of a sudo connection");
 }

@@ -40,7 +40,8 @@ pub(crate) const SUBJECT: &str = "user-17";
 /// Every scope that reaches repositories or the API.
 pub(crate) const ALL_SCOPES: [&str; 4] = ["api", "read_api", "read_repository", "write_repository"];
 
-/// labgate with instance `corp` on a fake GitLab (whose application may also grant `api`),
+/// labgate with instance `corp` on a fake GitLab (whose application may also grant `api` and
+/// `sudo`, which the service may ask for too),
 /// service `ci-bot` with a policy, user-17 connected with every scope, and three projects:
 /// `group/app` and `group/other` with repositories, `elsewhere/secret` without.
 pub(crate) struct ProxyWorld {
@@ -85,7 +86,7 @@ impl ProxyWorld {
         let mut service = json!({
             "name": "ci-bot",
             "instances": ["corp"],
-            "scopes": ALL_SCOPES,
+            "scopes": ([ALL_SCOPES.as_slice(), &["sudo"]].concat()),
             "return_origins": [crate::helpers::RETURN_ORIGIN],
         });
         service
@@ -276,7 +277,7 @@ pub(crate) struct Grant {
 /// The OAuth application's scopes at the fake GitLab: the default ones and `api`.
 fn application_scopes() -> Vec<String> {
     let mut scopes = default_application().scopes;
-    scopes.push("api".into());
+    scopes.extend(["api".into(), "sudo".into()]);
     scopes
 }
 

@@ -17,6 +17,7 @@ on_both_backends!(
     project_settings_and_secrets_are_refused_even_with_a_write_grant,
     path_tricks_are_refused_and_never_normalised_into_another_project,
     api_calls_without_a_live_grant_get_401,
+    credentials_and_acting_as_others_in_the_query_are_refused,
     a_grant_is_refused_on_another_instance,
 );
 
@@ -156,6 +157,15 @@ async fn project_settings_and_secrets_are_refused_even_with_a_write_grant(backen
         (Method::POST, "export"),
         (Method::GET, "export/download"),
         (Method::POST, "import"),
+        (Method::POST, "star"),
+        (Method::POST, "unstar"),
+        (Method::POST, "repository/branches/main/protect"),
+        (Method::PUT, "repository/branches/main/unprotect"),
+        (Method::POST, "merge_requests/1/approval_rules"),
+        (Method::POST, "merge_requests/1/reset_approvals"),
+        (Method::POST, "issues/1/move"),
+        (Method::POST, "issues/1/clone"),
+        (Method::POST, "issues/1/links"),
     ] {
         cases.push((method, format!("{project}/{rest}")));
     }
@@ -176,6 +186,50 @@ async fn project_settings_and_secrets_are_refused_even_with_a_write_grant(backen
         expect_problem(response, 403, "outside_grant").await;
     }
     assert_only_id_lookups_since(&pw, mark, "a project's settings and secrets");
+}
+
+/// GitLab's Rack reads parameters split on `&` or `;`, in any case of encoding and with
+/// `name[]` naming `name`: each spelling of a credential or of `sudo` is refused.
+async fn credentials_and_acting_as_others_in_the_query_are_refused(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    let grant = pw.grant(&["group/app"], "write").await;
+    let mark = pw.gitlab_mark();
+    for query in [
+        "sudo=root",
+        "per_page=5&sudo=root",
+        "per_page=5;sudo=root",
+        "per_page=5&%20sudo=root",
+        "SUDO=1",
+        "su%64o=root",
+        "sudo%5B%5D=root",
+        "sudo[]=root",
+        "private_token=glpat-x",
+        "access_token=x",
+        "job_token=x",
+        "_method=DELETE",
+    ] {
+        let path = format!("/projects/group%2Fapp/issues?{query}");
+        let response = pw.api_call(Method::GET, &path, &grant.token).await;
+        let problem = expect_problem(response, 400, "refused_parameter").await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not forwarded"),
+            "{query}: {problem}"
+        );
+    }
+    pw.assert_gitlab_saw_nothing_since(mark, "a refused query parameter");
+
+    // Names that merely resemble one pass.
+    let response = pw
+        .api_call(
+            Method::GET,
+            "/projects/group%2Fapp/issues?pseudo=1&sudoku=2",
+            &grant.token,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
 }
 
 /// One request with the path exactly as written, which an HTTP client library would
