@@ -1,7 +1,7 @@
 //! labgate: a self-hosted OAuth broker for GitLab installations.
 //!
 //! Dependencies point one way: `http` → `service` → {`db`, `oauth`, `crypto`} → `domain`;
-//! `config` and `telemetry` depend on nothing of ours; `startup` wires everything together.
+//! `config`, `telemetry` and `private_files` depend on nothing of ours; `startup` wires everything together.
 
 pub mod background;
 pub mod cli;
@@ -12,6 +12,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod oauth;
+pub mod private_files;
 pub mod service;
 pub mod startup;
 pub mod telemetry;

@@ -35,6 +35,21 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // The port and the certificate first: a start that cannot serve stops before a
+        // generated admin token is printed, and so before that token is spent.
+        let listener = TcpListener::bind(settings.server.listen).with_context(|| {
+            format!(
+                "cannot listen on {} (server.listen)",
+                settings.server.listen
+            )
+        })?;
+        let port = listener.local_addr()?.port();
+        let tls = settings
+            .server
+            .tls
+            .as_ref()
+            .map(tls_server_config)
+            .transpose()?;
         let (pool, keys) = {
             let settings = settings.clone();
             tokio::task::spawn_blocking(move || {
@@ -68,13 +83,6 @@ impl Application {
         let context = ctx.clone();
         let ctx = web::Data::new(ctx);
 
-        let listener = TcpListener::bind(settings.server.listen).with_context(|| {
-            format!(
-                "cannot listen on {} (server.listen)",
-                settings.server.listen
-            )
-        })?;
-        let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(http::echo_request_id))
@@ -86,8 +94,8 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        let server = match &settings.server.tls {
-            Some(files) => server.listen_rustls_0_23(listener, tls_server_config(files)?)?,
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
             None => server.listen(listener)?,
         };
         let scheme = if settings.server.tls.is_some() {

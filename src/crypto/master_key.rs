@@ -10,6 +10,8 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::private_files::create_private_dir;
+
 /// The 32-byte key every secret at rest is sealed under.
 pub struct MasterKey {
     bytes: SecretBox<[u8; 32]>,
@@ -62,7 +64,7 @@ impl MasterKey {
             Ok(encoded) => Self::from_base64(&SecretString::from(encoded)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    fs::create_dir_all(dir).map_err(file_error)?;
+                    create_private_dir(dir).map_err(file_error)?;
                 }
                 let key = Self::generate();
                 let mut file = fs::OpenOptions::new()

@@ -10,6 +10,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{DatabaseSettings, DatabaseUrl};
+use crate::private_files::{create_private_dir, create_private_file};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -94,15 +95,17 @@ pub(super) fn redact_password(message: &str, url: &SecretString) -> String {
 
 /// Builds the pool and opens one connection, so a wrong URL fails start-up, not a request.
 pub fn connect(settings: &DatabaseSettings) -> Result<DbPool, String> {
-    if let DatabaseUrl::Sqlite(path) = &settings.url
-        && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            format!(
-                "cannot create the directory {} for SQLite: {e}",
-                dir.display()
-            )
-        })?;
+    if let DatabaseUrl::Sqlite(path) = &settings.url {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir).map_err(|e| {
+                format!(
+                    "cannot create the directory {} for SQLite: {e}",
+                    dir.display()
+                )
+            })?;
+        }
+        create_private_file(path)
+            .map_err(|e| format!("cannot create the SQLite file {}: {e}", path.display()))?;
     }
     Pool::builder()
         .max_size(settings.pool_size)

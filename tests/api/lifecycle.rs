@@ -160,6 +160,24 @@ fn serve_with_no_configuration_prints_a_working_admin_token_once() {
     let dir = tempfile::tempdir().unwrap();
     let listen = [("LABGATE__SERVER__LISTEN", "127.0.0.1:0")];
 
+    // A first start that cannot serve spends no token: the next start still shows one.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_address = taken.local_addr().unwrap().to_string();
+    let failed = labgate_command(dir.path(), &[("LABGATE__SERVER__LISTEN", &taken_address)])
+        .arg("serve")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&failed.stdout),
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    assert!(!failed.status.success(), "{printed}");
+    assert!(printed.contains("server.listen"), "{printed}");
+    assert!(!printed.contains("lgadm_"), "{printed}");
+    drop(taken);
+
     let first = RunningLabgate::start(dir.path(), &listen);
     let token = first
         .admin_token
@@ -170,13 +188,21 @@ fn serve_with_no_configuration_prints_a_working_admin_token_once() {
     assert_eq!(first.get_instances("lgadm_wrong"), 401);
     drop(first);
 
-    let key = dir.path().join("data/master.key");
     use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &str| {
+        std::fs::metadata(dir.path().join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("data"), 0o700, "the data folder is labgate's alone");
     assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
+        mode("data/labgate.db"),
+        0o600,
+        "the database is labgate's alone"
     );
-    assert!(dir.path().join("data/labgate.db").exists());
+    assert_eq!(mode("data/master.key"), 0o600, "the key is labgate's alone");
 
     let second = RunningLabgate::start(dir.path(), &listen);
     assert_eq!(second.admin_token, None, "the token is printed only once");
