@@ -16,7 +16,8 @@ pub(super) struct CredentialsArgs {
     /// Scopes the token must carry (comma-separated or repeated).
     #[arg(long, value_delimiter = ',')]
     scopes: Vec<String>,
-    /// Seconds the token must stay valid (60 at least, 3600 at most).
+    /// Seconds the token must stay valid: at most 3600, and at most what the instance's token
+    /// lifetime allows (labgate answers 422 naming that most); under 60 counts as 60.
     #[arg(long)]
     min_valid_for: Option<u32>,
     #[arg(long, value_enum, default_value_t = Format::Token)]
@@ -29,7 +30,7 @@ enum Format {
     Token,
     /// labgate's whole answer.
     Json,
-    /// Shell assignments: GITLAB_TOKEN, GITLAB_TOKEN_EXPIRES_AT, GITLAB_USER, GITLAB_URL.
+    /// Shell exports, for `eval`: GITLAB_TOKEN, GITLAB_TOKEN_EXPIRES_AT, GITLAB_USER, GITLAB_URL.
     Env,
     /// A line for git's credential store: https://oauth2:TOKEN@host/path.
     GitCredentials,
@@ -64,7 +65,8 @@ fn render(answer: &Value, format: Format) -> Result<String, ToolError> {
             serde_json::to_string_pretty(answer).unwrap_or_default()
         ),
         Format::Env => format!(
-            "GITLAB_TOKEN={}\nGITLAB_TOKEN_EXPIRES_AT={}\nGITLAB_USER={}\nGITLAB_URL={}\n",
+            "export GITLAB_TOKEN={}\nexport GITLAB_TOKEN_EXPIRES_AT={}\nexport GITLAB_USER={}\n\
+             export GITLAB_URL={}\n",
             shell_quote(&token),
             shell_quote(&field(&answer["expires_at"])?),
             shell_quote(&field(&answer["gitlab"]["username"])?),

@@ -3,10 +3,13 @@
 mod client;
 mod credentials;
 mod git_credential;
+mod healthcheck;
 mod migrate;
 mod serve;
+mod version;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +35,15 @@ enum Command {
         #[arg(value_enum)]
         operation: git_credential::Operation,
     },
+    /// Exit 0 when the labgate configured here answers /healthz (for a container's HEALTHCHECK).
+    Healthcheck,
+    /// Print the version, target and build profile.
+    Version,
+    /// Print a shell completion script: labgate completions bash > /etc/bash_completion.d/labgate.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
 }
 
 impl Cli {
@@ -41,6 +53,20 @@ impl Cli {
             Command::Migrate => migrate::run().await,
             Command::Credentials(args) => Ok(credentials::run(args).await?),
             Command::GitCredential { operation } => Ok(git_credential::run(operation).await?),
+            Command::Healthcheck => healthcheck::run().await,
+            Command::Version => {
+                print!("{}", version::describe());
+                Ok(())
+            }
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "labgate",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
         }
     }
 }

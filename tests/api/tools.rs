@@ -63,9 +63,18 @@ async fn labgate_credentials_prints_a_working_token(backend: Backend) {
     let mut env = labgate(&cw, home.path());
     env.args(["credentials", "--instance", "corp", "--format", "env"]);
     let env = String::from_utf8(run(env).await.stdout).unwrap();
-    assert!(
-        env.contains(&format!("GITLAB_TOKEN='{}'", printed.trim()))
-            && env.contains("GITLAB_USER='alice'"),
+    // `eval` in a shell gives the variables to the programs it starts.
+    let seen = tokio::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("{env}\nsh -c 'echo \"$GITLAB_USER $GITLAB_TOKEN\"'"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout).trim(),
+        format!("alice {}", printed.trim()),
         "{env}"
     );
 
