@@ -8,15 +8,15 @@ use openidconnect::core::{
     CoreGenderClaim, CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
     CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType, CoreRevocableToken,
     CoreRevocationErrorResponse, CoreSubjectIdentifierType, CoreTokenIntrospectionResponse,
-    CoreTokenType,
+    CoreTokenType, CoreUserInfoClaims,
 };
 use openidconnect::{
     AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken, EmptyAdditionalClaims,
-    EmptyAdditionalProviderMetadata, EndpointMaybeSet, EndpointNotSet, EndpointSet,
-    ExtraTokenFields, IdTokenFields, IssuerUrl, JsonWebKeySetUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
-    ResponseTypes, RevocationUrl, Scope, StandardErrorResponse, StandardTokenResponse,
-    TokenResponse, TokenUrl, UserInfoUrl,
+    EmptyAdditionalProviderMetadata, EndUserNickname, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, ExtraTokenFields, IdTokenFields, IssuerUrl, JsonWebKeySetUrl, LocalizedClaim,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, ResponseTypes, RevocationUrl, Scope, StandardErrorResponse,
+    StandardTokenResponse, TokenResponse, TokenUrl, UserInfoUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -207,18 +207,34 @@ impl GitLabApp<'_> {
         let claims = id_token
             .claims(&client.id_token_verifier(), &Nonce::new(nonce.to_owned()))
             .map_err(|e| GitLabError::IdToken(e.to_string()))?;
-        let username = claims
-            .preferred_username()
-            .map(|u| u.as_str().to_owned())
-            .or_else(|| {
-                claims
-                    .nickname()
-                    .and_then(|n| n.get(None))
-                    .map(|n| n.as_str().to_owned())
-            })
-            .ok_or_else(|| {
-                GitLabError::IdToken("the ID token names no user (preferred_username)".into())
-            })?;
+        let named = claims.preferred_username().map(|u| u.as_str().to_owned());
+        let username = match named.or_else(|| nickname(claims.nickname())) {
+            Some(username) => username,
+            // Both claims are optional in OpenID Connect; userinfo names the person too.
+            None => {
+                let userinfo: CoreUserInfoClaims = client
+                    .user_info(
+                        response.access_token().clone(),
+                        Some(claims.subject().clone()),
+                    )
+                    .map_err(|e| GitLabError::Configuration(e.to_string()))?
+                    .request_async(http)
+                    .await
+                    .map_err(|e| {
+                        GitLabError::Unavailable(format!("asking GitLab's userinfo failed: {e}"))
+                    })?;
+                userinfo
+                    .preferred_username()
+                    .map(|u| u.as_str().to_owned())
+                    .or_else(|| nickname(userinfo.nickname()))
+                    .ok_or_else(|| {
+                        GitLabError::IdToken(
+                            "neither the ID token nor userinfo names the user (preferred_username)"
+                                .into(),
+                        )
+                    })?
+            }
+        };
         let refresh_token = response
             .refresh_token()
             .ok_or_else(|| GitLabError::Refused("GitLab issued no refresh token".into()))?;
@@ -318,4 +334,10 @@ where
 /// Client credentials in HTTP Basic are form-encoded first (RFC 6749 §2.3.1).
 pub(super) fn form_encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+fn nickname(claim: Option<&LocalizedClaim<EndUserNickname>>) -> Option<String> {
+    claim
+        .and_then(|n| n.get(None))
+        .map(|n| n.as_str().to_owned())
 }

@@ -24,6 +24,7 @@ on_both_backends!(
     scopes_and_instances_stay_within_policy,
     connecting_again_replaces_the_grant_and_revokes_the_old_one,
     a_token_response_without_expires_in_expires_two_hours_after_created_at,
+    an_id_token_without_a_username_is_completed_from_userinfo,
     subjects_belong_to_their_service,
     link_previews_do_not_spend_links,
     a_callback_in_another_browser_is_refused,
@@ -552,6 +553,24 @@ async fn a_token_response_without_expires_in_expires_two_hours_after_created_at(
     assert!(
         (7190..=7200).contains(&lifetime),
         "created_at + 7200: {lifetime} s"
+    );
+}
+
+/// `preferred_username` is optional in OpenID Connect: without it, userinfo names the person.
+async fn an_id_token_without_a_username_is_completed_from_userinfo(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    cw.world
+        .gitlab
+        .behave(|b| b.id_token_without_username = true);
+    let connected = cw
+        .browser
+        .connect(&cw.link("user-17", json!({})).await)
+        .await;
+    assert_eq!(connected.status(), 200);
+    let connection = &cw.app.connections().await[0];
+    assert_eq!(
+        connection["gitlab"],
+        json!({"user_id": USER_ID.to_string(), "username": USERNAME})
     );
 }
 

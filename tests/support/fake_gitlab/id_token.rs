@@ -44,6 +44,11 @@ pub(super) fn id_token(state: &State, nonce: Option<&str>) -> String {
         now()
     };
     let mut claims = user_claims();
+    if state.behaviour.id_token_without_username {
+        let claims = claims.as_object_mut().unwrap();
+        claims.remove("preferred_username");
+        claims.remove("nickname");
+    }
     claims["iss"] = json!(match fault {
         IdTokenFault::WrongIssuer => "https://gitlab.evil.example".to_owned(),
         IdTokenFault::IssuerWithoutSubPath => state.issuer.trim_end_matches(SUB_PATH).to_owned(),

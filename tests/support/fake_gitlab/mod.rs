@@ -73,6 +73,9 @@ pub(crate) struct Behaviour {
     pub commit_delay: Duration,
     /// A scope GitLab grants beyond what was asked (an application misconfigured in GitLab).
     pub extra_granted_scope: Option<String>,
+    /// ID tokens without `preferred_username` and `nickname`, both optional in OpenID Connect;
+    /// userinfo still names the person.
+    pub id_token_without_username: bool,
 }
 
 /// Every pair issued, found by either of its tokens: a refresh storm looks tokens up by the
@@ -191,6 +194,7 @@ impl FakeGitLab {
                 refresh_delay: Duration::ZERO,
                 commit_delay: Duration::ZERO,
                 extra_granted_scope: None,
+                id_token_without_username: false,
             },
             issuer,
             discovery,
