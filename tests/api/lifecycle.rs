@@ -214,6 +214,46 @@ fn serve_with_no_configuration_prints_a_working_admin_token_once() {
 }
 
 #[test]
+fn misspelt_settings_are_warned_about_naming_the_key_they_resemble() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("labgate.toml");
+    std::fs::write(
+        &file,
+        "[servr]\nlisten = \"127.0.0.1:9\"\n[refresher]\nintervall_seconds = 5\n",
+    )
+    .unwrap();
+    let output = labgate_command(
+        dir.path(),
+        &[
+            ("LABGATE__SERVER__LISTN", "127.0.0.1:9"),
+            ("LABGATE__LOG__FORMAT", "text"),
+            ("LABGATE_CONFIG", file.to_str().unwrap()),
+        ],
+    )
+    .arg("migrate")
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "a warning does not stop labgate: {stderr}"
+    );
+    for expected in [
+        "LABGATE__SERVER__LISTN is not a setting labgate reads; did you mean server.listen?",
+        "the key servr in a configuration file is not a setting labgate reads; did you mean server?",
+        "refresher.intervall_seconds in a configuration file is not a setting labgate reads; did \
+         you mean refresher.interval_seconds?",
+    ] {
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    assert!(
+        !stderr.contains("LOG__FORMAT"),
+        "a known key is not warned about: {stderr}"
+    );
+}
+
+#[test]
 fn settings_that_cannot_work_stop_start_up_and_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
@@ -241,6 +281,11 @@ fn settings_that_cannot_work_stop_start_up_and_name_the_key() {
             "LABGATE__SERVER__TLS_CERT",
             "/nonexistent/cert.pem",
             "server.tls_key",
+        ),
+        (
+            "LABGATE__ADMIN__TOKEN",
+            "short",
+            "admin.token (LABGATE__ADMIN__TOKEN): must be at least 32 characters",
         ),
     ];
     for (key, value, expected) in cases {

@@ -13,7 +13,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-const BUILT_IN_DEFAULTS: &str = include_str!("../config/default.toml");
+mod unknown_keys;
+
+use unknown_keys::UnknownKey;
+
+const BUILT_IN_DEFAULTS: &str = include_str!("../../config/default.toml");
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -138,15 +142,22 @@ pub fn load_from(
     if let Some(path) = config_file {
         builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
     }
-    let raw: RawSettings = builder
+    let variables: Vec<String> = env.keys().cloned().collect();
+    let merged = builder
         .add_source(
             Environment::with_prefix("LABGATE")
                 .prefix_separator("__")
                 .separator("__")
                 .source(Some(env)),
         )
-        .build()?
-        .try_deserialize()?;
+        .build()?;
+    let mut unknown = Vec::new();
+    let raw: RawSettings = serde_ignored::deserialize(merged, |path| {
+        unknown.push(UnknownKey::new(&path, variables.iter()));
+    })?;
+    for key in &unknown {
+        tracing::warn!("{}", key.describe());
+    }
     raw.validate()
 }
 
@@ -159,6 +170,15 @@ struct RawSettings {
     admin: RawAdmin,
     outbound: RawOutbound,
     refresher: RawRefresher,
+    /// Read by `telemetry` before the settings; known here so that it is not warned about.
+    #[serde(default, rename = "log")]
+    _log: Option<RawLog>,
+}
+
+#[derive(Deserialize)]
+struct RawLog {
+    #[serde(rename = "format")]
+    _format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -244,7 +264,7 @@ impl RawSettings {
                 generated_master_key_path: self.security.generated_master_key_path,
             },
             admin: AdminSettings {
-                token: secret("admin.token", self.admin.token, self.admin.token_file)?,
+                token: admin_token(self.admin)?,
             },
             outbound: OutboundSettings {
                 connect_timeout: Duration::from_secs(self.outbound.connect_timeout_seconds),
@@ -423,6 +443,25 @@ fn secret(
     }
 }
 
+/// The shortest admin token accepted: it opens every instance's secrets to whoever guesses it.
+const ADMIN_TOKEN_MIN_LENGTH: usize = 32;
+
+fn admin_token(raw: RawAdmin) -> Result<Option<SecretString>, ConfigError> {
+    let token = secret("admin.token", raw.token, raw.token_file)?;
+    match &token {
+        Some(token) if token.expose_secret().chars().count() < ADMIN_TOKEN_MIN_LENGTH => {
+            Err(ConfigError::invalid(
+                "admin.token",
+                format!(
+                    "must be at least {ADMIN_TOKEN_MIN_LENGTH} characters \
+                     (make one with `openssl rand -hex 32`)"
+                ),
+            ))
+        }
+        _ => Ok(token),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,10 +518,13 @@ mod tests {
     fn secrets_come_from_files_but_not_from_both() {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("token");
-        fs::write(&token_file, "from-file\n").unwrap();
+        fs::write(&token_file, "from-file-0123456789abcdef0123456789\n").unwrap();
         let path = token_file.to_str().unwrap();
         let settings = load_env(&[("LABGATE__ADMIN__TOKEN_FILE", path)]).unwrap();
-        assert_eq!(settings.admin.token.unwrap().expose_secret(), "from-file");
+        assert_eq!(
+            settings.admin.token.unwrap().expose_secret(),
+            "from-file-0123456789abcdef0123456789"
+        );
 
         let both = message(load_env(&[
             ("LABGATE__ADMIN__TOKEN_FILE", path),
@@ -532,8 +574,10 @@ mod tests {
 
     #[test]
     fn secrets_are_taken_as_written_and_never_quoted_in_errors() {
-        let settings = load_env(&[("LABGATE__ADMIN__TOKEN", "000123")]).unwrap();
-        assert_eq!(settings.admin.token.unwrap().expose_secret(), "000123");
+        // Digits with leading zeros: a number to a lax parser.
+        let digits = "00012300000000000000000000000000000";
+        let settings = load_env(&[("LABGATE__ADMIN__TOKEN", digits)]).unwrap();
+        assert_eq!(settings.admin.token.unwrap().expose_secret(), digits);
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("broken.toml");
