@@ -6,6 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -96,6 +97,11 @@ impl Default for Metrics {
             "proxy_response_bytes",
             "Bytes of answers sent through the proxy, by instance and channel",
             proxied_bytes.clone(),
+        );
+        registry.register(
+            "build",
+            "This binary's version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
         Self {
             registry,

@@ -26,6 +26,7 @@ pub(super) async fn readyz(ctx: web::Data<Context>) -> Result<HttpResponse, ApiE
 pub(super) async fn metrics(ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     health::count_connections(&ctx).await?;
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        // What prometheus-client writes (`# EOF` included); Prometheus asks for it by name.
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(ctx.metrics.encode()))
 }

@@ -641,14 +641,21 @@ async fn metrics_count_handouts_and_refreshes(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert!(
-        metrics.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
+    assert_eq!(
+        metrics.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     let text = metrics.text().await.unwrap();
+    assert!(
+        text.ends_with("# EOF\n"),
+        "an OpenMetrics exposition ends so"
+    );
+    let build_info = format!(
+        r#"labgate_build_info{{version="{}"}} 1"#,
+        env!("CARGO_PKG_VERSION")
+    );
     for line in [
+        build_info.as_str(),
         r#"labgate_handouts_total{instance="corp",outcome="ok"} 1"#,
         r#"labgate_handouts_total{instance="unknown",outcome="not_connected"} 1"#,
         r#"labgate_refreshes_total{instance="corp",outcome="ok"} 1"#,
