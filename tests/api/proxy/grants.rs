@@ -240,19 +240,17 @@ async fn a_subject_without_a_covering_connection_is_refused(backend: Backend) {
     );
 }
 
-/// A person connected for git only (`read_repository`): a read grant, if made, clones, and its
-/// API calls are refused by labgate (the connection does not cover `read_api`), not by GitLab.
+/// A person connected for git only (`read_repository`): a read grant is made, but its git and
+/// API calls are refused by labgate (no connection covers `read_api`), not by GitLab.
 async fn a_grant_reaches_only_what_its_connection_covers(backend: Backend) {
     let pw = ProxyWorld::start(backend).await;
     pw.connect("git-only", &["read_repository"]).await;
-    let mut request = body(json!(["group/app"]), "read");
-    request["subject"] = json!("git-only");
-    let response = pw.request_grant(request).await;
-    assert_eq!(response.status(), 201);
-    let token = response.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = pw
+        .grant_with(json!({
+            "instance": "corp", "subject": "git-only", "projects": ["group/app"], "access": "read"
+        }))
+        .await
+        .token;
     let url = pw.git_url(Some(&token), "group/app");
 
     // labgate asks GitLab's API where a path leads (a renamed project's old path leads
@@ -281,14 +279,12 @@ async fn a_grant_reaches_only_what_its_connection_covers(backend: Backend) {
 async fn a_connection_that_may_act_for_others_is_never_used(backend: Backend) {
     let pw = ProxyWorld::start(backend).await;
     pw.connect("admin-1", &["api", "sudo"]).await;
-    let mut request = body(json!(["group/app"]), "write");
-    request["subject"] = json!("admin-1");
-    let response = pw.request_grant(request).await;
-    assert_eq!(response.status(), 201);
-    let token = response.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = pw
+        .grant_with(json!({
+            "instance": "corp", "subject": "admin-1", "projects": ["group/app"], "access": "write"
+        }))
+        .await
+        .token;
 
     let mark = pw.gitlab_mark();
     let api = pw
