@@ -1,5 +1,8 @@
 //! Prometheus metrics, one registry per application: handouts and refreshes by instance and
-//! outcome, refresh latency, connections by status.
+//! outcome, refresh latency, connections by instance and status, HTTP answers by route, the
+//! database pool and the audit queue.
+
+use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -26,8 +29,22 @@ pub struct Task {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Status {
+pub struct InstanceStatus {
+    pub instance: String,
     pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Answered {
+    pub method: String,
+    /// The route's template (`/api/v1/connections/{id}`), never the path itself.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolState {
+    pub state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,13 +61,19 @@ pub struct Door {
 }
 
 type Latency = Family<Instance, Histogram, fn() -> Histogram>;
+type RouteLatency = Family<Answered, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
     handouts: Family<Outcome, Counter>,
     refreshes: Family<Outcome, Counter>,
     refresh_seconds: Latency,
-    connections: Family<Status, Gauge>,
+    connections: Family<InstanceStatus, Gauge>,
+    /// The series `connections` holds, so that a deleted instance's disappear.
+    connection_series: Mutex<Vec<InstanceStatus>>,
+    http_seconds: RouteLatency,
+    pool_connections: Family<PoolState, Gauge>,
+    audit_queue: Gauge,
     task_failures: Family<Task, Counter>,
     proxied: Family<Proxied, Counter>,
     proxied_bytes: Family<Door, Counter>,
@@ -63,7 +86,7 @@ impl Default for Metrics {
         let refreshes = Family::<Outcome, Counter>::default();
         let refresh_seconds: Latency =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 12)));
-        let connections = Family::<Status, Gauge>::default();
+        let connections = Family::<InstanceStatus, Gauge>::default();
         registry.register(
             "handouts",
             "Credentials handed out, by instance and outcome",
@@ -79,7 +102,30 @@ impl Default for Metrics {
             "Time GitLab took to answer a refresh",
             refresh_seconds.clone(),
         );
-        registry.register("connections", "Connections by status", connections.clone());
+        registry.register(
+            "connections",
+            "Connections by instance and status",
+            connections.clone(),
+        );
+        let http_seconds: RouteLatency =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 15)));
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to the head of each HTTP answer, by method, route template and status",
+            http_seconds.clone(),
+        );
+        let pool_connections = Family::<PoolState, Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Database connections held by the pool, idle or in use",
+            pool_connections.clone(),
+        );
+        let audit_queue = Gauge::default();
+        registry.register(
+            "audit_queue_length",
+            "Audit events and ledger entries waiting to be written",
+            audit_queue.clone(),
+        );
         let task_failures = Family::<Task, Counter>::default();
         registry.register(
             "background_task_failures",
@@ -111,6 +157,10 @@ impl Default for Metrics {
             refreshes,
             refresh_seconds,
             connections,
+            connection_series: Mutex::default(),
+            http_seconds,
+            pool_connections,
+            audit_queue,
             task_failures,
         }
     }
@@ -164,15 +214,40 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Sets the connections gauge from a fresh count, every status named even at zero.
-    pub fn set_connections(&self, counts: &[(&str, i64)]) {
-        for (status, count) in counts {
-            self.connections
-                .get_or_create(&Status {
-                    status: (*status).to_owned(),
-                })
-                .set(*count);
+    /// Sets the connections gauge from a fresh count, which names every series to show; series
+    /// it no longer names (a deleted instance's) are removed.
+    pub fn set_connections(&self, counts: Vec<(InstanceStatus, i64)>) {
+        let mut series = self
+            .connection_series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (labels, count) in &counts {
+            self.connections.get_or_create(labels).set(*count);
         }
+        for gone in series
+            .iter()
+            .filter(|old| !counts.iter().any(|(labels, _)| labels == *old))
+        {
+            self.connections.remove(gone);
+        }
+        *series = counts.into_iter().map(|(labels, _)| labels).collect();
+    }
+
+    pub fn answered(&self, labels: &Answered, seconds: f64) {
+        self.http_seconds.get_or_create(labels).observe(seconds);
+    }
+
+    pub fn set_pool(&self, idle: u32, in_use: u32) {
+        for (state, count) in [("idle", idle), ("in_use", in_use)] {
+            self.pool_connections
+                .get_or_create(&PoolState { state })
+                .set(i64::from(count));
+        }
+    }
+
+    pub fn set_audit_queue(&self, queued: usize) {
+        self.audit_queue
+            .set(i64::try_from(queued).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition format.
@@ -181,5 +256,29 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(instance: &str, count: i64) -> (InstanceStatus, i64) {
+        let labels = InstanceStatus {
+            instance: instance.to_owned(),
+            status: "active".to_owned(),
+        };
+        (labels, count)
+    }
+
+    #[test]
+    fn a_recount_drops_the_series_of_instances_it_no_longer_names() {
+        let metrics = Metrics::default();
+        metrics.set_connections(vec![series("corp", 3), series("lab", 1)]);
+        metrics.set_connections(vec![series("corp", 4)]);
+
+        let text = metrics.encode();
+        assert!(text.contains(r#"labgate_connections{instance="corp",status="active"} 4"#));
+        assert!(!text.contains(r#"instance="lab""#), "{text}");
     }
 }

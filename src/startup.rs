@@ -23,7 +23,7 @@ use crate::http::{self, RequestSpan};
 use crate::oauth::InstanceClients;
 use crate::service::audit::AuditLog;
 use crate::service::handout_cache::HandoutCache;
-use crate::service::{Context, refresh};
+use crate::service::{Context, gauges, refresh};
 
 pub struct Application {
     port: u16,
@@ -31,6 +31,8 @@ pub struct Application {
     context: Context,
     /// The background refresher's supervisor, when the refresher is on.
     refresher: Option<JoinHandle<()>>,
+    /// The supervisor of the task that keeps the connections gauge current.
+    gauges: JoinHandle<()>,
 }
 
 impl Application {
@@ -80,11 +82,18 @@ impl Application {
                 refresh::run_background(task_ctx.clone())
             })
         });
+        let gauges = {
+            let task_ctx = ctx.clone();
+            background::supervise("connection-gauge", ctx.metrics.clone(), move || {
+                gauges::keep_connections_counted(task_ctx.clone())
+            })
+        };
         let context = ctx.clone();
         let ctx = web::Data::new(ctx);
 
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(http::time_answers))
                 .wrap(actix_web::middleware::from_fn(http::echo_request_id))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(ctx.clone())
@@ -112,6 +121,7 @@ impl Application {
             server: server.run(),
             context,
             refresher,
+            gauges,
         })
     }
 
@@ -133,6 +143,7 @@ impl Application {
     /// refreshes under way finish and writes queued audit events.
     pub async fn run(self) -> std::io::Result<()> {
         let served = self.server.await;
+        self.gauges.abort();
         if let Some(refresher) = self.refresher {
             refresher.abort();
             let _ = refresher.await;

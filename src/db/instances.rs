@@ -94,6 +94,11 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<InstanceRow>> {
         .load(conn)
 }
 
+/// Every registered instance's name.
+pub fn names(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
+    instances::table.select(instances::name).load(conn)
+}
+
 /// Replaces every column of the row, if nobody changed it since `seen_at` (its `updated_at`
 /// when read): a change computed from a stale read must not overwrite a newer one.
 pub fn update_if_unchanged(

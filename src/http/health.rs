@@ -3,7 +3,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::ApiError;
-use crate::service::{Context, health};
+use crate::service::{Context, gauges, health};
 
 /// Alive: the process answers HTTP.
 pub(super) async fn healthz() -> HttpResponse {
@@ -22,11 +22,11 @@ pub(super) async fn readyz(ctx: web::Data<Context>) -> Result<HttpResponse, ApiE
     }
 }
 
-/// Prometheus text: handouts, refreshes and their latency, connections by status.
-pub(super) async fn metrics(ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
-    health::count_connections(&ctx).await?;
-    Ok(HttpResponse::Ok()
+/// OpenMetrics text, read from memory: the gauges are kept current in the background.
+pub(super) async fn metrics(ctx: web::Data<Context>) -> HttpResponse {
+    gauges::sample_on_scrape(&ctx);
+    HttpResponse::Ok()
         // What prometheus-client writes (`# EOF` included); Prometheus asks for it by name.
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(ctx.metrics.encode()))
+        .body(ctx.metrics.encode())
 }

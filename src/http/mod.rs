@@ -14,6 +14,7 @@ mod health;
 mod instances;
 mod pages;
 mod proxy;
+mod request_metrics;
 mod request_span;
 mod service_token;
 mod services;
@@ -22,6 +23,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
 pub use error::ApiError;
+pub use request_metrics::time_answers;
 pub use request_span::{RequestSpan, echo_request_id};
 
 /// Request bodies larger than this are refused with 413 before they are parsed.

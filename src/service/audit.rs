@@ -147,6 +147,12 @@ impl AuditLog {
         }
     }
 
+    /// Events and ledger entries waiting for the writer.
+    pub fn queued(&self) -> usize {
+        let queue = self.queue();
+        queue.events.len() + queue.attempts.len()
+    }
+
     /// Returns once everything queued before the call is written.
     pub async fn flush(&self) {
         let (done, written) = oneshot::channel();

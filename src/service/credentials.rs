@@ -27,12 +27,10 @@ pub async fn hand_out(
     token: &VerifiedToken,
     form: CredentialsForm,
 ) -> Result<Credentials, ServiceError> {
-    let result = hand_out_checked(ctx, token, form).await;
+    let mut registered = None;
+    let result = hand_out_checked(ctx, token, form, &mut registered).await;
     // Labels only ever name registered instances: request text must not grow the metrics.
-    let instance_name = match &result {
-        Ok(handed) => handed.instance.as_str(),
-        Err(_) => "unknown",
-    };
+    let instance_name = registered.as_deref().unwrap_or("unknown");
     let outcome = match &result {
         Ok(_) => "ok",
         Err(ServiceError::NotConnected(_)) => "not_connected",
@@ -47,10 +45,13 @@ pub async fn hand_out(
     result
 }
 
+/// `registered` learns the instance's name as soon as it is known to be registered, so that a
+/// refused handout is counted under it.
 async fn hand_out_checked(
     ctx: &Context,
     token: &VerifiedToken,
     form: CredentialsForm,
+    registered: &mut Option<String>,
 ) -> Result<Credentials, ServiceError> {
     let (instance, subject, requested, min_valid_for) = match parse(form) {
         Ok(parsed) => parsed,
@@ -61,6 +62,9 @@ async fn hand_out_checked(
         }
     };
     let view = gitlab_token::read_view(ctx, token.service_id(), &instance, &subject).await?;
+    if view.instance.is_some() {
+        *registered = Some(instance.as_str().to_owned());
+    }
     let service = principal::admit(token, view.service.as_ref())?;
     let wanted = Wanted {
         instance: &instance,

@@ -2,9 +2,8 @@
 
 use diesel::result::Error as DieselError;
 
-use super::{Context, ServiceError, connections};
+use super::{Context, ServiceError};
 use crate::db;
-use crate::domain::ConnectionStatus;
 
 /// `Ok` when the database answers and no migration is pending; otherwise why not.
 pub async fn readiness(ctx: &Context) -> Result<(), String> {
@@ -23,22 +22,4 @@ pub async fn readiness(ctx: &Context) -> Result<(), String> {
             Err("the database check failed".to_owned())
         }
     }
-}
-
-/// Refreshes the connections-by-status gauge from the database.
-pub async fn count_connections(ctx: &Context) -> Result<(), ServiceError> {
-    let counted = connections::count(ctx, None).await?;
-    let counts: Vec<(&str, i64)> = ConnectionStatus::ALL
-        .into_iter()
-        .map(|status| {
-            let total = counted
-                .iter()
-                .filter(|c| c.status == status)
-                .map(|c| c.count)
-                .sum();
-            (status.as_str(), total)
-        })
-        .collect();
-    ctx.metrics.set_connections(&counts);
-    Ok(())
 }

@@ -9,6 +9,7 @@ pub mod connection_tokens;
 pub mod connections;
 pub mod credentials;
 mod error;
+pub mod gauges;
 mod gitlab_token;
 pub mod handout_cache;
 pub mod health;

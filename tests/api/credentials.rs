@@ -633,19 +633,33 @@ async fn metrics_count_handouts_and_refreshes(backend: Backend) {
     connect_expiring_in(&cw, "user-17", 30).await;
     cw.token(request("user-17")).await;
     expect_problem(cw.fetch(request("nobody")).await, 404, "not_connected").await;
+    let elsewhere = json!({"instance": "elsewhere", "subject": "user-17"});
+    expect_problem(cw.fetch(elsewhere).await, 403, "instance_not_allowed").await;
 
-    let metrics = cw
-        .app
-        .client
-        .get(format!("{}/metrics", cw.app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        metrics.headers()["content-type"],
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    );
-    let text = metrics.text().await.unwrap();
+    let scrape = || async {
+        let metrics = cw
+            .app
+            .client
+            .get(format!("{}/metrics", cw.app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            metrics.headers()["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        metrics.text().await.unwrap()
+    };
+    // The connections gauge is recounted in the background, within a second of a change.
+    let connected = r#"labgate_connections{instance="corp",status="active"} 1"#;
+    let mut text = scrape().await;
+    for _ in 0..50 {
+        if text.contains(connected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = scrape().await;
+    }
     assert!(
         text.ends_with("# EOF\n"),
         "an OpenMetrics exposition ends so"
@@ -657,14 +671,27 @@ async fn metrics_count_handouts_and_refreshes(backend: Backend) {
     for line in [
         build_info.as_str(),
         r#"labgate_handouts_total{instance="corp",outcome="ok"} 1"#,
-        r#"labgate_handouts_total{instance="unknown",outcome="not_connected"} 1"#,
+        // A refusal is counted under the instance asked for when it is registered, and under
+        // "unknown" otherwise: request text never becomes a label.
+        r#"labgate_handouts_total{instance="corp",outcome="not_connected"} 1"#,
+        r#"labgate_handouts_total{instance="unknown","#,
         r#"labgate_refreshes_total{instance="corp",outcome="ok"} 1"#,
         r#"labgate_refresh_duration_seconds_count{instance="corp"} 1"#,
-        r#"labgate_connections{status="active"} 1"#,
-        r#"labgate_connections{status="reauthorization_required"} 0"#,
+        connected,
+        r#"labgate_connections{instance="corp",status="reauthorization_required"} 0"#,
+        r#"labgate_http_request_duration_seconds_count{method="POST",route="/api/v1/credentials",status="200"} 1"#,
+        r#"labgate_http_request_duration_seconds_count{method="POST",route="/api/v1/credentials",status="404"} 1"#,
+        r#"labgate_http_request_duration_seconds_count{method="POST",route="/api/v1/credentials",status="403"} 1"#,
+        r#"labgate_db_pool_connections{state="idle"} "#,
+        r#"labgate_db_pool_connections{state="in_use"} "#,
+        "labgate_audit_queue_length ",
     ] {
         assert!(text.contains(line), "missing {line}:\n{text}");
     }
+    assert!(
+        !text.contains("elsewhere"),
+        "an unregistered instance's name is no label:\n{text}"
+    );
 }
 
 /// Two labgate processes behind one load balancer, sharing one PostgreSQL database: the row

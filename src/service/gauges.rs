@@ -1,0 +1,72 @@
+//! Keeps `/metrics` gauges current, so that a scrape reads memory and never counts a table:
+//! connections are recounted in the background after this process (or, through the change
+//! feed, another) changed the database, and at least once a minute; the pool and the audit
+//! queue are looked at when scraped, which costs no trip to the database.
+
+use std::time::{Duration, Instant};
+
+use super::{Context, ServiceError};
+use crate::db;
+use crate::domain::ConnectionStatus;
+use crate::metrics::InstanceStatus;
+
+/// How often the keeper looks for a change: the most a recount lags one.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// A recount at least this often, for changes nobody told this process about.
+const RECOUNT_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs until aborted, recounting connections whenever the database may have changed.
+pub async fn keep_connections_counted(ctx: Context) {
+    let mut counted: Option<(u64, Instant)> = None;
+    loop {
+        let generation = ctx.handouts.generation();
+        let due = counted
+            .is_none_or(|(seen, at)| seen != generation || at.elapsed() >= RECOUNT_AT_LEAST_EVERY);
+        if due {
+            match count_connections(&ctx).await {
+                Ok(()) => counted = Some((generation, Instant::now())),
+                Err(e) => tracing::warn!(error.cause = %e, "counting connections failed"),
+            }
+        }
+        tokio::time::sleep(LOOK_EVERY).await;
+    }
+}
+
+/// Sets the connections gauge: every registered instance in every status, zeros included.
+async fn count_connections(ctx: &Context) -> Result<(), ServiceError> {
+    let (names, counted) = ctx
+        .db_read(|conn| {
+            let names = db::instances::names(conn)?;
+            let counted = db::connections::count_by_instance_and_status(conn, None)?;
+            Ok((names, counted))
+        })
+        .await?;
+    let series = names
+        .iter()
+        .flat_map(|instance| ConnectionStatus::ALL.map(|status| (instance, status.as_str())))
+        .map(|(instance, status)| {
+            let count = counted
+                .iter()
+                .filter(|(i, s, _)| i == instance && s == status)
+                .map(|(_, _, count)| count)
+                .sum();
+            let labels = InstanceStatus {
+                instance: instance.clone(),
+                status: status.to_owned(),
+            };
+            (labels, count)
+        })
+        .collect();
+    ctx.metrics.set_connections(series);
+    Ok(())
+}
+
+/// Samples what a scrape can read without the database.
+pub fn sample_on_scrape(ctx: &Context) {
+    let pool = ctx.pool.state();
+    ctx.metrics.set_pool(
+        pool.idle_connections,
+        pool.connections - pool.idle_connections,
+    );
+    ctx.metrics.set_audit_queue(ctx.audit.queued());
+}
