@@ -27,6 +27,12 @@ pub struct ConnectSessionRow {
     pub connection_id: Option<String>,
 }
 
+/// The outcome of a link the person cancelled before going to GitLab.
+pub const CANCELLED: &str = "cancelled";
+
+/// The outcome of a session that became a connection.
+pub const CONNECTED: &str = "connected";
+
 /// What following a link stores: the state's hash, the nonce, the sealed PKCE verifier, and
 /// the hash of the browser's binding cookie.
 pub struct Authorization<'a> {
@@ -99,6 +105,36 @@ pub fn spend_state(
             .filter(connect_sessions::finished_at.is_null()),
     )
     .set(connect_sessions::finished_at.eq(now))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// The session a browser's binding cookie belongs to, by the cookie's hash.
+pub fn find_by_binding(
+    conn: &mut DbConnection,
+    binding_hash: &str,
+) -> QueryResult<Option<ConnectSessionRow>> {
+    connect_sessions::table
+        .filter(connect_sessions::browser_binding_hash.eq(binding_hash))
+        .select(ConnectSessionRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Spends an unstarted, unexpired link the person declined on labgate's own page. `false`:
+/// it was used or expired already.
+pub fn cancel(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(
+        connect_sessions::table
+            .find(id)
+            .filter(connect_sessions::started_at.is_null())
+            .filter(connect_sessions::expires_at.gt(now)),
+    )
+    .set((
+        connect_sessions::started_at.eq(now),
+        connect_sessions::finished_at.eq(now),
+        connect_sessions::outcome.eq(CANCELLED),
+    ))
     .execute(conn)
     .map(|n| n == 1)
 }

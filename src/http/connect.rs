@@ -13,7 +13,7 @@ use super::auth::ServicePrincipal;
 use super::fields::Fields;
 use super::{ApiError, method_not_allowed, pages, timestamp};
 use crate::service::Context;
-use crate::service::connect::{self, CallbackParams, ConnectForm, Outcome};
+use crate::service::connect::{self, CallbackParams, ConnectForm, Failure, Outcome};
 
 pub(super) fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -26,7 +26,9 @@ pub(super) fn api_routes(cfg: &mut web::ServiceConfig) {
 pub(super) fn browser_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/connect/{id}", web::get().to(confirm))
         .route("/connect/{id}", web::post().to(follow))
-        .route("/oauth/{instance}/callback", web::get().to(callback));
+        .route("/connect/{id}/cancel", web::post().to(cancel))
+        .route("/oauth/{instance}/callback", web::get().to(callback))
+        .route("/oauth/{instance}/result/{key}", web::get().to(result));
 }
 
 async fn create(
@@ -86,6 +88,22 @@ async fn follow(ctx: web::Data<Context>, id: web::Path<String>) -> HttpResponse 
     }
 }
 
+/// The person declined before going to GitLab: the service hears `status=denied`, as if they
+/// had declined there.
+async fn cancel(ctx: web::Data<Context>, id: web::Path<String>) -> HttpResponse {
+    match connect::cancel(&ctx, &id).await {
+        Ok(Some(url)) => redirect(&back_to(
+            url,
+            &[
+                ("status", "denied"),
+                ("error", pages::code(&Failure::Denied)),
+            ],
+        )),
+        Ok(None) => pages::cancelled(),
+        Err(failure) => pages::failure(&failure),
+    }
+}
+
 #[derive(Deserialize)]
 struct Callback {
     code: Option<String>,
@@ -132,17 +150,18 @@ async fn callback(
             url,
             &[("status", "connected"), ("connection_id", &connection_id)],
         )),
+        // On to a page whose URL holds no code or state: reloading it shows the result again.
         Outcome::Connected {
-            connection_id: _,
-            username,
             instance,
+            session_key,
             return_to: None,
-        } => pages::connected(&username, &instance),
+            ..
+        } => redirect(&format!("/oauth/{instance}/result/{session_key}")),
         Outcome::Failed {
             failure,
             return_to: Some(url),
         } => {
-            let status = if failure == connect::Failure::Denied {
+            let status = if failure == Failure::Denied {
                 "denied"
             } else {
                 "error"
@@ -156,6 +175,20 @@ async fn callback(
             failure,
             return_to: None,
         } => pages::failure(&failure),
+    }
+}
+
+/// A finished connect's result, for the browser that connected.
+async fn result(
+    ctx: web::Data<Context>,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> HttpResponse {
+    let (instance, key) = path.into_inner();
+    let cookie = |name: &str| req.cookie(name).map(|c| c.value().to_owned());
+    match connect::result(&ctx, &instance, &key, cookie).await {
+        Ok(connected) => pages::connected(&connected.username, &connected.instance),
+        Err(failure) => pages::failure(&failure),
     }
 }
 

@@ -16,6 +16,7 @@ mod pages;
 mod proxy;
 mod request_metrics;
 mod request_span;
+mod scopes;
 mod service_token;
 mod services;
 

@@ -6,10 +6,12 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY};
 use maud::{DOCTYPE, Markup, html};
 
+use super::scopes::GITLAB_SCOPES;
 use crate::service::connect::{Failure, LinkInfo};
 
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1f2328}\
-h1{font-size:1.4rem}.ok{color:#1a7f37}.fail{color:#cf222e}p.code{color:#57606a;font-size:.9rem}";
+h1{font-size:1.4rem}.ok{color:#1a7f37}.fail{color:#cf222e}p.code{color:#57606a;font-size:.9rem}\
+ul.scopes li{margin-bottom:.4rem}form{display:inline-block;margin:1rem .5rem 0 0}";
 
 pub(super) fn connected(username: &str, instance: &str) -> HttpResponse {
     page(
@@ -22,19 +24,48 @@ pub(super) fn connected(username: &str, instance: &str) -> HttpResponse {
     )
 }
 
-/// Before anything is spent: who asks for what, and a button to go on to GitLab.
+/// Before anything is spent: who asks for what, on which GitLab, what each scope allows; a
+/// button to go on to GitLab and one to decline.
 pub(super) fn confirm(link: &LinkInfo, action: &str) -> HttpResponse {
-    let scopes = link.scopes.iter().collect::<Vec<_>>().join(", ");
     page(
         StatusCode::OK,
         "Connect your GitLab account",
         html! {
             h1 { "Connect your GitLab account" }
-            p { "The service " strong { (link.service) } " asks to use your account on the GitLab " strong { (link.instance) } "." }
-            p { "It will be allowed: " code { (scopes) } }
+            p { "The service " strong { (link.service) } " asks to use your account on the GitLab at "
+                strong.gitlab { (link.gitlab_url) } " (" (link.instance) ")." }
+            p { "It will be allowed:" }
+            ul.scopes {
+                @for scope in link.scopes.iter() {
+                    li { code { (scope) } ": " (meaning(scope)) }
+                }
+            }
             form method="post" action=(action) {
                 button type="submit" { "Continue to GitLab" }
             }
+            form method="post" action={ (action) "/cancel" } {
+                button type="submit" { "Cancel" }
+            }
+        },
+    )
+}
+
+/// What GitLab's own form says a scope allows.
+fn meaning(scope: &str) -> &'static str {
+    GITLAB_SCOPES
+        .iter()
+        .find(|(name, _)| *name == scope)
+        .map_or("", |(_, meaning)| meaning)
+}
+
+/// The person declined on the confirmation page and no service waits for the answer.
+pub(super) fn cancelled() -> HttpResponse {
+    page(
+        StatusCode::OK,
+        "Nothing was connected",
+        html! {
+            h1 { "Nothing was connected" }
+            p { "You declined, so your GitLab account was not connected. You can close this tab." }
         },
     )
 }
@@ -68,6 +99,7 @@ pub(super) fn code(failure: &Failure) -> &str {
         Failure::GitLabRefused(error) => error,
         Failure::GitLabUnavailable => "gitlab_unavailable",
         Failure::Unverified => "id_token_invalid",
+        Failure::ResultGone => "result_gone",
         Failure::Internal => "internal_error",
     }
 }
@@ -140,6 +172,12 @@ fn describe(failure: &Failure) -> (StatusCode, &'static str, &'static str) {
             StatusCode::BAD_GATEWAY,
             "GitLab's answer could not be verified",
             "Nothing was connected. Ask your administrator to check this GitLab instance in labgate.",
+        ),
+        Failure::ResultGone => (
+            StatusCode::GONE,
+            "This page has expired",
+            "A sign-in's result is shown for 10 minutes, in the browser that signed in. The \
+             application that sent you here knows whether your account is connected.",
         ),
         Failure::Internal => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -4,7 +4,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{ConnectWorld, RETURN_ORIGIN, expect_problem, location, person_browser};
+use crate::helpers::{
+    ConnectWorld, RETURN_ORIGIN, expect_problem, location, person_browser, result_page,
+};
 use crate::support::PUBLIC_URL;
 use crate::support::database::Backend;
 use crate::support::fake_gitlab::{IdTokenFault, USER_ID, USERNAME};
@@ -28,6 +30,9 @@ on_both_backends!(
     subjects_belong_to_their_service,
     link_previews_do_not_spend_links,
     a_callback_in_another_browser_is_refused,
+    the_result_page_shows_the_result_again_without_code_or_state,
+    the_confirmation_names_the_gitlab_and_what_each_scope_allows,
+    cancelling_spends_the_link_and_tells_the_service,
 );
 
 fn page_text(body: &str) -> String {
@@ -212,7 +217,11 @@ async fn links_and_states_work_once(backend: Backend) {
         "agreeing twice starts nothing"
     );
 
-    assert_eq!(cw.browser.get(&callback).await.status(), 200);
+    assert_eq!(
+        cw.browser.get(&callback).await.status(),
+        302,
+        "connected: on to the result page"
+    );
     let replayed = cw.browser.get(&callback).await;
     assert_eq!(replayed.status(), 400);
     assert!(replayed.text().await.unwrap().contains("unknown_state"));
@@ -258,7 +267,7 @@ async fn a_tampered_state_is_refused_without_spending_the_real_one(backend: Back
     assert_eq!(cw.world.gitlab.seen().code_exchanges, 0);
     assert_eq!(
         cw.browser.get(&callback).await.status(),
-        200,
+        302,
         "the genuine callback still completes"
     );
 }
@@ -627,7 +636,10 @@ async fn link_previews_do_not_spend_links(backend: Backend) {
         assert_eq!(preview.status(), 200);
         let text = preview.text().await.unwrap();
         assert!(
-            text.contains("ci-bot") && text.contains("corp") && text.contains("openid, read_api"),
+            text.contains("ci-bot")
+                && text.contains("corp")
+                && text.contains("<code>openid</code>")
+                && text.contains("<code>read_api</code>"),
             "{text}"
         );
     }
@@ -660,5 +672,100 @@ async fn a_callback_in_another_browser_is_refused(backend: Backend) {
         cw.browser.get(&callback).await.status(),
         400,
         "the state was spent by the attempt"
+    );
+}
+
+/// Reloading the last page after connecting shows the result again: the callback sends the
+/// browser on to a page whose URL holds no code or state, and only that browser sees it.
+async fn the_result_page_shows_the_result_again_without_code_or_state(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let callback = cw
+        .browser
+        .consent(&cw.link("user-17", json!({})).await)
+        .await;
+    let back = cw.browser.get(&callback).await;
+    assert_eq!(back.status(), 302);
+    assert_eq!(back.headers()["cache-control"], "no-store");
+    let result = result_page(&callback, &back).expect("on to labgate's result page");
+    assert!(
+        !result.contains('?') && !result.contains("code") && !result.contains("state"),
+        "{result}"
+    );
+
+    for _ in 0..2 {
+        let page = cw.browser.get(&result).await;
+        assert_eq!(page.status(), 200);
+        assert_eq!(page.headers()["cache-control"], "no-store");
+        let text = page_text(&page.text().await.unwrap());
+        assert!(text.contains("Connected as @alice on corp"), "{text}");
+    }
+    assert_eq!(cw.app.connections().await.len(), 1);
+    assert_eq!(cw.world.gitlab.seen().code_exchanges, 1);
+
+    let stranger = person_browser(&cw.app, &cw.world);
+    let refused = stranger.get(&result).await;
+    assert_eq!(refused.status(), 410);
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("This page has expired") && !text.contains("alice"),
+        "another browser learns nothing: {text}"
+    );
+}
+
+async fn the_confirmation_names_the_gitlab_and_what_each_scope_allows(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let link = cw.link("user-17", json!({"scopes": ["read_api"]})).await;
+
+    let page = cw.browser.get(&link).await;
+
+    assert_eq!(page.status(), 200);
+    let text = page_text(&page.text().await.unwrap());
+    let gitlab_url = cw.world.gitlab.base_url();
+    assert!(text.contains(&gitlab_url), "{gitlab_url} in {text}");
+    for meaning in [
+        "Grants permission to authenticate with GitLab using OpenID Connect",
+        "Grants read access to the API, including all groups and projects",
+    ] {
+        assert!(text.contains(meaning), "{meaning} in {text}");
+    }
+    assert!(text.contains("Cancel"), "{text}");
+}
+
+async fn cancelling_spends_the_link_and_tells_the_service(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    let link = cw
+        .link(
+            "user-17",
+            json!({"return_to": format!("{RETURN_ORIGIN}/done?step=2")}),
+        )
+        .await;
+
+    let back = cw.browser.post(&format!("{link}/cancel")).await;
+
+    assert_eq!(back.status(), 302);
+    assert_eq!(
+        location(&back),
+        format!("{RETURN_ORIGIN}/done?step=2&status=denied&error=access_denied")
+    );
+    assert_eq!(
+        cw.browser.post(&link).await.status(),
+        410,
+        "a cancelled link cannot be followed"
+    );
+    assert!(cw.world.gitlab.seen().authorize_queries.is_empty());
+    assert!(cw.app.connections().await.is_empty());
+
+    let without_return = cw.link("user-18", json!({})).await;
+    let page = cw.browser.post(&format!("{without_return}/cancel")).await;
+    assert_eq!(page.status(), 200);
+    let text = page_text(&page.text().await.unwrap());
+    assert!(text.contains("Nothing was connected"), "{text}");
+    assert_eq!(
+        cw.browser
+            .post(&format!("{without_return}/cancel"))
+            .await
+            .status(),
+        410,
+        "cancelling twice: the link is spent"
     );
 }

@@ -388,11 +388,27 @@ impl Browser {
         location(&back)
     }
 
-    /// The whole flow: link, GitLab, callback; returns labgate's last answer.
+    /// The whole flow: link, GitLab, callback, and on to labgate's own result page if the
+    /// callback sends the browser there; returns labgate's last answer.
     pub(crate) async fn connect(&self, link: &str) -> Response {
         let callback = self.consent(link).await;
-        self.get(&callback).await
+        let back = self.get(&callback).await;
+        match result_page(&callback, &back) {
+            Some(result) => self.get(&result).await,
+            None => back,
+        }
     }
+}
+
+/// Where the callback at `callback` sends the browser, when that is labgate's result page (a
+/// path on labgate itself, not a service's `return_to`).
+pub(crate) fn result_page(callback: &str, back: &Response) -> Option<String> {
+    if !back.status().is_redirection() {
+        return None;
+    }
+    let to = location(back);
+    to.starts_with("/oauth/")
+        .then(|| url::Url::parse(callback).unwrap().join(&to).unwrap().into())
 }
 
 pub(crate) fn location(response: &Response) -> String {

@@ -11,7 +11,6 @@ mod error;
 mod form;
 mod instances;
 mod layout;
-mod scopes;
 mod services;
 mod session;
 

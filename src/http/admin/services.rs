@@ -12,8 +12,8 @@ use super::layout::{
     Errors, Input, Section, checkboxes, copyable, csrf, error_summary, ok, page, radios, respond,
     textarea, when,
 };
-use super::scopes::GITLAB_SCOPES;
 use super::session::{Posted, SignedIn, see_other};
+use crate::http::scopes::GITLAB_SCOPES;
 use crate::service::admin_sessions::AdminSession;
 use crate::service::instances;
 use crate::service::principal::Service;

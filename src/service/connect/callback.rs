@@ -5,7 +5,7 @@ use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::{Failure, VALIDITY, binding_cookie_name, hash_secret, internal};
+use super::{Failure, VALIDITY, binding_cookie_name, hash_secret, internal, session_key};
 use crate::crypto::SealedColumn;
 use crate::db::{self, connect_sessions::ConnectSessionRow, instances::InstanceRow};
 use crate::domain::ScopeSet;
@@ -28,6 +28,8 @@ pub enum Outcome {
         connection_id: String,
         username: String,
         instance: String,
+        /// Names the session in the URL of its result page.
+        session_key: String,
         return_to: Option<Url>,
     },
     Failed {
@@ -70,7 +72,7 @@ pub async fn finish(
         .return_to
         .as_deref()
         .and_then(|to| Url::parse(to).ok());
-    let binding = cookie(&binding_cookie_name(&session.id));
+    let binding = cookie(&binding_cookie_name(session_key(&session.id)));
     let outcome = match complete(
         ctx,
         instance_path,
@@ -89,9 +91,10 @@ pub async fn finish(
         }
     };
     let (label, connection_id) = match &outcome {
-        Outcome::Connected { connection_id, .. } => {
-            ("connected".to_owned(), Some(connection_id.clone()))
-        }
+        Outcome::Connected { connection_id, .. } => (
+            db::connect_sessions::CONNECTED.to_owned(),
+            Some(connection_id.clone()),
+        ),
         Outcome::Failed { failure, .. } => (format!("failed: {failure:?}"), None),
     };
     let id = session.id.clone();
@@ -203,6 +206,7 @@ async fn complete(
         connection_id: stored.connection_id,
         username,
         instance: instance.name.clone(),
+        session_key: session_key(&session.id).to_owned(),
         return_to: session
             .return_to
             .as_deref()

@@ -5,7 +5,7 @@ use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::{Failure, binding_cookie_name, hash_secret, internal};
+use super::{Failure, binding_cookie_name, hash_secret, internal, session_key};
 use crate::crypto::SealedColumn;
 use crate::db::{self, connect_sessions::ConnectSessionRow, instances::InstanceRow};
 use crate::domain::ScopeSet;
@@ -16,6 +16,8 @@ use crate::service::registration::Registration;
 pub struct LinkInfo {
     pub service: String,
     pub instance: String,
+    /// The GitLab's address, so that the person knows where they will sign in.
+    pub gitlab_url: String,
     pub scopes: ScopeSet,
 }
 
@@ -43,6 +45,7 @@ pub async fn describe(ctx: &Context, link_id: &str) -> Result<LinkInfo, Failure>
     Ok(LinkInfo {
         service: service.map(|s| s.name).ok_or(Failure::UnknownLink)?,
         instance: instance.name,
+        gitlab_url: instance.base_url,
         scopes: ScopeSet::from_stored(&session.scopes).map_err(|e| internal(anyhow::anyhow!(e)))?,
     })
 }
@@ -70,7 +73,7 @@ pub async fn start(ctx: &Context, link_id: &str) -> Result<Started, Failure> {
         Utc::now().naive_utc(),
     );
     let started = ctx
-        .db_read(move |conn| {
+        .db_write(move |conn| {
             let auth = db::connect_sessions::Authorization {
                 state_hash: &state_hash,
                 nonce: &nonce,
@@ -87,10 +90,28 @@ pub async fn start(ctx: &Context, link_id: &str) -> Result<Started, Failure> {
     Ok(Started {
         authorize_url: request.url,
         binding: BrowserBinding {
-            cookie_name: binding_cookie_name(&session.id),
+            cookie_name: binding_cookie_name(session_key(&session.id)),
             value: binding,
         },
     })
+}
+
+/// The person declined on labgate's page: the link is spent, and the service learns it where
+/// it asked to (`return_to`, if it gave one), as if the person had declined at GitLab.
+pub async fn cancel(ctx: &Context, link_id: &str) -> Result<Option<Url>, Failure> {
+    let (session, _) = usable_link(ctx, link_id).await?;
+    let (id, now) = (session.id.clone(), Utc::now().naive_utc());
+    let cancelled = ctx
+        .db_write(move |conn| db::connect_sessions::cancel(conn, &id, now))
+        .await
+        .map_err(internal)?;
+    if !cancelled {
+        return Err(Failure::UsedLink);
+    }
+    Ok(session
+        .return_to
+        .as_deref()
+        .and_then(|to| Url::parse(to).ok()))
 }
 
 /// A link that exists, was not followed yet, and has not expired, with its instance.
@@ -100,7 +121,7 @@ async fn usable_link(
 ) -> Result<(ConnectSessionRow, InstanceRow), Failure> {
     let id = hash_secret(link_id);
     let found = ctx
-        .db_write(move |conn| {
+        .db_read(move |conn| {
             let Some(session) = db::connect_sessions::find(conn, &id)? else {
                 return Ok(None);
             };

@@ -5,13 +5,15 @@
 mod callback;
 mod follow;
 mod link;
+mod result;
 
 use chrono::TimeDelta;
 use sha2::{Digest, Sha256};
 
 pub use callback::{CallbackParams, Outcome, finish};
-pub use follow::{BrowserBinding, LinkInfo, Started, describe, start};
+pub use follow::{BrowserBinding, LinkInfo, Started, cancel, describe, start};
 pub use link::{ConnectForm, ConnectLink, create_session};
+pub use result::{Connected, result};
 
 /// How long a link may wait to be followed, and a sign-in at GitLab may take once it is.
 pub(super) const VALIDITY: TimeDelta = TimeDelta::minutes(10);
@@ -38,15 +40,20 @@ pub enum Failure {
     GitLabUnavailable,
     /// GitLab's ID token did not verify.
     Unverified,
+    /// A result page asked for by a browser that no longer holds (or never held) its cookie.
+    ResultGone,
     Internal,
 }
 
+/// Names a session in its result page's URL and its binding cookie's name: a prefix of its
+/// id, which is itself a hash of the link, so it opens nothing.
+pub(super) fn session_key(session_id: &str) -> &str {
+    &session_id[..16.min(session_id.len())]
+}
+
 /// One cookie per connect session, so that two sign-ins in one browser do not collide.
-pub(super) fn binding_cookie_name(session_id: &str) -> String {
-    format!(
-        "labgate_connect_{}",
-        &session_id[..16.min(session_id.len())]
-    )
+pub(super) fn binding_cookie_name(session_key: &str) -> String {
+    format!("labgate_connect_{session_key}")
 }
 
 pub(super) fn internal(error: impl Into<anyhow::Error>) -> Failure {

@@ -11,7 +11,7 @@ use crate::http::admin::layout::{
     Errors, Input, Section, badge, button_form, check_steps, checkboxes, copyable, csrf,
     error_summary, page, textarea, when,
 };
-use crate::http::admin::scopes::{DEFAULT_INSTANCE_SCOPES, GITLAB_SCOPES};
+use crate::http::scopes::{DEFAULT_INSTANCE_SCOPES, GITLAB_SCOPES};
 use crate::service::StepStatus;
 use crate::service::admin_sessions::AdminSession;
 use crate::service::instances::Instance;

@@ -1,4 +1,5 @@
-//! GitLab's OAuth scopes as GitLab's own application form describes them, for checkboxes.
+//! GitLab's OAuth scopes as GitLab's own application form describes them: for the admin
+//! pages' checkboxes, and for the person asked to connect.
 
 /// Every scope labgate accepts, in the order GitLab's form lists them, with GitLab's wording.
 pub(super) const GITLAB_SCOPES: &[(&str, &str)] = &[
