@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 mod client;
+mod config_check;
 mod credentials;
 mod git_credential;
 mod healthcheck;
@@ -39,11 +40,22 @@ enum Command {
     Healthcheck,
     /// Print the version, target and build profile.
     Version,
+    /// Check the settings: print them as in effect, secrets masked, or say which one is wrong.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Print a shell completion script: labgate completions bash > /etc/bash_completion.d/labgate.
     Completions {
         #[arg(value_enum)]
         shell: Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Load the settings as `serve` would and print them, secrets masked.
+    Check,
 }
 
 impl Cli {
@@ -58,6 +70,9 @@ impl Cli {
                 print!("{}", version::describe());
                 Ok(())
             }
+            Command::Config {
+                action: ConfigAction::Check,
+            } => config_check::run(),
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+mod effective;
 mod secrets;
 mod unknown_keys;
 
@@ -310,6 +311,7 @@ impl RawServer {
             )
         })?;
         let public_url = parse_public_url(&self.public_url, self.allow_insecure_public_url)?;
+        warn_if_public_url_misses(&public_url, listen);
         let tls = match (non_empty(self.tls_cert), non_empty(self.tls_key)) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -335,6 +337,28 @@ impl RawServer {
     }
 }
 
+/// A loopback `public_url` on another port than `listen` is almost always the default left
+/// behind when the port was changed: redirect URLs and links would lead nowhere.
+fn warn_if_public_url_misses(public_url: &Url, listen: SocketAddr) {
+    let port = public_url.port_or_known_default();
+    if is_loopback(public_url) && listen.port() != 0 && port != Some(listen.port()) {
+        tracing::warn!(
+            "server.public_url is {public_url} but server.listen is {listen}: redirect URLs and \
+             connect links will not reach this server; set server.public_url \
+             (LABGATE__SERVER__PUBLIC_URL) to the URL people and GitLab use"
+        );
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 fn parse_public_url(input: &str, allow_insecure: bool) -> Result<Url, ConfigError> {
     let key = "server.public_url";
     let mut url = Url::parse(input)
@@ -351,13 +375,7 @@ fn parse_public_url(input: &str, allow_insecure: bool) -> Result<Url, ConfigErro
             "must not have a query string or fragment",
         ));
     }
-    let loopback = match url.host() {
-        Some(url::Host::Domain(domain)) => domain == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    if url.scheme() == "http" && !loopback && !allow_insecure {
+    if url.scheme() == "http" && !is_loopback(&url) && !allow_insecure {
         return Err(ConfigError::invalid(
             key,
             format!(

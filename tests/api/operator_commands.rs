@@ -1,5 +1,5 @@
 //! The commands an operator runs beside `serve`: `healthcheck` (the image's HEALTHCHECK),
-//! `version` and `completions`.
+//! `config check`, `version` and `completions`.
 
 use std::process::Output;
 
@@ -41,6 +41,57 @@ async fn healthcheck_passes_while_labgate_serves_and_fails_once_it_stops() {
     assert!(!checked.status.success());
     assert!(stderr.contains("does not answer"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn config_check_prints_the_settings_in_effect_with_secrets_masked() {
+    let admin_token = "an-admin-token-of-forty-characters-000000";
+    let checked = labgate(
+        &["config", "check"],
+        &[
+            ("LABGATE__SERVER__LISTEN", "127.0.0.1:9090"),
+            (
+                "LABGATE__DATABASE__URL",
+                "postgres://labgate:pg-s3cret@db.corp:5432/labgate?sslmode=require",
+            ),
+            ("LABGATE__ADMIN__TOKEN", admin_token),
+            ("LABGATE__REFRESHER__CONCURRENCY", "4"),
+        ],
+    )
+    .await;
+    let stdout = String::from_utf8(checked.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{stderr}");
+    for expected in [
+        "[server]\nlisten = \"127.0.0.1:9090\"",
+        "url = \"postgres://labgate:********@db.corp:5432/labgate?sslmode=require\"",
+        "[admin]\ntoken = \"********\"",
+        "[refresher]\nenabled = true\ninterval_seconds = 30\nconcurrency = 4",
+    ] {
+        assert!(stdout.contains(expected), "{expected}:\n{stdout}");
+    }
+    for secret in ["pg-s3cret", admin_token] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret));
+    }
+    // The default public URL left behind on port 8080 while labgate listens on 9090.
+    assert!(
+        stderr.contains(
+            "server.public_url is http://127.0.0.1:8080/ but server.listen is 127.0.0.1:9090"
+        ),
+        "{stderr}"
+    );
+
+    let refused = labgate(
+        &["config", "check"],
+        &[("LABGATE__DATABASE__POOL_SIZE", "0")],
+    )
+    .await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("database.pool_size (LABGATE__DATABASE__POOL_SIZE): must be at least 1"),
+        "{stderr}"
+    );
 }
 
 #[actix_web::test]
