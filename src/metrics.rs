@@ -2,6 +2,7 @@
 //! outcome, refresh latency, connections by instance and status, HTTP answers by route, the
 //! database pool and the audit queue.
 
+use std::hash::Hash;
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -68,10 +69,9 @@ pub struct Metrics {
     handouts: Family<Outcome, Counter>,
     refreshes: Family<Outcome, Counter>,
     refresh_seconds: Latency,
-    connections: Family<InstanceStatus, Gauge>,
-    /// The series `connections` holds, so that a deleted instance's disappear.
-    connection_series: Mutex<Vec<InstanceStatus>>,
+    connections: GaugeSet<InstanceStatus>,
     http_seconds: RouteLatency,
+    clients_rejected: GaugeSet<Instance>,
     pool_connections: Family<PoolState, Gauge>,
     audit_queue: Gauge,
     task_failures: Family<Task, Counter>,
@@ -86,7 +86,7 @@ impl Default for Metrics {
         let refreshes = Family::<Outcome, Counter>::default();
         let refresh_seconds: Latency =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 12)));
-        let connections = Family::<InstanceStatus, Gauge>::default();
+        let connections = GaugeSet::default();
         registry.register(
             "handouts",
             "Credentials handed out, by instance and outcome",
@@ -105,7 +105,7 @@ impl Default for Metrics {
         registry.register(
             "connections",
             "Connections by instance and status",
-            connections.clone(),
+            connections.family.clone(),
         );
         let http_seconds: RouteLatency =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 15)));
@@ -113,6 +113,12 @@ impl Default for Metrics {
             "http_request_duration_seconds",
             "Time to the head of each HTTP answer, by method, route template and status",
             http_seconds.clone(),
+        );
+        let clients_rejected = GaugeSet::default();
+        registry.register(
+            "instance_client_rejected",
+            "1 while GitLab answers invalid_client for the instance's OAuth application",
+            clients_rejected.family.clone(),
         );
         let pool_connections = Family::<PoolState, Gauge>::default();
         registry.register(
@@ -157,12 +163,46 @@ impl Default for Metrics {
             refreshes,
             refresh_seconds,
             connections,
-            connection_series: Mutex::default(),
             http_seconds,
+            clients_rejected,
             pool_connections,
             audit_queue,
             task_failures,
         }
+    }
+}
+
+/// A gauge family whose series are all replaced at once from a fresh count.
+struct GaugeSet<S> {
+    family: Family<S, Gauge>,
+    /// The series set last, so that those a new count leaves out are removed.
+    shown: Mutex<Vec<S>>,
+}
+
+impl<S: Clone + Hash + Eq> Default for GaugeSet<S> {
+    fn default() -> Self {
+        Self {
+            family: Family::default(),
+            shown: Mutex::default(),
+        }
+    }
+}
+
+impl<S: Clone + Hash + Eq> GaugeSet<S> {
+    /// Sets every series in `values` first, then removes the others: a scrape in between sees
+    /// every series that still exists.
+    fn replace(&self, values: Vec<(S, i64)>) {
+        let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+        for (labels, value) in &values {
+            self.family.get_or_create(labels).set(*value);
+        }
+        for gone in shown
+            .iter()
+            .filter(|old| !values.iter().any(|(labels, _)| labels == *old))
+        {
+            self.family.remove(gone);
+        }
+        *shown = values.into_iter().map(|(labels, _)| labels).collect();
     }
 }
 
@@ -217,20 +257,21 @@ impl Metrics {
     /// Sets the connections gauge from a fresh count, which names every series to show; series
     /// it no longer names (a deleted instance's) are removed.
     pub fn set_connections(&self, counts: Vec<(InstanceStatus, i64)>) {
-        let mut series = self
-            .connection_series
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (labels, count) in &counts {
-            self.connections.get_or_create(labels).set(*count);
-        }
-        for gone in series
+        self.connections.replace(counts);
+    }
+
+    /// Sets, for every registered instance, whether GitLab rejects its client (1) or not (0).
+    pub fn set_clients_rejected(&self, standing: &[(String, bool)]) {
+        let series = standing
             .iter()
-            .filter(|old| !counts.iter().any(|(labels, _)| labels == *old))
-        {
-            self.connections.remove(gone);
-        }
-        *series = counts.into_iter().map(|(labels, _)| labels).collect();
+            .map(|(instance, rejected)| {
+                let labels = Instance {
+                    instance: instance.clone(),
+                };
+                (labels, i64::from(*rejected))
+            })
+            .collect();
+        self.clients_rejected.replace(series);
     }
 
     pub fn answered(&self, labels: &Answered, seconds: f64) {

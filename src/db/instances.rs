@@ -26,6 +26,8 @@ pub struct InstanceRow {
     /// The access-token lifetime GitLab last granted here; learned, never edited.
     #[diesel(skip_update)]
     pub token_lifetime_seconds: Option<i64>,
+    /// Since when GitLab answers `invalid_client` for this application; `None` while it works.
+    pub client_rejected_at: Option<NaiveDateTime>,
 }
 
 /// What a handout needs of an instance.
@@ -51,6 +53,29 @@ pub fn record_token_lifetime(conn: &mut DbConnection, id: &str, seconds: i64) ->
     .set(instances::token_lifetime_seconds.eq(seconds))
     .execute(conn)
     .map(drop)
+}
+
+/// Records that GitLab rejected the application's credentials, unless already recorded.
+pub fn record_client_rejected(
+    conn: &mut DbConnection,
+    id: &str,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(
+        instances::table
+            .find(id)
+            .filter(instances::client_rejected_at.is_null()),
+    )
+    .set(instances::client_rejected_at.eq(at))
+    .execute(conn)
+    .map(drop)
+}
+
+/// Each instance's name, and whether GitLab rejects its application's credentials.
+pub fn client_standing(conn: &mut DbConnection) -> QueryResult<Vec<(String, bool)>> {
+    instances::table
+        .select((instances::name, instances::client_rejected_at.is_not_null()))
+        .load(conn)
 }
 
 pub fn insert(conn: &mut DbConnection, row: &InstanceRow) -> QueryResult<()> {
@@ -94,11 +119,6 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<InstanceRow>> {
         .load(conn)
 }
 
-/// Every registered instance's name.
-pub fn names(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
-    instances::table.select(instances::name).load(conn)
-}
-
 /// Replaces every column of the row, if nobody changed it since `seen_at` (its `updated_at`
 /// when read): a change computed from a stale read must not overwrite a newer one.
 pub fn update_if_unchanged(
@@ -116,8 +136,9 @@ pub fn update_if_unchanged(
     .map(|n| n == 1)
 }
 
-/// Records a check's outcome, and the discovery document when the check passed. Touches no
-/// other column, so it cannot undo a concurrent change.
+/// Records a check's outcome, and the discovery document when the check passed (which also
+/// proves the client's credentials good). Touches no other column, so it cannot undo a
+/// concurrent change.
 pub fn record_check(
     conn: &mut DbConnection,
     id: &str,
@@ -133,6 +154,8 @@ pub fn record_check(
                 instances::last_check_report.eq(report),
                 instances::last_checked_at.eq(at),
                 instances::discovery.eq(discovery),
+                // The check reached the client step and GitLab accepted the credentials.
+                instances::client_rejected_at.eq(None::<NaiveDateTime>),
             ))
             .execute(conn)?,
         None => diesel::update(target)

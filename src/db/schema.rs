@@ -16,6 +16,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         token_lifetime_seconds -> Nullable<BigInt>,
+        client_rejected_at -> Nullable<Timestamp>,
     }
 }
 

@@ -145,6 +145,9 @@ struct InstanceBody<'a> {
     /// The access-token lifetime GitLab granted last (absent until a token was issued).
     #[serde(skip_serializing_if = "Option::is_none")]
     token_lifetime_seconds: Option<i64>,
+    /// Since when GitLab rejects the client ID or secret (`invalid_client`); null while it
+    /// accepts them.
+    client_rejected_at: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -176,6 +179,7 @@ impl<'a> From<&'a Instance> for InstanceBody<'a> {
                 steps: &instance.last_check.steps,
             },
             token_lifetime_seconds: instance.token_lifetime_seconds,
+            client_rejected_at: instance.client_rejected_at.map(timestamp),
             created_at: timestamp(instance.created_at),
             updated_at: timestamp(instance.updated_at),
         }

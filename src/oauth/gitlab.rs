@@ -255,6 +255,28 @@ impl GitLabApp<'_> {
         })
     }
 
+    /// Asks GitLab whether it knows this client ID and secret, without any person: a token
+    /// request with a code GitLab never issued. `invalid_grant` means the client authenticated
+    /// and only the code was refused; `invalid_client` comes back as `Refused`.
+    pub async fn check_client(&self, http: &reqwest::Client) -> Result<(), GitLabError> {
+        let client = self.client(CoreJsonWebKeySet::new(Vec::new()))?;
+        let made_up = CsrfToken::new_random_len(32).into_secret();
+        let answer = client
+            .exchange_code(AuthorizationCode::new(format!(
+                "labgate-client-check-{made_up}"
+            )))
+            .map_err(|e| GitLabError::Configuration(e.to_string()))?
+            .request_async(http)
+            .await;
+        match answer.map_err(token_error) {
+            Err(GitLabError::InvalidGrant) => Ok(()),
+            Ok(_) => Err(GitLabError::Refused(
+                "GitLab accepted a code it never issued".into(),
+            )),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Revokes a refresh token, which ends its access token too (RFC 7009).
     pub async fn revoke(
         &self,

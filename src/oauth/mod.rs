@@ -9,7 +9,9 @@ mod projects;
 mod refresh;
 mod tls;
 
-pub use check::{CheckReport, CheckStep, StepStatus, check_instance};
+pub use check::{
+    CLIENT_REJECTED, CheckReport, CheckStep, ClientToCheck, StepStatus, check_instance,
+};
 pub use client::{InstanceClients, instance_http_client};
 pub use discovery::Discovery;
 pub use gitlab::{AuthorizationRequest, GitLabApp, GitLabError, Grant};

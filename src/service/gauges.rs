@@ -1,6 +1,7 @@
 //! Keeps `/metrics` gauges current, so that a scrape reads memory and never counts a table:
-//! connections are recounted in the background after this process (or, through the change
-//! feed, another) changed the database, and at least once a minute; the pool and the audit
+//! connections (and instances whose client GitLab rejects) are recounted in the background
+//! after this process (or, through the change feed, another) changed the database, and at
+//! least once a minute; the pool and the audit
 //! queue are looked at when scraped, which costs no trip to the database.
 
 use std::time::{Duration, Instant};
@@ -32,18 +33,20 @@ pub async fn keep_connections_counted(ctx: Context) {
     }
 }
 
-/// Sets the connections gauge: every registered instance in every status, zeros included.
+/// Sets the connections gauge (every registered instance in every status, zeros included) and
+/// the gauge of instances whose OAuth client GitLab rejects.
 async fn count_connections(ctx: &Context) -> Result<(), ServiceError> {
-    let (names, counted) = ctx
+    let (standing, counted) = ctx
         .db_read(|conn| {
-            let names = db::instances::names(conn)?;
+            let standing = db::instances::client_standing(conn)?;
             let counted = db::connections::count_by_instance_and_status(conn, None)?;
-            Ok((names, counted))
+            Ok((standing, counted))
         })
         .await?;
-    let series = names
+    ctx.metrics.set_clients_rejected(&standing);
+    let series = standing
         .iter()
-        .flat_map(|instance| ConnectionStatus::ALL.map(|status| (instance, status.as_str())))
+        .flat_map(|(instance, _)| ConnectionStatus::ALL.map(|status| (instance, status.as_str())))
         .map(|(instance, status)| {
             let count = counted
                 .iter()

@@ -5,11 +5,14 @@ use chrono::{NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::audit::AuditEvent;
+use super::registration::{Registration, open_client_secret};
 use super::{Context, FieldError, ServiceError, field, required, revocation};
 use crate::crypto::SealedColumn;
 use crate::db::{self, instances::InstanceRow};
 use crate::domain::{BaseUrl, CaBundle, InstanceName, Invalid, ScopeSet};
-use crate::oauth::{CheckReport, CheckStep, Discovery, check_instance};
+use crate::oauth::{
+    CLIENT_REJECTED, CheckReport, CheckStep, ClientToCheck, Discovery, check_instance,
+};
 
 /// Instance fields as a person or program typed them, before parsing. Both the admin API and
 /// the admin pages fill this, so both give the same messages.
@@ -37,6 +40,9 @@ pub struct Instance {
     pub last_check: LastCheck,
     /// The access-token lifetime GitLab granted last, once a token was issued.
     pub token_lifetime_seconds: Option<i64>,
+    /// Since when GitLab rejects the client ID or secret (`invalid_client`), until they are
+    /// updated and a check passes.
+    pub client_rejected_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -79,12 +85,18 @@ pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, Ser
     {
         return Err(already_registered(&name));
     }
-    let report = passing_check(ctx, &base_url, ca.as_ref()).await?;
+    let client = ClientToCheck {
+        client_id: &client_id,
+        client_secret: &client_secret,
+        redirect_url: &ctx.redirect_url(&name),
+    };
+    let report = passing_check(ctx, &base_url, ca.as_ref(), &client).await?;
 
     let id = uuid::Uuid::new_v4().to_string();
     let now = Utc::now().naive_utc();
     let row = InstanceRow {
         token_lifetime_seconds: None,
+        client_rejected_at: None,
         client_secret_sealed: seal_secret(ctx, &id, &client_secret),
         id,
         name: name.to_string(),
@@ -161,7 +173,14 @@ pub async fn change(
         return Err(ServiceError::Invalid(errors));
     }
 
-    let report = passing_check(ctx, &base_url, ca.as_ref()).await?;
+    let stored_secret = open_client_secret(ctx, &row)?;
+    let instance_name = InstanceName::parse(&row.name).context("stored instance name")?;
+    let client = ClientToCheck {
+        client_id: client_id.as_deref().unwrap_or(&row.client_id),
+        client_secret: client_secret.as_ref().unwrap_or(&stored_secret),
+        redirect_url: &ctx.redirect_url(&instance_name),
+    };
+    let report = passing_check(ctx, &base_url, ca.as_ref(), &client).await?;
     let seen_at = row.updated_at;
     let now = Utc::now().naive_utc();
     row.base_url = base_url.to_string();
@@ -176,6 +195,8 @@ pub async fn change(
         row.scopes = scopes.to_string();
     }
     row.discovery = encode(&report.discovery)?;
+    // The check just proved the credentials good.
+    row.client_rejected_at = None;
     row.last_check_ok = true;
     row.last_check_report = encode(&report.steps)?;
     row.last_checked_at = now;
@@ -201,11 +222,24 @@ pub async fn change(
 pub async fn check(ctx: &Context, name: &str) -> Result<(CheckReport, Instance), ServiceError> {
     let row = find(ctx, name).await?;
     let base_url = BaseUrl::parse(&row.base_url).context("stored base_url")?;
-    let report = check_instance(&base_url, stored_ca(&row)?.as_ref(), &ctx.outbound).await;
+    let registration = Registration::of(ctx, &row)?;
+    let report = check_instance(
+        &base_url,
+        stored_ca(&row)?.as_ref(),
+        &registration.client_to_check(),
+        &ctx.outbound,
+    )
+    .await;
     let steps = encode(&report.steps)?;
     let discovery = report.discovery.as_ref().map(encode).transpose()?;
+    let rejected = report
+        .failure()
+        .is_some_and(|step| step.code.as_deref() == Some(CLIENT_REJECTED));
     let (id, at) = (row.id.clone(), Utc::now().naive_utc());
     ctx.db_write(move |conn| {
+        if rejected {
+            db::instances::record_client_rejected(conn, &id, at)?;
+        }
         db::instances::record_check(conn, &id, &steps, at, discovery.as_deref())
     })
     .await?;
@@ -245,8 +279,9 @@ async fn passing_check(
     ctx: &Context,
     base_url: &BaseUrl,
     ca: Option<&CaBundle>,
+    client: &ClientToCheck<'_>,
 ) -> Result<CheckReport, ServiceError> {
-    let report = check_instance(base_url, ca, &ctx.outbound).await;
+    let report = check_instance(base_url, ca, client, &ctx.outbound).await;
     if report.failure().is_some() {
         Err(ServiceError::CheckFailed(report.steps))
     } else {
@@ -275,6 +310,7 @@ fn to_instance(ctx: &Context, row: InstanceRow) -> Result<Instance, ServiceError
         name,
         client_id: row.client_id,
         token_lifetime_seconds: row.token_lifetime_seconds,
+        client_rejected_at: row.client_rejected_at,
         created_at: row.created_at,
         updated_at: row.updated_at,
     })

@@ -659,7 +659,9 @@ async fn an_instance_is_rechecked_edited_and_deleted_after_confirmation(backend:
     let edit = pages.html("/admin/instances/corp/edit").await;
     assert!(edit.contains(&format!("value=\"{}\"", world.gitlab.base_url())));
     assert!(!edit.contains(CLIENT_SECRET));
-    // Rotating the secret and dropping the CA: the check fails, nothing changes.
+    // "Renew secret" in GitLab, then the new secret with the CA dropped: the check fails,
+    // nothing changes.
+    let new_secret = world.gitlab.renew_client_secret();
     let before = app.get_json("/api/v1/instances/corp").await;
     let client_id = before["client_id"].as_str().unwrap().to_owned();
     let base_url = world.gitlab.base_url();
@@ -670,7 +672,7 @@ async fn an_instance_is_rechecked_edited_and_deleted_after_confirmation(backend:
                 ("csrf", &csrf),
                 ("base_url", &base_url),
                 ("client_id", &client_id),
-                ("client_secret", "gloas-new-secret"),
+                ("client_secret", &new_secret),
                 ("ca_pem", ""),
                 ("scopes", "openid"),
                 ("scopes", "read_api"),
@@ -680,7 +682,7 @@ async fn an_instance_is_rechecked_edited_and_deleted_after_confirmation(backend:
     assert_eq!(failed.status(), 422);
     let html = failed.text().await.unwrap();
     assert!(html.contains("id=\"ca_pem-error\""));
-    assert!(!html.contains("gloas-new-secret"));
+    assert!(!html.contains(&new_secret));
     assert_eq!(
         app.get_json("/api/v1/instances/corp").await["updated_at"],
         before["updated_at"]
@@ -694,7 +696,7 @@ async fn an_instance_is_rechecked_edited_and_deleted_after_confirmation(backend:
                 ("csrf", &csrf),
                 ("base_url", &base_url),
                 ("client_id", &client_id),
-                ("client_secret", "gloas-new-secret"),
+                ("client_secret", &new_secret),
                 ("ca_pem", &pem),
                 ("scopes", "openid"),
                 ("scopes", "read_api"),

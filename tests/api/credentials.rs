@@ -35,6 +35,7 @@ on_both_backends!(
     a_token_dead_near_its_expiry_is_not_taken_for_a_rotation,
     the_rotation_ledger_keeps_the_newest_attempts,
     a_broader_scope_covers_what_it_implies,
+    a_renewed_client_secret_keeps_every_grant_and_is_shown_until_updated,
 );
 
 /// Short GitLab timeouts, so that unknown outcomes settle in seconds.
@@ -636,30 +637,21 @@ async fn metrics_count_handouts_and_refreshes(backend: Backend) {
     let elsewhere = json!({"instance": "elsewhere", "subject": "user-17"});
     expect_problem(cw.fetch(elsewhere).await, 403, "instance_not_allowed").await;
 
-    let scrape = || async {
-        let metrics = cw
-            .app
-            .client
-            .get(format!("{}/metrics", cw.app.address))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            metrics.headers()["content-type"],
-            "application/openmetrics-text; version=1.0.0; charset=utf-8"
-        );
-        metrics.text().await.unwrap()
-    };
     // The connections gauge is recounted in the background, within a second of a change.
     let connected = r#"labgate_connections{instance="corp",status="active"} 1"#;
-    let mut text = scrape().await;
-    for _ in 0..50 {
-        if text.contains(connected) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        text = scrape().await;
-    }
+    assert!(scrape_until(&cw, connected).await);
+    let metrics = cw
+        .app
+        .client
+        .get(format!("{}/metrics", cw.app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        metrics.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = metrics.text().await.unwrap();
     assert!(
         text.ends_with("# EOF\n"),
         "an OpenMetrics exposition ends so"
@@ -692,6 +684,88 @@ async fn metrics_count_handouts_and_refreshes(backend: Backend) {
         !text.contains("elsewhere"),
         "an unregistered instance's name is no label:\n{text}"
     );
+}
+
+/// GitLab's "Renew secret" kills the old secret at once. Refreshes then answer
+/// `invalid_client`: the grant is kept (503, never `reauthorization_required`), the instance
+/// shows the rejection on its page, in its API and in `/metrics`, and updating the secret
+/// heals every connection.
+async fn a_renewed_client_secret_keeps_every_grant_and_is_shown_until_updated(backend: Backend) {
+    let cw = world(backend).await;
+    let id = connect_expiring_in(&cw, "user-17", 30).await;
+    let renewed = cw.world.gitlab.renew_client_secret();
+
+    let refused = expect_problem(
+        cw.fetch(request("user-17")).await,
+        503,
+        "gitlab_unavailable",
+    )
+    .await;
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(detail.contains("client_rejected"), "{detail}");
+    assert_eq!(cw.connection(&id).await["status"], "active");
+    let instance = cw.app.get_json("/api/v1/instances/corp").await;
+    assert!(instance["client_rejected_at"].is_string(), "{instance}");
+    let page = crate::admin_pages::Pages::signed_in(&cw.app)
+        .await
+        .html("/admin/instances/corp")
+        .await;
+    assert!(
+        page.contains("GitLab rejects this instance&#39;s client ID or secret")
+            || page.contains("GitLab rejects this instance's client ID or secret"),
+        "{page}"
+    );
+    assert!(
+        scrape_until(
+            &cw,
+            r#"labgate_instance_client_rejected{instance="corp"} 1"#
+        )
+        .await
+    );
+
+    let updated = cw
+        .app
+        .admin(Method::PATCH, "/api/v1/instances/corp")
+        .json(&json!({"client_secret": renewed}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(updated.status(), 200);
+    assert_eq!(
+        cw.app.get_json("/api/v1/instances/corp").await["client_rejected_at"],
+        Value::Null
+    );
+    assert_eq!(cw.fetch(request("user-17")).await.status(), 200, "healed");
+    assert_eq!(cw.world.gitlab.seen().rotated_reuses, 0);
+    assert!(
+        scrape_until(
+            &cw,
+            r#"labgate_instance_client_rejected{instance="corp"} 0"#
+        )
+        .await
+    );
+}
+
+/// Scrapes `/metrics` until it shows `line` (gauges are recounted in the background), for at
+/// most five seconds.
+async fn scrape_until(cw: &ConnectWorld, line: &str) -> bool {
+    for _ in 0..50 {
+        let text = cw
+            .app
+            .client
+            .get(format!("{}/metrics", cw.app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(line) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// Two labgate processes behind one load balancer, sharing one PostgreSQL database: the row

@@ -21,6 +21,7 @@ on_both_backends!(
     an_endpoint_outside_the_base_url_is_refused,
     a_closed_port_is_refused,
     a_host_that_does_not_resolve_is_refused,
+    a_client_secret_gitlab_does_not_know_is_refused,
 );
 
 /// Registers `body`, expects 422 with `code`, and returns the problem's detail.
@@ -199,4 +200,23 @@ async fn an_endpoint_outside_the_base_url_is_refused(backend: Backend) {
         detail.contains(&elsewhere) && detail.contains("is not under base_url"),
         "{detail}"
     );
+}
+
+/// The client is tried without any person (a code GitLab never issued): a wrong secret is
+/// found at registration, not when somebody first connects.
+async fn a_client_secret_gitlab_does_not_know_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let world = GitLabWorld::start().await;
+    let mut body = world.registration("corp");
+    body["client_secret"] = json!("gloas-mistyped-secret");
+
+    let detail = refused(&app, &body, "client_rejected").await;
+    assert!(detail.contains("Renew secret"), "{detail}");
+    assert!(!detail.contains("gloas-mistyped-secret"), "{detail}");
+    assert_eq!(world.gitlab.seen().client_checks, 1);
+    assert_eq!(world.gitlab.seen().code_exchanges, 0);
+
+    let good = world.registration("corp");
+    assert_eq!(app.register(&good).await.status(), 201);
+    assert_eq!(world.gitlab.seen().client_checks, 2);
 }

@@ -19,13 +19,14 @@ on_both_backends!(
     check_reports_every_step_and_records_the_outcome,
 );
 
-const STEPS: [&str; 6] = [
+const STEPS: [&str; 7] = [
     "resolve",
     "connect",
     "tls",
     "discovery",
     "issuer",
     "endpoints",
+    "client",
 ];
 
 fn step_statuses(steps: &Value) -> Vec<(String, String)> {
@@ -327,7 +328,12 @@ async fn changes_are_checked_before_they_are_saved(backend: Backend) {
             .send()
     };
 
-    let rotated = patch(json!({"client_secret": "gloas-rotated", "scopes": "openid read_user"}))
+    // A secret GitLab does not know is refused before anything is saved.
+    let unknown = patch(json!({"client_secret": "gloas-typo"})).await.unwrap();
+    expect_problem(unknown, 422, "client_rejected").await;
+
+    let renewed = world.gitlab.renew_client_secret();
+    let rotated = patch(json!({"client_secret": renewed, "scopes": "openid read_user"}))
         .await
         .unwrap();
     assert_eq!(rotated.status(), 200);

@@ -16,7 +16,6 @@ on_both_backends!(
 async fn the_client_secret_is_never_shown_nor_stored_in_clear(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let world = GitLabWorld::start().await;
-    let rotated_secret = "gloas-rotated-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
     let client_id = world.registration("corp")["client_id"]
         .as_str()
         .unwrap()
@@ -29,6 +28,7 @@ async fn the_client_secret_is_never_shown_nor_stored_in_clear(backend: Backend) 
             .await
             .unwrap(),
     ];
+    let rotated_secret = world.gitlab.renew_client_secret();
     for (method, path, body) in [
         (Method::GET, "/api/v1/instances", None),
         (Method::GET, "/api/v1/instances/corp", None),
@@ -51,7 +51,7 @@ async fn the_client_secret_is_never_shown_nor_stored_in_clear(backend: Backend) 
     for text in &responses {
         let parsed: Value = serde_json::from_str(text).unwrap();
         assert!(parsed.get("client_secret").is_none(), "{text}");
-        for secret in [CLIENT_SECRET, rotated_secret] {
+        for secret in [CLIENT_SECRET, rotated_secret.as_str()] {
             assert!(
                 !text.contains(secret),
                 "a response shows the secret: {text}"
@@ -65,7 +65,7 @@ async fn the_client_secret_is_never_shown_nor_stored_in_clear(backend: Backend) 
         contains(client_id.as_bytes()),
         "the probe reads the stored data (client_id is stored in clear)"
     );
-    for secret in [CLIENT_SECRET, rotated_secret] {
+    for secret in [CLIENT_SECRET, rotated_secret.as_str()] {
         assert!(
             !contains(secret.as_bytes()),
             "the database holds the secret in clear"

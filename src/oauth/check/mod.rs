@@ -1,6 +1,8 @@
 //! The instance check: resolve, connect, TLS (and which CA verified it), discovery, issuer,
-//! endpoints. Each step says what it saw; the first failure says what to fix.
+//! endpoints, and the OAuth client's ID and secret. Each step says what it saw; the first
+//! failure says what to fix.
 
+mod client;
 mod discovery_document;
 mod failure;
 mod handshake;
@@ -11,6 +13,8 @@ use crate::config::OutboundSettings;
 use crate::domain::{BaseUrl, CaBundle};
 use crate::oauth::discovery::Discovery;
 use crate::oauth::tls::TrustRoots;
+use client::check_client;
+pub use client::{CLIENT_REJECTED, ClientToCheck};
 use discovery_document::fetch_discovery;
 use failure::Failure;
 use handshake::handshake;
@@ -18,23 +22,25 @@ use network::{connect, resolve};
 pub use report::{CheckReport, CheckStep, StepStatus};
 
 /// The steps in the order they run; a report names each of them once.
-const STEPS: [&str; 6] = [
+const STEPS: [&str; 7] = [
     "resolve",
     "connect",
     "tls",
     "discovery",
     "issuer",
     "endpoints",
+    "client",
 ];
 
 /// Runs every step against `base_url`, trusting `ca` alone when given, else the platform's roots.
 pub async fn check_instance(
     base_url: &BaseUrl,
     ca: Option<&CaBundle>,
+    client: &ClientToCheck<'_>,
     limits: &OutboundSettings,
 ) -> CheckReport {
     let mut steps = Vec::new();
-    let outcome = run_steps(base_url, TrustRoots::of(ca), limits, &mut steps).await;
+    let outcome = run_steps(base_url, TrustRoots::of(ca), client, limits, &mut steps).await;
     let discovery = match outcome {
         Ok(discovery) => Some(discovery),
         Err(failure) => {
@@ -61,6 +67,7 @@ pub async fn check_instance(
 async fn run_steps(
     base_url: &BaseUrl,
     trust: TrustRoots<'_>,
+    client: &ClientToCheck<'_>,
     limits: &OutboundSettings,
     steps: &mut Vec<CheckStep>,
 ) -> Result<Discovery, Failure> {
@@ -119,5 +126,7 @@ async fn run_steps(
         "authorization code with PKCE S256 over https: {}",
         endpoints.join(", ")
     ));
+
+    pass(check_client(&discovery, client, trust, limits).await?);
     Ok(discovery)
 }

@@ -172,20 +172,28 @@ async fn complete(
     let http = registration
         .http_client(ctx)
         .map_err(|e| internal(anyhow::anyhow!(e)))?;
-    let grant = registration
+    let exchanged = registration
         .app()
         .exchange_code(&http, &code, &verifier, nonce, &requested)
-        .await
-        .map_err(|e| {
+        .await;
+    let grant = match exchanged {
+        Ok(grant) => grant,
+        Err(e) => {
             tracing::warn!(instance.name = %instance.name, error.cause = %e, "code exchange failed");
-            match e {
+            return Err(match e {
                 GitLabError::InvalidGrant => Failure::GitLabRefused("invalid_grant".into()),
-                GitLabError::Refused(code) => Failure::GitLabRefused(code),
+                GitLabError::Refused(code) => {
+                    if code == "invalid_client" {
+                        registration.record_rejected(ctx).await;
+                    }
+                    Failure::GitLabRefused(code)
+                }
                 GitLabError::Unavailable(_) => Failure::GitLabUnavailable,
                 GitLabError::IdToken(_) => Failure::Unverified,
                 GitLabError::Configuration(_) => Failure::Internal,
-            }
-        })?;
+            });
+        }
+    };
     let username = grant.username.clone();
     let key = connections::GrantKey {
         service_id: &session.service_id,

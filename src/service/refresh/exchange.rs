@@ -12,7 +12,7 @@ use super::verdict::{reauthorize, record_failure};
 use super::{DEFAULT_RETRY_AFTER, RefreshError, unavailable, usable};
 use crate::db::{self, connections::ConnectionRow, connections::RefreshedTokens};
 use crate::domain::TokenLife;
-use crate::oauth::RefreshOutcome;
+use crate::oauth::{CLIENT_REJECTED, RefreshOutcome};
 use crate::service::connection_tokens::{TokenKind, open_token, seal_token};
 use crate::service::registration::Registration;
 use crate::service::{Context, ServiceError};
@@ -147,12 +147,27 @@ pub(super) async fn refresh_with_lease(
         RefreshOutcome::NotSent(reason) | RefreshOutcome::Refused(reason) => {
             ctx.metrics.refresh(&instance.name, "unavailable", seconds);
             lease.release(true).await;
-            let class = if reason == "invalid_client" {
-                AttemptOutcome::InvalidClient
-            } else {
-                AttemptOutcome::Unavailable
-            };
-            attempt.record(ctx, class, Some(reason.clone())).await;
+            if reason == "invalid_client" {
+                // The application's secret, not the person's grant: the grant is kept, and the
+                // instance says so until an administrator updates the secret.
+                attempt
+                    .record(ctx, AttemptOutcome::InvalidClient, Some(reason.clone()))
+                    .await;
+                record_failure(ctx, &row, &instance.name, &reason).await;
+                registration.record_rejected(ctx).await;
+                return Err(unavailable(
+                    DEFAULT_RETRY_AFTER,
+                    format!(
+                        "{CLIENT_REJECTED}: GitLab rejects the client ID or secret of the instance \
+                         {:?} (invalid_client); the grant is kept until an administrator updates \
+                         the secret",
+                        instance.name
+                    ),
+                ));
+            }
+            attempt
+                .record(ctx, AttemptOutcome::Unavailable, Some(reason.clone()))
+                .await;
             record_failure(ctx, &row, &instance.name, &reason).await;
             Err(unavailable(
                 DEFAULT_RETRY_AFTER,

@@ -127,7 +127,10 @@ struct TokenRecord {
 #[derive(Clone, Default)]
 pub(crate) struct Seen {
     pub authorize_queries: Vec<HashMap<String, String>>,
+    /// Code exchanges carrying a PKCE verifier: labgate redeeming a code it was sent.
     pub code_exchanges: usize,
+    /// Token requests for a code without a verifier: the instance check trying the client.
+    pub client_checks: usize,
     pub refreshes: usize,
     pub revoked_tokens: Vec<String>,
     /// Refresh tokens presented again after a refresh had rotated them.
@@ -257,6 +260,13 @@ impl FakeGitLab {
 
     pub(crate) fn behave(&self, change: impl FnOnce(&mut Behaviour)) {
         change(&mut self.state.lock().unwrap().behaviour);
+    }
+
+    /// "Renew secret" in GitLab's application page: the old secret stops working at once.
+    pub(crate) fn renew_client_secret(&self) -> String {
+        let secret = format!("gloas-renewed-{}", uuid::Uuid::new_v4().simple());
+        self.state.lock().unwrap().app.client_secret = secret.clone();
+        secret
     }
 
     pub(crate) fn seen(&self) -> Seen {

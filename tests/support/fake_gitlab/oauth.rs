@@ -206,6 +206,11 @@ pub(super) async fn token(
 }
 
 fn token_step(state: &mut State, req: &HttpRequest, form: TokenForm) -> TokenStep {
+    // A code request without a PKCE verifier cannot redeem labgate's codes: it is a check of
+    // the client's credentials (a made-up code), counted apart from real exchanges.
+    if form.grant_type == "authorization_code" && form.code_verifier.is_none() {
+        state.seen.client_checks += 1;
+    }
     if !client_authenticated(
         &state.app,
         req,
@@ -220,7 +225,9 @@ fn token_step(state: &mut State, req: &HttpRequest, form: TokenForm) -> TokenSte
     }
     match form.grant_type.as_str() {
         "authorization_code" => {
-            state.seen.code_exchanges += 1;
+            if form.code_verifier.is_some() {
+                state.seen.code_exchanges += 1;
+            }
             let Some(grant) = form
                 .code
                 .as_deref()

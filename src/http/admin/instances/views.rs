@@ -264,6 +264,16 @@ pub(super) fn show_page(
             }
             _ => {}
         }
+        @if let Some(since) = instance.client_rejected_at {
+            div.panel.bad #client-rejected role="alert" {
+                strong { "GitLab rejects this instance's client ID or secret" }
+                " (invalid_client) since " (since.format("%Y-%m-%d %H:%M UTC")) ". "
+                "Refreshes and new connections fail until you paste the application's current "
+                "secret on the " a href={ "/admin/instances/" (name) "/edit" } { "Edit" } " page "
+                "(after \"Renew secret\" in GitLab only the new one works). "
+                "Existing connections are kept and heal once it is updated."
+            }
+        }
         h1 { "Instance " (name) }
         dl.facts {
             dt { "Redirect URL" } dd { (copyable("redirect-url", &instance.redirect_url, "")) }
