@@ -520,6 +520,25 @@ async fn connecting_again_replaces_the_grant_and_revokes_the_old_one(backend: Ba
         !cw.world.gitlab.access_token_works(&first[0]),
         "the old grant is dead at GitLab"
     );
+    // Newest first: the reconnect, then the first connect, each naming who, where and as whom.
+    let audit = cw.app.get_json("/api/v1/audit").await;
+    let connects: Vec<&Value> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"].as_str().unwrap().starts_with("connection_"))
+        .collect();
+    let kinds: Vec<&str> = connects
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["connection_reconnected", "connection_created"]);
+    for event in connects {
+        assert_eq!(event["actor"], "service:ci-bot");
+        assert_eq!(event["subject"], "user-17");
+        assert_eq!(event["connection_id"], first_id);
+        assert_eq!(event["detail"], format!("GitLab user @{USERNAME}"));
+    }
 
     let other_scopes = cw
         .browser

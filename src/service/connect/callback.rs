@@ -10,6 +10,7 @@ use crate::crypto::SealedColumn;
 use crate::db::{self, connect_sessions::ConnectSessionRow, instances::InstanceRow};
 use crate::domain::ScopeSet;
 use crate::oauth::GitLabError;
+use crate::service::audit::AuditEvent;
 use crate::service::registration::Registration;
 use crate::service::{Context, connections};
 
@@ -195,6 +196,7 @@ async fn complete(
         }
     };
     let username = grant.username.clone();
+    let granted = grant.scopes.join(" ");
     let key = connections::GrantKey {
         service_id: &session.service_id,
         instance_id: &instance.id,
@@ -203,6 +205,7 @@ async fn complete(
     let stored = connections::store_grant(ctx, key, grant)
         .await
         .map_err(internal)?;
+    let reconnected = stored.replaced_refresh_token.is_some();
     if let Some(old_refresh_token) = stored.replaced_refresh_token {
         // The old grant is dead weight at GitLab now; revoking it is courtesy, not correctness.
         if let Err(e) = registration.app().revoke(&http, &old_refresh_token).await {
@@ -210,6 +213,27 @@ async fn complete(
         }
     }
     tracing::info!(instance.name = %instance.name, connection.id = %stored.connection_id, "connection stored");
+    let kind = if reconnected {
+        "connection_reconnected"
+    } else {
+        "connection_created"
+    };
+    let service_id = session.service_id.clone();
+    let service = ctx
+        .db_read(move |conn| db::services::find_by_id(conn, &service_id))
+        .await
+        .map_err(internal)?;
+    let actor = service.map_or_else(
+        || "service:deleted".to_owned(),
+        |s| format!("service:{}", s.name),
+    );
+    let event = AuditEvent::new(kind, actor)
+        .instance(&instance.name)
+        .subject(&session.subject)
+        .connection(&stored.connection_id)
+        .scopes(granted)
+        .detail(format!("GitLab user @{username}"));
+    ctx.audit.record(event).await;
     Ok(Outcome::Connected {
         connection_id: stored.connection_id,
         username,
