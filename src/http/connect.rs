@@ -28,7 +28,10 @@ pub(super) fn browser_routes(cfg: &mut web::ServiceConfig) {
         .route("/connect/{id}", web::post().to(follow))
         .route("/connect/{id}/cancel", web::post().to(cancel))
         .route("/oauth/{instance}/callback", web::get().to(callback))
-        .route("/oauth/{instance}/result/{key}", web::get().to(result));
+        .route(
+            "/oauth/{instance}/result/{key}/{connection_id}",
+            web::get().to(result),
+        );
 }
 
 async fn create(
@@ -154,9 +157,12 @@ async fn callback(
         Outcome::Connected {
             instance,
             session_key,
+            connection_id,
             return_to: None,
             ..
-        } => redirect(&format!("/oauth/{instance}/result/{session_key}")),
+        } => redirect(&format!(
+            "/oauth/{instance}/result/{session_key}/{connection_id}"
+        )),
         Outcome::Failed {
             failure,
             return_to: Some(url),
@@ -181,12 +187,12 @@ async fn callback(
 /// A finished connect's result, for the browser that connected.
 async fn result(
     ctx: web::Data<Context>,
-    path: web::Path<(String, String)>,
+    path: web::Path<(String, String, String)>,
     req: HttpRequest,
 ) -> HttpResponse {
-    let (instance, key) = path.into_inner();
+    let (instance, key, connection_id) = path.into_inner();
     let cookie = |name: &str| req.cookie(name).map(|c| c.value().to_owned());
-    match connect::result(&ctx, &instance, &key, cookie).await {
+    match connect::result(&ctx, &instance, &key, &connection_id, cookie).await {
         Ok(connected) => pages::connected(&connected.username, &connected.instance),
         Err(failure) => pages::failure(&failure),
     }
