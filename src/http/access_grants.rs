@@ -28,6 +28,23 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/access-grants",
+    tag = "access-grants",
+    request_body = crate::http::openapi::schemas::AccessGrantRequest,
+    responses(
+        (status = 201, description = "The grant with its `lgp_` token, shown this once", body = crate::http::openapi::schemas::AccessGrantCreated),
+        (status = 403, description = "Outside the service's policy, or no connection covers it", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or refused: `errors` names each", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database (or GitLab) does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("service_token" = []))
+)]
 async fn create(
     caller: ServiceBearer,
     ctx: web::Data<Context>,
@@ -66,6 +83,18 @@ struct Filter {
     subject: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/access-grants",
+    tag = "access-grants",
+    params(("instance" = Option<String>, Query), ("subject" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "Live grants matching the filters", body = crate::http::openapi::schemas::AccessGrantList),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn list(
     _: Admin,
     ctx: web::Data<Context>,
@@ -77,6 +106,19 @@ async fn list(
         .json(json!({ "access_grants": found.iter().map(grant_body).collect::<Vec<_>>() })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/access-grants/{id}",
+    tag = "access-grants",
+    params(("id" = String, Path, description = "The grant's id")),
+    responses(
+        (status = 204, description = "Ended at once, in every process"),
+        (status = 404, description = "No such grant (or not the service's own)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []), ("service_token" = []))
+)]
 async fn end(
     caller: Caller,
     ctx: web::Data<Context>,

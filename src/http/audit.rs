@@ -23,6 +23,19 @@ struct Query {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    params(("since" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<i64>, Query, description = "1 to 1000")),
+    responses(
+        (status = 200, description = "Events, newest first", body = crate::http::openapi::schemas::AuditList),
+        (status = 422, description = "`since` or `limit` is refused", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn list(
     _: Admin,
     ctx: web::Data<Context>,

@@ -28,6 +28,19 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The connection's rotation ledger: its last refresh attempts and how each ended.
+#[utoipa::path(
+    get,
+    path = "/api/v1/connections/{id}/refreshes",
+    tag = "connections",
+    params(("id" = String, Path, description = "The connection's id")),
+    responses(
+        (status = 200, description = "The rotation ledger: the last refresh attempts, newest first", body = crate::http::openapi::schemas::RefreshList),
+        (status = 404, description = "No such connection", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn refreshes(
     _: Admin,
     ctx: web::Data<Context>,
@@ -51,6 +64,19 @@ async fn refreshes(
 }
 
 /// Revokes at GitLab; the connection stays, `revoked`, for the record.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/connections/{id}",
+    tag = "connections",
+    params(("id" = String, Path, description = "The connection's id")),
+    responses(
+        (status = 204, description = "Revoked at GitLab; kept as `revoked` for the record"),
+        (status = 404, description = "No such connection", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn revoke(
     _: Admin,
     ctx: web::Data<Context>,
@@ -68,6 +94,19 @@ struct Filter {
     status: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/connections",
+    tag = "connections",
+    params(("service" = Option<String>, Query), ("instance" = Option<String>, Query), ("subject" = Option<String>, Query), ("status" = Option<String>, Query, description = "active, reauthorization_required or revoked")),
+    responses(
+        (status = 200, description = "Connections matching the filters, never token material", body = crate::http::openapi::schemas::ConnectionList),
+        (status = 422, description = "A filter is refused", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn list(
     _: Admin,
     ctx: web::Data<Context>,

@@ -3,10 +3,10 @@
 use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpResponse, web};
 use secrecy::ExposeSecret;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::auth::ServiceBearer;
+use super::bodies::{GitLabUser, Handout, InstanceRef};
 use super::fields::Fields;
 use super::{ApiError, method_not_allowed, timestamp};
 use crate::service::Context;
@@ -20,6 +20,25 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/credentials",
+    tag = "credentials",
+    request_body = crate::http::openapi::schemas::CredentialsRequest,
+    responses(
+        (status = 200, description = "A GitLab token valid for at least `max(min_valid_for, 60)` seconds", body = Handout),
+        (status = 403, description = "Outside the service's policy", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The subject has no connection covering the request (`not_connected`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The person must connect again (`reauthorization_required`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or refused: `errors` names each", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database (or GitLab) does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("service_token" = []))
+)]
 async fn fetch(
     caller: ServiceBearer,
     ctx: web::Data<Context>,
@@ -54,28 +73,4 @@ async fn fetch(
                 base_url: &handed.base_url,
             },
         }))
-}
-
-/// SPEC's credentials response, written straight from the handout (the hot path).
-#[derive(Serialize)]
-struct Handout<'a> {
-    access_token: &'a str,
-    token_type: &'static str,
-    expires_at: String,
-    scopes: Vec<&'a str>,
-    connection_id: &'a str,
-    gitlab: GitLabUser<'a>,
-    instance: InstanceRef<'a>,
-}
-
-#[derive(Serialize)]
-struct GitLabUser<'a> {
-    user_id: &'a str,
-    username: &'a str,
-}
-
-#[derive(Serialize)]
-struct InstanceRef<'a> {
-    name: &'a str,
-    base_url: &'a str,
 }

@@ -19,8 +19,8 @@ pub struct ApiError {
     cause: Option<Box<str>>,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Problem<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     title: &'a str,
@@ -33,8 +33,8 @@ struct Problem<'a> {
     steps: &'a [CheckStep],
 }
 
-#[derive(Serialize)]
-struct ProblemField<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ProblemField<'a> {
     field: &'a str,
     message: &'a str,
 }

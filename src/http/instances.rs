@@ -1,18 +1,16 @@
 //! `/api/v1/instances`: the admin API for registered GitLab instances.
 
-use std::collections::BTreeMap;
-
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use secrecy::SecretString;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::auth::{Admin, Caller};
+use super::bodies::{CheckBody, InstanceBody};
 use super::fields::Fields;
 use super::{ApiError, timestamp};
-use crate::service::instances::{self, Instance, InstanceForm};
-use crate::service::{CheckStep, Context};
+use crate::service::Context;
+use crate::service::instances::{self, InstanceForm};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -35,6 +33,23 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances",
+    tag = "instances",
+    request_body = crate::http::openapi::schemas::InstanceRequest,
+    responses(
+        (status = 201, description = "Registered after every check step passed", body = InstanceBody),
+        (status = 409, description = "An instance of that name exists", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is refused, or a check step failed: `steps` is the report (code = the failing step's code)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database (or GitLab) does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn create(
     _: Admin,
     ctx: web::Data<Context>,
@@ -47,6 +62,17 @@ async fn create(
 }
 
 /// Administrators see every instance in full; a service sees the ones it may use.
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances",
+    tag = "instances",
+    responses(
+        (status = 200, description = "In full for an administrator; name and base URL of those a service may use", body = crate::http::openapi::schemas::InstanceList),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []), ("service_token" = []))
+)]
 async fn list(caller: Caller, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     let all = instances::list(&ctx).await?;
     let body = match caller {
@@ -64,6 +90,19 @@ async fn list(caller: Caller, ctx: web::Data<Context>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{name}",
+    tag = "instances",
+    params(("name" = String, Path, description = "The instance's name")),
+    responses(
+        (status = 200, description = "The instance, never its secret", body = InstanceBody),
+        (status = 404, description = "No such instance", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn show(
     _: Admin,
     ctx: web::Data<Context>,
@@ -72,6 +111,25 @@ async fn show(
     Ok(HttpResponse::Ok().json(InstanceBody::from(&instances::get(&ctx, &name).await?)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/instances/{name}",
+    tag = "instances",
+    request_body = crate::http::openapi::schemas::InstanceRequest,
+    params(("name" = String, Path, description = "The instance's name")),
+    responses(
+        (status = 200, description = "Saved after the changed instance passed every check step", body = InstanceBody),
+        (status = 404, description = "No such instance", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Changed by someone else meanwhile", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is refused, or a check step failed: `steps` is the report", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database (or GitLab) does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn change(
     _: Admin,
     ctx: web::Data<Context>,
@@ -82,6 +140,19 @@ async fn change(
     Ok(HttpResponse::Ok().json(InstanceBody::from(&instance)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/instances/{name}",
+    tag = "instances",
+    params(("name" = String, Path, description = "The instance's name")),
+    responses(
+        (status = 204, description = "Its connections revoked at GitLab, then it and they removed"),
+        (status = 404, description = "No such instance", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn remove(
     _: Admin,
     ctx: web::Data<Context>,
@@ -91,6 +162,19 @@ async fn remove(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{name}/check",
+    tag = "instances",
+    params(("name" = String, Path, description = "The instance's name")),
+    responses(
+        (status = 200, description = "The report, passed or failed, as recorded", body = CheckBody),
+        (status = 404, description = "No such instance", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn check(
     _: Admin,
     ctx: web::Data<Context>,
@@ -128,60 +212,4 @@ fn instance_form(body: Value) -> Result<InstanceForm, ApiError> {
     };
     fields.finish()?;
     Ok(form)
-}
-
-/// An instance as the admin API shows it. There is deliberately no secret field.
-#[derive(Serialize)]
-struct InstanceBody<'a> {
-    name: &'a str,
-    base_url: &'a str,
-    client_id: &'a str,
-    scopes: Vec<&'a str>,
-    ca_pem: Option<&'a str>,
-    ca_subjects: &'a [String],
-    redirect_url: &'a str,
-    endpoints: BTreeMap<&'static str, &'a str>,
-    last_check: CheckBody<'a>,
-    /// The access-token lifetime GitLab granted last (absent until a token was issued).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_lifetime_seconds: Option<i64>,
-    /// Since when GitLab rejects the client ID or secret (`invalid_client`); null while it
-    /// accepts them.
-    client_rejected_at: Option<String>,
-    created_at: String,
-    updated_at: String,
-}
-
-#[derive(Serialize)]
-struct CheckBody<'a> {
-    #[serde(skip_serializing_if = "str::is_empty")]
-    name: &'a str,
-    ok: bool,
-    checked_at: String,
-    steps: &'a [CheckStep],
-}
-
-impl<'a> From<&'a Instance> for InstanceBody<'a> {
-    fn from(instance: &'a Instance) -> Self {
-        Self {
-            name: instance.name.as_str(),
-            base_url: instance.base_url.as_str(),
-            client_id: &instance.client_id,
-            scopes: instance.scopes.iter().collect(),
-            ca_pem: instance.ca.as_ref().map(|ca| ca.pem()),
-            ca_subjects: instance.ca.as_ref().map_or(&[], |ca| ca.subjects()),
-            redirect_url: &instance.redirect_url,
-            endpoints: instance.discovery.endpoints().into_iter().collect(),
-            last_check: CheckBody {
-                name: "",
-                ok: instance.last_check.ok,
-                checked_at: timestamp(instance.last_check.at),
-                steps: &instance.last_check.steps,
-            },
-            token_lifetime_seconds: instance.token_lifetime_seconds,
-            client_rejected_at: instance.client_rejected_at.map(timestamp),
-            created_at: timestamp(instance.created_at),
-            updated_at: timestamp(instance.updated_at),
-        }
-    }
 }

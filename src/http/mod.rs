@@ -5,6 +5,7 @@ mod access_grants;
 mod admin;
 mod audit;
 mod auth;
+mod bodies;
 mod connect;
 mod connections;
 mod credentials;
@@ -12,6 +13,7 @@ mod error;
 mod fields;
 mod health;
 mod instances;
+mod openapi;
 mod pages;
 mod proxy;
 mod request_metrics;
@@ -44,7 +46,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .configure(proxy::routes)
     .service(
         web::scope("/api/v1")
-            .route("/service-token", web::post().to(service_token::grant))
+            .service(
+                web::resource("/openapi.json")
+                    .route(web::get().to(openapi::document))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/service-token")
+                    .route(web::post().to(service_token::grant))
+                    .default_service(web::to(method_not_allowed)),
+            )
             .configure(instances::routes)
             .configure(services::routes)
             .configure(connect::api_routes)

@@ -14,6 +14,18 @@ use serde_json::json;
 use super::ApiError;
 use crate::service::{Context, ServiceError, service_token};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/service-token",
+    tag = "service-token",
+    request_body(content = crate::http::openapi::schemas::ServiceTokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A service token (EdDSA JWT, 15 minutes)", body = crate::http::openapi::schemas::ServiceToken),
+        (status = 400, description = "Not a client-credentials form request", body = crate::http::openapi::schemas::OAuthError),
+        (status = 401, description = "Unknown client or wrong secret", body = crate::http::openapi::schemas::OAuthError)
+    ),
+    security(("client_basic" = []))
+)]
 pub(super) async fn grant(
     req: HttpRequest,
     ctx: web::Data<Context>,

@@ -3,13 +3,12 @@
 use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpResponse, web};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::auth::Admin;
+use super::bodies::ServiceBody;
 use super::fields::Fields;
-use super::{ApiError, method_not_allowed, timestamp};
-use crate::domain::ReturnOrigin;
+use super::{ApiError, method_not_allowed};
 use crate::service::Context;
 use crate::service::principal::Service;
 use crate::service::services::{self, ServiceForm};
@@ -33,6 +32,23 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/services",
+    tag = "services",
+    request_body = crate::http::openapi::schemas::ServiceRequest,
+    responses(
+        (status = 201, description = "Created; its client secret is shown this once", body = crate::http::openapi::schemas::ServiceWithSecret),
+        (status = 409, description = "A service of that name exists", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing or refused: `errors` names each", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database (or GitLab) does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn create(
     _: Admin,
     ctx: web::Data<Context>,
@@ -62,12 +78,36 @@ async fn create(
     Ok(with_secret(HttpResponse::Created(), &service, &secret))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/services",
+    tag = "services",
+    responses(
+        (status = 200, description = "Every service, never a secret", body = crate::http::openapi::schemas::ServiceList),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn list(_: Admin, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
     let all = services::list(&ctx).await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "services": all.iter().map(ServiceBody::from).collect::<Vec<_>>() })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/services/{name}",
+    tag = "services",
+    params(("name" = String, Path, description = "The service's name")),
+    responses(
+        (status = 204, description = "Its connections revoked at GitLab, then it and they removed"),
+        (status = 404, description = "No such service", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn delete(
     _: Admin,
     ctx: web::Data<Context>,
@@ -77,6 +117,19 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/services/{name}/rotate-secret",
+    tag = "services",
+    params(("name" = String, Path, description = "The service's name")),
+    responses(
+        (status = 200, description = "A new client secret, shown this once; tokens issued before are refused", body = crate::http::openapi::schemas::ServiceWithSecret),
+        (status = 404, description = "No such service", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
 async fn rotate_secret(
     _: Admin,
     ctx: web::Data<Context>,
@@ -97,42 +150,4 @@ fn with_secret(
     response
         .insert_header((CACHE_CONTROL, "no-store"))
         .json(body)
-}
-
-#[derive(Serialize)]
-struct ServiceBody<'a> {
-    name: &'a str,
-    client_id: &'a str,
-    instances: Vec<String>,
-    scopes: Vec<&'a str>,
-    return_origins: Vec<&'a str>,
-    projects: Vec<String>,
-    max_access: &'static str,
-    created_at: String,
-    updated_at: String,
-}
-
-impl<'a> From<&'a Service> for ServiceBody<'a> {
-    fn from(service: &'a Service) -> Self {
-        Self {
-            name: service.name.as_str(),
-            client_id: &service.client_id,
-            instances: service
-                .instances
-                .to_string()
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect(),
-            scopes: service.scopes.iter().collect(),
-            return_origins: service
-                .return_origins
-                .iter()
-                .map(ReturnOrigin::as_str)
-                .collect(),
-            projects: service.projects.as_strings(),
-            max_access: service.max_access.as_str(),
-            created_at: timestamp(service.created_at),
-            updated_at: timestamp(service.updated_at),
-        }
-    }
 }

@@ -21,6 +21,7 @@ mod instance_checks;
 mod instances;
 mod lifecycle;
 mod logs;
+mod openapi;
 mod operator_commands;
 mod proxy;
 mod request_logs;

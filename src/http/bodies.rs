@@ -1,0 +1,130 @@
+//! The bodies of answers serialised from a type, each its own schema in the OpenAPI document.
+//! Deliberately no secret field, except the handout's token.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::timestamp;
+use crate::domain::ReturnOrigin;
+use crate::service::CheckStep;
+use crate::service::instances::Instance;
+use crate::service::principal::Service;
+
+/// An instance as the admin API shows it. There is deliberately no secret field.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct InstanceBody<'a> {
+    pub(super) name: &'a str,
+    pub(super) base_url: &'a str,
+    pub(super) client_id: &'a str,
+    pub(super) scopes: Vec<&'a str>,
+    pub(super) ca_pem: Option<&'a str>,
+    pub(super) ca_subjects: &'a [String],
+    pub(super) redirect_url: &'a str,
+    pub(super) endpoints: BTreeMap<&'static str, &'a str>,
+    pub(super) last_check: CheckBody<'a>,
+    /// The access-token lifetime GitLab granted last (absent until a token was issued).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) token_lifetime_seconds: Option<i64>,
+    /// Since when GitLab rejects the client ID or secret (`invalid_client`); null while it
+    /// accepts them.
+    pub(super) client_rejected_at: Option<String>,
+    pub(super) created_at: String,
+    pub(super) updated_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct CheckBody<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub(super) name: &'a str,
+    pub(super) ok: bool,
+    pub(super) checked_at: String,
+    pub(super) steps: &'a [CheckStep],
+}
+
+impl<'a> From<&'a Instance> for InstanceBody<'a> {
+    fn from(instance: &'a Instance) -> Self {
+        Self {
+            name: instance.name.as_str(),
+            base_url: instance.base_url.as_str(),
+            client_id: &instance.client_id,
+            scopes: instance.scopes.iter().collect(),
+            ca_pem: instance.ca.as_ref().map(|ca| ca.pem()),
+            ca_subjects: instance.ca.as_ref().map_or(&[], |ca| ca.subjects()),
+            redirect_url: &instance.redirect_url,
+            endpoints: instance.discovery.endpoints().into_iter().collect(),
+            last_check: CheckBody {
+                name: "",
+                ok: instance.last_check.ok,
+                checked_at: timestamp(instance.last_check.at),
+                steps: &instance.last_check.steps,
+            },
+            token_lifetime_seconds: instance.token_lifetime_seconds,
+            client_rejected_at: instance.client_rejected_at.map(timestamp),
+            created_at: timestamp(instance.created_at),
+            updated_at: timestamp(instance.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ServiceBody<'a> {
+    pub(super) name: &'a str,
+    pub(super) client_id: &'a str,
+    pub(super) instances: Vec<String>,
+    pub(super) scopes: Vec<&'a str>,
+    pub(super) return_origins: Vec<&'a str>,
+    pub(super) projects: Vec<String>,
+    pub(super) max_access: &'static str,
+    pub(super) created_at: String,
+    pub(super) updated_at: String,
+}
+
+impl<'a> From<&'a Service> for ServiceBody<'a> {
+    fn from(service: &'a Service) -> Self {
+        Self {
+            name: service.name.as_str(),
+            client_id: &service.client_id,
+            instances: service
+                .instances
+                .to_string()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            scopes: service.scopes.iter().collect(),
+            return_origins: service
+                .return_origins
+                .iter()
+                .map(ReturnOrigin::as_str)
+                .collect(),
+            projects: service.projects.as_strings(),
+            max_access: service.max_access.as_str(),
+            created_at: timestamp(service.created_at),
+            updated_at: timestamp(service.updated_at),
+        }
+    }
+}
+
+/// SPEC's credentials response, written straight from the handout (the hot path).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Handout<'a> {
+    pub(super) access_token: &'a str,
+    pub(super) token_type: &'static str,
+    pub(super) expires_at: String,
+    pub(super) scopes: Vec<&'a str>,
+    pub(super) connection_id: &'a str,
+    pub(super) gitlab: GitLabUser<'a>,
+    pub(super) instance: InstanceRef<'a>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct GitLabUser<'a> {
+    pub(super) user_id: &'a str,
+    pub(super) username: &'a str,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct InstanceRef<'a> {
+    pub(super) name: &'a str,
+    pub(super) base_url: &'a str,
+}

@@ -1,0 +1,226 @@
+//! Shapes of bodies the handlers read field by field (so that each bad field is named) or build
+//! as JSON in place. The shapes handlers serialise from a type are that type's own schema.
+//! These types are described, never built (Serialize only lets serde attributes shape them).
+#![allow(dead_code)]
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::http::bodies::{GitLabUser, InstanceBody, InstanceRef, ServiceBody};
+
+/// `POST /api/v1/instances`; `PATCH` takes any subset (`ca_pem: null` removes the CA).
+#[derive(ToSchema, Serialize)]
+pub(crate) struct InstanceRequest {
+    /// Lowercase letters, digits and dashes; part of the redirect URL.
+    name: String,
+    /// GitLab's external URL, sub-path included.
+    base_url: String,
+    client_id: String,
+    /// Write-only: never shown again.
+    client_secret: String,
+    /// PEM bundle of the private CA that signs GitLab's certificate.
+    ca_pem: Option<String>,
+    /// A list, or one space-separated string; `openid` is required.
+    scopes: Vec<String>,
+}
+
+/// `GET /api/v1/instances`: in full for an administrator, `{name, base_url}` for a service.
+#[derive(ToSchema, Serialize)]
+pub(crate) struct InstanceList {
+    instances: Vec<InstanceListed>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[serde(untagged)]
+pub(crate) enum InstanceListed {
+    Full(Box<InstanceBody<'static>>),
+    /// What a service sees of the instances it may use.
+    Service(InstanceRef<'static>),
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct ServiceRequest {
+    name: String,
+    /// Instance names the service may use (`["*"]`: all).
+    instances: Vec<String>,
+    /// The widest GitLab scopes its handouts may carry.
+    scopes: Vec<String>,
+    /// Origins its connect links may return to.
+    return_origins: Option<Vec<String>>,
+    /// Project patterns its access grants may name (default `["**"]`).
+    projects: Option<Vec<String>>,
+    /// `read` (default) or `write`.
+    max_access: Option<String>,
+}
+
+/// A service with its client secret, shown once: on creation and on rotation.
+#[derive(ToSchema, Serialize)]
+pub(crate) struct ServiceWithSecret {
+    #[serde(flatten)]
+    service: ServiceBody<'static>,
+    client_secret: String,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct ServiceList {
+    services: Vec<ServiceBody<'static>>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct ConnectSessionRequest {
+    instance: String,
+    /// The service's own name for the person (its user id, say).
+    subject: String,
+    /// Defaults to the instance's registered scopes within the service's policy.
+    scopes: Option<Vec<String>>,
+    /// Where the browser returns with `status=connected|denied|error`.
+    return_to: Option<String>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct ConnectLink {
+    id: String,
+    /// Single use, for 10 minutes: send the person there.
+    url: String,
+    expires_at: String,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct Connection {
+    id: String,
+    service: String,
+    instance: String,
+    subject: String,
+    scopes: Vec<String>,
+    /// `active`, `reauthorization_required` or `revoked`.
+    status: String,
+    status_reason: Option<String>,
+    gitlab: GitLabUser<'static>,
+    expires_at: String,
+    created_at: String,
+    updated_at: String,
+    refreshed_at: Option<String>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct ConnectionList {
+    connections: Vec<Connection>,
+}
+
+/// One refresh attempt, as the rotation ledger recorded it.
+#[derive(ToSchema, Serialize)]
+pub(crate) struct RefreshAttempt {
+    started_at: String,
+    finished_at: String,
+    /// `ok`, `invalid_grant`, `invalid_client`, `unavailable`, `unknown` or `response_lost`.
+    outcome: String,
+    gitlab_request_id: Option<String>,
+    process: String,
+    detail: Option<String>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct RefreshList {
+    refreshes: Vec<RefreshAttempt>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct CredentialsRequest {
+    instance: String,
+    subject: String,
+    /// Scopes the token must carry (within the service's policy).
+    scopes: Option<Vec<String>>,
+    /// Seconds the token must stay valid (at least 60, at most 3600).
+    min_valid_for: Option<i64>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct AccessGrantRequest {
+    instance: String,
+    subject: String,
+    /// Project paths or patterns within the service's `projects`.
+    projects: Vec<String>,
+    /// `read` or `write`.
+    access: String,
+    /// Seconds, 60 to 3600.
+    ttl: Option<i64>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct AccessGrant {
+    id: String,
+    service: String,
+    instance: String,
+    subject: String,
+    projects: Vec<String>,
+    access: String,
+    created_at: String,
+    expires_at: String,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct GitAccess {
+    url_prefix: String,
+    username: String,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct ApiAccess {
+    url: String,
+}
+
+/// A new grant with its `lgp_` token, shown once.
+#[derive(ToSchema, Serialize)]
+pub(crate) struct AccessGrantCreated {
+    #[serde(flatten)]
+    grant: AccessGrant,
+    token: String,
+    git: GitAccess,
+    api: ApiAccess,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct AccessGrantList {
+    access_grants: Vec<AccessGrant>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct AuditEvent {
+    id: i64,
+    at: String,
+    kind: String,
+    /// `admin`, `service:{name}` or `labgate`.
+    actor: String,
+    instance: Option<String>,
+    subject: Option<String>,
+    connection_id: Option<String>,
+    scopes: Option<Vec<String>>,
+    detail: Option<String>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct AuditList {
+    events: Vec<AuditEvent>,
+}
+
+/// `application/x-www-form-urlencoded`, with the client in HTTP Basic.
+#[derive(ToSchema, Serialize)]
+pub(crate) struct ServiceTokenRequest {
+    /// `client_credentials`.
+    grant_type: String,
+}
+
+#[derive(ToSchema, Serialize)]
+pub(crate) struct ServiceToken {
+    /// An EdDSA JWT for `Authorization: Bearer`.
+    access_token: String,
+    token_type: String,
+    expires_in: i64,
+}
+
+/// RFC 6749's error body, which the token endpoint answers with.
+#[derive(ToSchema, Serialize)]
+pub(crate) struct OAuthError {
+    error: String,
+    error_description: String,
+}
