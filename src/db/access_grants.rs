@@ -34,6 +34,8 @@ pub struct NamedGrant {
 pub struct GrantFilter {
     pub instance: Option<String>,
     pub subject: Option<String>,
+    /// One service's grants (by its id).
+    pub service_id: Option<String>,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &AccessGrantRow) -> QueryResult<()> {
@@ -89,6 +91,9 @@ pub fn list(
     }
     if let Some(subject) = &filter.subject {
         query = query.filter(access_grants::subject.eq(subject));
+    }
+    if let Some(service_id) = &filter.service_id {
+        query = query.filter(access_grants::service_id.eq(service_id));
     }
     query
         .load::<(AccessGrantRow, String, String)>(conn)

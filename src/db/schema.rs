@@ -40,6 +40,7 @@ diesel::table! {
         updated_at -> Timestamp,
         projects -> Text,
         max_access -> Text,
+        secret_rotated_at -> Timestamp,
     }
 }
 

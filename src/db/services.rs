@@ -20,6 +20,8 @@ pub struct ServiceRow {
     pub updated_at: NaiveDateTime,
     pub projects: String,
     pub max_access: String,
+    /// When the secret last changed: tokens and grants from before are refused.
+    pub secret_rotated_at: NaiveDateTime,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &ServiceRow) -> QueryResult<()> {
@@ -71,7 +73,26 @@ pub fn set_secret_hash(
     at: NaiveDateTime,
 ) -> QueryResult<bool> {
     diesel::update(services::table.filter(services::name.eq(name)))
-        .set((services::secret_hash.eq(hash), services::updated_at.eq(at)))
+        .set((
+            services::secret_hash.eq(hash),
+            services::secret_rotated_at.eq(at),
+            services::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Replaces the service's policy (instances, scopes, return origins, projects, maximum access).
+pub fn update_policy(conn: &mut DbConnection, row: &ServiceRow) -> QueryResult<bool> {
+    diesel::update(services::table.find(&row.id))
+        .set((
+            services::instances.eq(&row.instances),
+            services::scopes.eq(&row.scopes),
+            services::return_origins.eq(&row.return_origins),
+            services::projects.eq(&row.projects),
+            services::max_access.eq(&row.max_access),
+            services::updated_at.eq(row.updated_at),
+        ))
         .execute(conn)
         .map(|n| n == 1)
 }

@@ -22,6 +22,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/services/{name}")
+            .route(web::get().to(show))
+            .route(web::patch().to(change))
             .route(web::delete().to(delete))
             .default_service(web::to(method_not_allowed)),
     )
@@ -54,26 +56,7 @@ async fn create(
     ctx: web::Data<Context>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fields = Fields::of(
-        body.into_inner(),
-        &[
-            "name",
-            "instances",
-            "scopes",
-            "return_origins",
-            "projects",
-            "max_access",
-        ],
-    )?;
-    let form = ServiceForm {
-        name: fields.text("name"),
-        instances: fields.words("instances"),
-        scopes: fields.words("scopes"),
-        return_origins: fields.words("return_origins"),
-        projects: fields.words("projects"),
-        max_access: fields.text("max_access"),
-    };
-    fields.finish()?;
+    let form = service_form(body.into_inner())?;
     let (service, secret) = services::create(&ctx, form).await?;
     Ok(with_secret(HttpResponse::Created(), &service, &secret))
 }
@@ -93,6 +76,81 @@ async fn list(_: Admin, ctx: web::Data<Context>) -> Result<HttpResponse, ApiErro
     let all = services::list(&ctx).await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "services": all.iter().map(ServiceBody::from).collect::<Vec<_>>() })))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/services/{name}",
+    tag = "services",
+    params(("name" = String, Path, description = "The service's name")),
+    responses(
+        (status = 200, description = "The service and its policy, never its secret", body = ServiceBody),
+        (status = 404, description = "No such service", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
+async fn show(
+    _: Admin,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let service = services::get(&ctx, &name).await?;
+    Ok(HttpResponse::Ok().json(ServiceBody::from(&service)))
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/v1/services/{name}",
+    tag = "services",
+    params(("name" = String, Path, description = "The service's name")),
+    request_body(content = crate::http::openapi::schemas::ServiceRequest, description = "Any policy fields; the name cannot change"),
+    responses(
+        (status = 200, description = "Changed: narrowing applies at the next request in every process, and live access grants outside the new policy end", body = ServiceBody),
+        (status = 404, description = "No such service", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is refused: `errors` names each", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("admin_token" = []))
+)]
+async fn change(
+    _: Admin,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let service = services::change(&ctx, &name, service_form(body.into_inner())?).await?;
+    Ok(HttpResponse::Ok().json(ServiceBody::from(&service)))
+}
+
+/// Reads a service's fields; what each must be is the service layer's to say.
+fn service_form(body: Value) -> Result<ServiceForm, ApiError> {
+    let mut fields = Fields::of(
+        body,
+        &[
+            "name",
+            "instances",
+            "scopes",
+            "return_origins",
+            "projects",
+            "max_access",
+        ],
+    )?;
+    let form = ServiceForm {
+        name: fields.text("name"),
+        instances: fields.words("instances"),
+        scopes: fields.words("scopes"),
+        return_origins: fields.words("return_origins"),
+        projects: fields.words("projects"),
+        max_access: fields.text("max_access"),
+    };
+    fields.finish()?;
+    Ok(form)
 }
 
 #[utoipa::path(

@@ -146,12 +146,54 @@ pub async fn end(ctx: &Context, by: GrantOwner<'_>, id: &str) -> Result<(), Serv
     Ok(())
 }
 
+/// Ends, at once, the service's live grants its (just narrowed) policy no longer covers: an
+/// instance it may no longer use, a project outside its patterns, access above its maximum.
+/// Returns how many ended.
+pub(super) async fn end_outside_policy(
+    ctx: &Context,
+    service: &Service,
+) -> Result<usize, ServiceError> {
+    let filter = GrantFilter {
+        instance: None,
+        subject: None,
+        service_id: Some(service.id.clone()),
+    };
+    let now = Utc::now().naive_utc();
+    let live = ctx
+        .db_read(move |conn| db::access_grants::list(conn, &filter, now))
+        .await?;
+    let mut ended = 0;
+    for named in live {
+        let grant = to_grant(named)?;
+        let instance_allowed =
+            InstanceName::parse(&grant.instance).is_ok_and(|name| service.instances.allows(&name));
+        if instance_allowed && within_project_policy(service, &grant.projects, grant.access).is_ok()
+        {
+            continue;
+        }
+        let id = grant.id.clone();
+        ctx.db_write(move |conn| db::access_grants::delete(conn, &id))
+            .await?;
+        let event = AuditEvent::new("access_grant_revoked", "admin")
+            .instance(&grant.instance)
+            .subject(&grant.subject)
+            .detail(format!(
+                "grant {}: outside the service's narrowed policy",
+                grant.id
+            ));
+        ctx.audit.record(event).await;
+        ended += 1;
+    }
+    Ok(ended)
+}
+
 /// Live grants, newest first.
 pub async fn list(ctx: &Context, query: GrantQuery) -> Result<Vec<AccessGrant>, ServiceError> {
     let now = Utc::now().naive_utc();
     let filter = GrantFilter {
         instance: query.instance,
         subject: query.subject,
+        service_id: None,
     };
     ctx.db_read(move |conn| db::access_grants::list(conn, &filter, now))
         .await?

@@ -25,6 +25,8 @@ pub struct Service {
     pub max_access: Access,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// When its secret last changed; tokens and grants bought before are refused.
+    pub secret_rotated_at: NaiveDateTime,
 }
 
 /// A service token whose signature, issuer, audience and expiry are checked. Whether its
@@ -76,7 +78,7 @@ pub fn admit<'a>(
     let service = service
         .ok_or_else(|| ServiceError::Unauthenticated("the service no longer exists".into()))?;
     // Rotating the secret also retires the tokens it bought: a leaked secret's tokens end with it.
-    if token.0.iat < service.updated_at.and_utc().timestamp() {
+    if token.0.iat < service.secret_rotated_at.and_utc().timestamp() {
         return Err(ServiceError::Unauthenticated(
             "the service token was issued before the secret was rotated".into(),
         ));
@@ -101,5 +103,6 @@ pub(super) fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
         client_id: row.client_id,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        secret_rotated_at: row.secret_rotated_at,
     })
 }

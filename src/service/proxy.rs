@@ -130,7 +130,7 @@ pub async fn pass_for(
         ServiceError::Unauthenticated("the service that made this access grant is gone".into())
     })?;
     // Rotating the secret retires what the old one bought: its service tokens, and their grants.
-    if grant.created_at < service.updated_at {
+    if grant.created_at < service.secret_rotated_at {
         return Err(ServiceError::Unauthenticated(
             "this access grant was made before its service's secret was rotated".into(),
         ));

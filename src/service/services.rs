@@ -1,11 +1,12 @@
-//! Services as administrators manage them: create, list, delete, rotate the secret.
+//! Services as administrators manage them: create, read, change the policy, list, delete,
+//! rotate the secret.
 
 use chrono::Utc;
 use secrecy::SecretString;
 
 use super::audit::AuditEvent;
 use super::principal::{Service, to_service};
-use super::{Context, FieldError, ServiceError, field, required, revocation};
+use super::{Context, FieldError, ServiceError, access_grants, field, required, revocation};
 use crate::crypto::{TokenHash, generate_token};
 use crate::db::{self, services::ServiceRow};
 use crate::domain::{Access, InstanceAccess, ProjectPatterns, ReturnOrigin, ScopeSet, ServiceName};
@@ -28,57 +29,30 @@ pub async fn create(
     form: ServiceForm,
 ) -> Result<(Service, SecretString), ServiceError> {
     let mut errors = Vec::new();
-    let name = required(&mut errors, "name", form.name, |n| ServiceName::parse(&n));
-    let instances = required(&mut errors, "instances", form.instances, |v| {
-        InstanceAccess::parse(&v)
+    let name = required(&mut errors, "name", form.name.clone(), |n| {
+        ServiceName::parse(&n)
     });
-    let scopes = required(&mut errors, "scopes", form.scopes, |v| ScopeSet::parse(&v));
-    let origins = form
-        .return_origins
-        .unwrap_or_default()
-        .iter()
-        .map(|o| ReturnOrigin::parse(o))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| errors.push(FieldError::new("return_origins", e.0)))
-        .ok();
-    let projects = match form.projects {
-        None => Some(ProjectPatterns::default()),
-        Some(patterns) => field(&mut errors, "projects", ProjectPatterns::parse(&patterns)),
-    };
-    let max_access = match form.max_access {
-        None => Some(Access::Read),
-        Some(access) => field(&mut errors, "max_access", Access::parse(&access)),
-    };
-    let (
-        Some(name),
-        Some(instances),
-        Some(scopes),
-        Some(mut origins),
-        Some(projects),
-        Some(max_access),
-    ) = (name, instances, scopes, origins, projects, max_access)
+    let missing: Vec<FieldError> = [
+        ("instances", form.instances.is_none()),
+        ("scopes", form.scopes.is_none()),
+    ]
+    .into_iter()
+    .filter(|(_, missing)| *missing)
+    .map(|(name, _)| FieldError::new(name, "is required"))
+    .collect();
+    errors.extend(missing);
+    let policy = parse_policy(&mut errors, form);
+    let (Some(name), Some(instances), Some(scopes)) = (name, policy.instances, policy.scopes)
     else {
         return Err(ServiceError::Invalid(errors));
     };
-    if let InstanceAccess::Named(names) = &instances {
-        let wanted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let known: Vec<String> = ctx
-            .db_read(db::instances::list)
-            .await?
-            .into_iter()
-            .map(|row| row.name)
-            .collect();
-        let unknown: Vec<&String> = wanted.iter().filter(|n| !known.contains(n)).collect();
-        if !unknown.is_empty() {
-            let message = format!("no instance is registered under the name(s) {unknown:?}");
-            return Err(ServiceError::Invalid(vec![FieldError::new(
-                "instances",
-                message,
-            )]));
-        }
+    if !errors.is_empty() {
+        return Err(ServiceError::Invalid(errors));
     }
-    origins.sort();
-    origins.dedup();
+    ensure_registered(ctx, &instances).await?;
+    let origins = policy.origins.unwrap_or_default();
+    let projects = policy.projects.unwrap_or_default();
+    let max_access = policy.max_access.unwrap_or(Access::Read);
 
     let secret = generate_token("lgsec_");
     let now = Utc::now().naive_utc();
@@ -89,15 +63,12 @@ pub async fn create(
         secret_hash: TokenHash::of_secret(&secret).to_hex(),
         instances: instances.to_string(),
         scopes: scopes.to_string(),
-        return_origins: origins
-            .iter()
-            .map(ReturnOrigin::as_str)
-            .collect::<Vec<_>>()
-            .join(" "),
+        return_origins: joined(&origins),
         created_at: now,
         updated_at: now,
         projects: projects.to_string(),
         max_access: max_access.to_string(),
+        secret_rotated_at: now,
     };
     let stored = row.clone();
     let inserted = ctx
@@ -116,6 +87,147 @@ pub async fn create(
     Ok((to_service(row)?, secret))
 }
 
+/// A service's policy fields, parsed; `None` where the form left one out.
+struct PolicyChange {
+    instances: Option<InstanceAccess>,
+    scopes: Option<ScopeSet>,
+    /// Sorted, without duplicates.
+    origins: Option<Vec<ReturnOrigin>>,
+    projects: Option<ProjectPatterns>,
+    max_access: Option<Access>,
+}
+
+/// Parses whichever policy fields `form` holds, recording why any is refused.
+fn parse_policy(errors: &mut Vec<FieldError>, form: ServiceForm) -> PolicyChange {
+    // In the form's order, so that refusals are listed as the fields are.
+    let instances = form
+        .instances
+        .and_then(|v| field(errors, "instances", InstanceAccess::parse(&v)));
+    let scopes = form
+        .scopes
+        .and_then(|v| field(errors, "scopes", ScopeSet::parse(&v)));
+    let origins = form.return_origins.and_then(|origins| {
+        let mut parsed = origins
+            .iter()
+            .map(|o| ReturnOrigin::parse(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| errors.push(FieldError::new("return_origins", e.0)))
+            .ok()?;
+        parsed.sort();
+        parsed.dedup();
+        Some(parsed)
+    });
+    let projects = form
+        .projects
+        .and_then(|v| field(errors, "projects", ProjectPatterns::parse(&v)));
+    let max_access = form
+        .max_access
+        .and_then(|v| field(errors, "max_access", Access::parse(&v)));
+    PolicyChange {
+        instances,
+        scopes,
+        origins,
+        projects,
+        max_access,
+    }
+}
+
+/// Named instances must be registered ones.
+async fn ensure_registered(ctx: &Context, instances: &InstanceAccess) -> Result<(), ServiceError> {
+    let InstanceAccess::Named(names) = instances else {
+        return Ok(());
+    };
+    let known: Vec<String> = ctx
+        .db_read(db::instances::list)
+        .await?
+        .into_iter()
+        .map(|row| row.name)
+        .collect();
+    let unknown: Vec<String> = names
+        .iter()
+        .map(ToString::to_string)
+        .filter(|n| !known.contains(n))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let message = format!("no instance is registered under the name(s) {unknown:?}");
+    Err(ServiceError::Invalid(vec![FieldError::new(
+        "instances",
+        message,
+    )]))
+}
+
+fn joined(origins: &[ReturnOrigin]) -> String {
+    origins
+        .iter()
+        .map(ReturnOrigin::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub async fn get(ctx: &Context, name: &str) -> Result<Service, ServiceError> {
+    to_service(find(ctx, name).await?)
+}
+
+/// Changes the policy fields the form holds. Narrowing takes effect at the next request in
+/// every process (what handouts remember is outdated by the write), and live access grants the
+/// new policy no longer covers end at once.
+pub async fn change(ctx: &Context, name: &str, form: ServiceForm) -> Result<Service, ServiceError> {
+    let mut row = find(ctx, name).await?;
+    let mut errors = Vec::new();
+    if form.name.as_deref().is_some_and(|new| new != row.name) {
+        errors.push(FieldError::new(
+            "name",
+            "cannot be changed: create a service under the new name",
+        ));
+    }
+    let policy = parse_policy(&mut errors, form);
+    if !errors.is_empty() {
+        return Err(ServiceError::Invalid(errors));
+    }
+    if let Some(instances) = &policy.instances {
+        ensure_registered(ctx, instances).await?;
+        row.instances = instances.to_string();
+    }
+    if let Some(scopes) = policy.scopes {
+        row.scopes = scopes.to_string();
+    }
+    if let Some(origins) = policy.origins {
+        row.return_origins = joined(&origins);
+    }
+    if let Some(projects) = policy.projects {
+        row.projects = projects.to_string();
+    }
+    if let Some(max_access) = policy.max_access {
+        row.max_access = max_access.to_string();
+    }
+    row.updated_at = Utc::now().naive_utc();
+    let stored = row.clone();
+    if !ctx
+        .db_write(move |conn| db::services::update_policy(conn, &stored))
+        .await?
+    {
+        return Err(not_found(name));
+    }
+    let service = to_service(row)?;
+    let ended = access_grants::end_outside_policy(ctx, &service).await?;
+    tracing::info!(service.name = %name, grants.ended = ended, "service changed");
+    let event = AuditEvent::new("service_changed", "admin").detail(format!(
+        "{name}: instances {}, scopes {}, projects {}, max_access {}",
+        service.instances, service.scopes, service.projects, service.max_access
+    ));
+    ctx.audit.record(event).await;
+    Ok(service)
+}
+
+async fn find(ctx: &Context, name: &str) -> Result<ServiceRow, ServiceError> {
+    let owned = name.to_owned();
+    ctx.db_read(move |conn| db::services::find_by_name(conn, &owned))
+        .await?
+        .ok_or_else(|| not_found(name))
+}
+
 pub async fn list(ctx: &Context) -> Result<Vec<Service>, ServiceError> {
     ctx.db_read(db::services::list)
         .await?
@@ -127,11 +239,7 @@ pub async fn list(ctx: &Context) -> Result<Vec<Service>, ServiceError> {
 /// Revokes the service's connections at GitLab, then deletes it and them; its tokens stop
 /// working at once.
 pub async fn delete(ctx: &Context, name: &str) -> Result<(), ServiceError> {
-    let owned = name.to_owned();
-    let row = ctx
-        .db_read(move |conn| db::services::find_by_name(conn, &owned))
-        .await?
-        .ok_or_else(|| not_found(name))?;
+    let row = find(ctx, name).await?;
     let service_id = row.id.clone();
     let held = ctx
         .db_read(move |conn| db::connections::for_service(conn, &service_id))

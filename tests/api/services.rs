@@ -9,7 +9,7 @@ use labgate::crypto::{AUDIENCE, MasterKey, SealedColumn, Sealer, ServiceClaims, 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{GitLabWorld, TestApp, expect_problem};
+use crate::helpers::{ConnectWorld, GitLabWorld, TestApp, expect_problem};
 use crate::support::PUBLIC_URL;
 use crate::support::database::Backend;
 
@@ -19,6 +19,7 @@ on_both_backends!(
     the_client_credentials_grant_speaks_rfc_6749,
     forged_or_stale_service_tokens_are_refused,
     a_service_sees_only_the_instances_it_may_use,
+    a_service_is_read_and_its_policy_changed_in_place,
 );
 
 async fn app_with_corp(backend: Backend) -> (TestApp, GitLabWorld) {
@@ -461,4 +462,74 @@ async fn a_service_sees_only_the_instances_it_may_use(backend: Backend) {
         .map(|i| i["name"].clone())
         .collect();
     assert_eq!(names, [json!("corp"), json!("staging")]);
+}
+
+/// `GET` and `PATCH /api/v1/services/{name}`: the policy changes in place, keeping the
+/// service's client, secret and connections; handouts follow the new policy at once.
+async fn a_service_is_read_and_its_policy_changed_in_place(backend: Backend) {
+    let cw = ConnectWorld::start(backend).await;
+    cw.connect("user-17", json!({"scopes": ["read_api"]})).await;
+    let fetch = || cw.fetch(json!({"instance": "corp", "subject": "user-17"}));
+    assert_eq!(fetch().await.status(), 200);
+    let before = cw.app.get_json("/api/v1/services/ci-bot").await;
+    assert_eq!(before["name"], "ci-bot");
+    assert_eq!(before["client_id"], cw.service_client_id);
+    assert!(before.get("client_secret").is_none(), "{before}");
+
+    let patch = |body: Value| {
+        cw.app
+            .admin(Method::PATCH, "/api/v1/services/ci-bot")
+            .json(&body)
+            .send()
+    };
+    // A second later than the service token was issued: a policy change is no secret
+    // rotation, so that token stays good.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Narrowed below what the connection was granted: handouts stop at the next request.
+    let narrowed = patch(json!({"scopes": ["read_repository"]})).await.unwrap();
+    assert_eq!(narrowed.status(), 200);
+    let narrowed: Value = narrowed.json().await.unwrap();
+    assert_eq!(narrowed["scopes"], json!(["read_repository"]));
+    assert_eq!(narrowed["instances"], before["instances"], "left alone");
+    expect_problem(fetch().await, 403, "scope_not_allowed").await;
+
+    let widened = patch(json!({"scopes": "read_api read_repository"}))
+        .await
+        .unwrap();
+    assert_eq!(widened.status(), 200);
+    assert_eq!(
+        fetch().await.status(),
+        200,
+        "the same connection serves again"
+    );
+    assert_eq!(cw.app.connections().await.len(), 1);
+    assert_eq!(
+        cw.app.get_json("/api/v1/services/ci-bot").await["client_id"],
+        cw.service_client_id,
+        "the client and its secret are kept"
+    );
+
+    for (body, field) in [
+        (json!({"name": "renamed"}), "name"),
+        (json!({"instances": ["nowhere"]}), "instances"),
+        (json!({"max_access": "admin"}), "max_access"),
+        (json!({"return_origins": ["not a url"]}), "return_origins"),
+    ] {
+        let problem = expect_problem(patch(body).await.unwrap(), 422, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    let unknown = cw
+        .app
+        .admin(Method::PATCH, "/api/v1/services/nobody")
+        .json(&json!({"scopes": ["read_api"]}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(unknown, 404, "not_found").await;
+    expect_problem(
+        cw.app.call(Method::GET, "/api/v1/services/nobody").await,
+        404,
+        "not_found",
+    )
+    .await;
 }

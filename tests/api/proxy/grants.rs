@@ -20,6 +20,7 @@ on_both_backends!(
     a_subject_without_a_covering_connection_is_refused,
     a_grant_reaches_only_what_its_connection_covers,
     a_connection_that_may_act_for_others_is_never_used,
+    narrowing_a_service_ends_the_grants_it_no_longer_covers,
 );
 
 fn body(projects: Value, access: &str) -> Value {
@@ -305,4 +306,55 @@ async fn a_connection_that_may_act_for_others_is_never_used(backend: Backend) {
         super::printed(&cloned)
     );
     pw.assert_gitlab_saw_nothing_since(mark, "a grant of a sudo connection");
+}
+
+/// Narrowing a service's policy ends, at once, the live grants it no longer covers; the
+/// others keep working, and new grants are judged by the new policy.
+async fn narrowing_a_service_ends_the_grants_it_no_longer_covers(backend: Backend) {
+    let pw = ProxyWorld::start(backend).await;
+    let kept = pw.grant(&["group/app"], "read").await;
+    let elsewhere = pw.grant(&["group/other"], "read").await;
+    let writer = pw.grant(&["group/app"], "write").await;
+    for grant in [&kept, &elsewhere, &writer] {
+        assert_eq!(works(&pw, &grant.token).await, 200);
+    }
+
+    let changed = pw
+        .app
+        .admin(Method::PATCH, "/api/v1/services/ci-bot")
+        .json(&json!({"projects": ["group/app"], "max_access": "read"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let changed: Value = changed.json().await.unwrap();
+    assert_eq!(changed["projects"], json!(["group/app"]));
+    assert_eq!(changed["max_access"], "read");
+
+    assert_eq!(works(&pw, &kept.token).await, 200, "still covered");
+    for ended in [&elsewhere, &writer] {
+        assert_eq!(works(&pw, &ended.token).await, 401, "{}", ended.body);
+    }
+    let live = pw.app.get_json("/api/v1/access-grants").await;
+    let ids: Vec<&str> = live["access_grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [kept.id.as_str()]);
+    expect_problem(
+        pw.request_grant(body(json!(["group/app"]), "write")).await,
+        403,
+        "outside_policy",
+    )
+    .await;
+    let audit = pw.app.get_json("/api/v1/audit").await.to_string();
+    assert_eq!(
+        audit
+            .matches("outside the service's narrowed policy")
+            .count(),
+        2
+    );
+    assert!(audit.contains("service_changed"));
 }
