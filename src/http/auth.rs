@@ -24,7 +24,7 @@ pub(super) struct ServiceBearer(pub VerifiedToken);
 /// Either of the two, for routes both may call.
 pub(super) enum Caller {
     Admin,
-    Service(Service),
+    Service(Box<Service>),
 }
 
 type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
@@ -83,7 +83,7 @@ impl FromRequest for Caller {
                 return Ok(Caller::Admin);
             }
             match service_for(&ctx, token).await {
-                Ok(service) => Ok(Caller::Service(service)),
+                Ok(service) => Ok(Caller::Service(Box::new(service))),
                 Err(_) => Err(ApiError::unauthorized(
                     "send the admin token or a valid service token as Authorization: Bearer <token>",
                 )),
