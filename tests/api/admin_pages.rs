@@ -19,6 +19,7 @@ on_both_backends!(
     registering_through_the_form_uploads_the_ca_and_shows_the_redirect_url,
     an_instance_is_rechecked_edited_and_deleted_after_confirmation,
     a_service_secret_is_shown_once_after_create_and_rotate,
+    a_services_policy_is_edited_in_place,
     connections_are_listed_and_filtered,
     a_connection_is_revoked_after_confirmation_and_the_audit_page_shows_it,
 );
@@ -810,6 +811,85 @@ async fn a_service_secret_is_shown_once_after_create_and_rotate(backend: Backend
     assert_eq!(
         app.get_json("/api/v1/services").await["services"],
         json!([])
+    );
+}
+
+async fn a_services_policy_is_edited_in_place(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let world = GitLabWorld::start().await;
+    assert_eq!(
+        app.register(&world.registration("corp")).await.status(),
+        201
+    );
+    let (client_id, _) = app
+        .create_service(&json!({
+            "name": "ci-bot", "instances": ["corp"], "scopes": ["read_api"],
+            "return_origins": ["https://bot.corp.example"], "projects": ["group/**"]
+        }))
+        .await;
+    let pages = Pages::signed_in(&app).await;
+    let list = pages.html("/admin/services").await;
+    assert!(
+        list.contains("href=\"/admin/services/ci-bot/edit\""),
+        "{list}"
+    );
+
+    let form = pages.html("/admin/services/ci-bot/edit").await;
+    assert!(
+        form.contains(">https://bot.corp.example</textarea>"),
+        "{form}"
+    );
+    assert!(form.contains(">group/**</textarea>"), "{form}");
+    let csrf = csrf_of(&form);
+    let refused = pages
+        .post(
+            "/admin/services/ci-bot/edit",
+            &[
+                ("csrf", &csrf),
+                ("instances", "corp"),
+                ("scopes", "read_api"),
+                ("projects", "group/../x"),
+                ("max_access", "read"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    let shown = text(&refused.text().await.unwrap());
+    assert!(
+        shown.contains(">group/../x</textarea>"),
+        "what was typed is kept: {shown}"
+    );
+    assert_eq!(
+        app.get_json("/api/v1/services/ci-bot").await["projects"],
+        json!(["group/**"]),
+        "a refused edit changes nothing"
+    );
+
+    let saved = pages
+        .post(
+            "/admin/services/ci-bot/edit",
+            &[
+                ("csrf", &csrf),
+                ("instances", "corp"),
+                ("scopes", "read_api"),
+                ("scopes", "read_repository"),
+                ("return_origins", "https://bot.corp.example"),
+                ("projects", "group/app\ngroup/tools/*"),
+                ("max_access", "write"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&saved), "/admin/services?done=changed");
+    let service = app.get_json("/api/v1/services/ci-bot").await;
+    assert_eq!(service["scopes"], json!(["read_api", "read_repository"]));
+    assert_eq!(service["projects"], json!(["group/app", "group/tools/*"]));
+    assert_eq!(service["max_access"], "write");
+    assert_eq!(service["client_id"], client_id, "the same client");
+    assert!(
+        pages
+            .html("/admin/services?done=changed")
+            .await
+            .contains("new policy applies")
     );
 }
 

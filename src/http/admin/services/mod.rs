@@ -1,0 +1,285 @@
+//! `/admin/services`: the list, creating a service (its secret shown once), editing its policy,
+//! rotating the secret, deleting. Every change goes through `service::services`, as the admin
+//! API's do.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use maud::html;
+use serde::Deserialize;
+
+mod views;
+
+use super::error::PageError;
+use super::layout::{Errors, Section, csrf, ok, page};
+use super::session::{Posted, SignedIn, see_other};
+use crate::service::principal::Service;
+use crate::service::services::{self, ServiceForm};
+use crate::service::{Context, ServiceError};
+use views::{ALL_INSTANCES, Values, edit_page, secret_page, services_page};
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/services")
+            .route(web::get().to(list))
+            .route(web::post().to(create))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/services/{name}/edit")
+            .route(web::get().to(edit_form))
+            .route(web::post().to(edit))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/services/{name}/rotate-secret")
+            .route(web::get().to(rotate_confirmation))
+            .route(web::post().to(rotate))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/services/{name}/delete")
+            .route(web::get().to(delete_confirmation))
+            .route(web::post().to(delete))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+#[derive(Deserialize)]
+struct Notice {
+    done: Option<String>,
+}
+
+async fn list(
+    session: SignedIn,
+    ctx: web::Data<Context>,
+    notice: web::Query<Notice>,
+) -> Result<HttpResponse, PageError> {
+    let notice = match notice.done.as_deref() {
+        Some("deleted") => Some("The service was deleted."),
+        Some("changed") => Some("Saved: the service's new policy applies from its next request."),
+        _ => None,
+    };
+    services_page(
+        &ctx,
+        &session,
+        StatusCode::OK,
+        notice,
+        &Values::default(),
+        &Errors::default(),
+    )
+    .await
+}
+
+async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse, PageError> {
+    let Posted { session, form } = posted;
+    let mut values = Values {
+        name: form.text("name").trim().to_owned(),
+        instances: form.all("instances"),
+        scopes: form.all("scopes"),
+        return_origins: form.text("return_origins"),
+        projects: form
+            .get("projects")
+            .map_or_else(|| "**".to_owned(), str::to_owned),
+        max_access: form
+            .given("max_access")
+            .unwrap_or_else(|| "read".to_owned()),
+    };
+    // "Every instance" stands alone, whatever else was ticked.
+    if values.instances.iter().any(|i| i == ALL_INSTANCES) {
+        values.instances = vec![ALL_INSTANCES.to_owned()];
+    }
+    let input = ServiceForm {
+        name: Some(values.name.clone()).filter(|n| !n.is_empty()),
+        instances: Some(values.instances.clone()),
+        scopes: Some(values.scopes.clone()),
+        return_origins: Some(form.words("return_origins")),
+        // As the API: a form sent without these fields takes the defaults.
+        projects: form.get("projects").map(|_| form.words("projects")),
+        max_access: Some(values.max_access.clone()),
+    };
+    match services::create(&ctx, input).await {
+        Ok((service, secret)) => Ok(secret_page(
+            &ctx,
+            &session,
+            StatusCode::CREATED,
+            "created",
+            &service,
+            &secret,
+        )),
+        Err(ServiceError::Invalid(fields)) => {
+            services_page(
+                &ctx,
+                &session,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                &values,
+                &Errors::fields(fields),
+            )
+            .await
+        }
+        Err(ServiceError::Conflict(message)) => {
+            let mut errors = Errors::default();
+            errors.general.push(message);
+            services_page(&ctx, &session, StatusCode::CONFLICT, None, &values, &errors).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn edit_form(
+    session: SignedIn,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let service = find(&ctx, &name).await?;
+    let values = Values {
+        name: service.name.to_string(),
+        instances: service
+            .instances
+            .to_string()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        scopes: service.scopes.iter().map(str::to_owned).collect(),
+        return_origins: lines(service.return_origins.iter().map(|o| o.as_str())),
+        projects: lines(service.projects.as_strings().iter().map(String::as_str)),
+        max_access: service.max_access.as_str().to_owned(),
+    };
+    edit_page(&ctx, &session, StatusCode::OK, &values, &Errors::default()).await
+}
+
+async fn edit(
+    posted: Posted,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let Posted { session, form } = posted;
+    let mut values = Values {
+        name: name.into_inner(),
+        instances: form.all("instances"),
+        scopes: form.all("scopes"),
+        return_origins: form.text("return_origins"),
+        projects: form.text("projects"),
+        max_access: form.given("max_access").unwrap_or_default(),
+    };
+    if values.instances.iter().any(|i| i == ALL_INSTANCES) {
+        values.instances = vec![ALL_INSTANCES.to_owned()];
+    }
+    let input = ServiceForm {
+        name: None,
+        instances: Some(values.instances.clone()),
+        scopes: Some(values.scopes.clone()),
+        return_origins: Some(form.words("return_origins")),
+        projects: Some(form.words("projects")),
+        max_access: Some(values.max_access.clone()),
+    };
+    match services::change(&ctx, &values.name, input).await {
+        Ok(_) => Ok(see_other("/admin/services?done=changed")),
+        Err(ServiceError::Invalid(fields)) => {
+            let errors = Errors::fields(fields);
+            edit_page(
+                &ctx,
+                &session,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &values,
+                &errors,
+            )
+            .await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn lines<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items.collect::<Vec<_>>().join("\n")
+}
+
+async fn rotate_confirmation(
+    session: SignedIn,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let service = find(&ctx, &name).await?;
+    let name = service.name.as_str();
+    let body = html! {
+        h1 { "Rotate the secret of " (name) "?" }
+        div.panel.warn {
+            p { "A new secret is made and shown once. The current one stops working at once, and so do the service tokens and access grants it bought." }
+        }
+        div.actions {
+            form method="post" action={ "/admin/services/" (name) "/rotate-secret" } {
+                (csrf(&session))
+                button.primary type="submit" { "Rotate the secret" }
+            }
+            a href="/admin/services" { "Cancel" }
+        }
+    };
+    Ok(ok(page(
+        &format!("Rotate {name}"),
+        Some(&session),
+        Section::Services,
+        body,
+    )))
+}
+
+async fn rotate(
+    posted: Posted,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let session = posted.session;
+    let (service, secret) = services::rotate_secret(&ctx, &name).await?;
+    Ok(secret_page(
+        &ctx,
+        &session,
+        StatusCode::OK,
+        "has a new secret",
+        &service,
+        &secret,
+    ))
+}
+
+async fn delete_confirmation(
+    session: SignedIn,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let service = find(&ctx, &name).await?;
+    let name = service.name.as_str();
+    let body = html! {
+        h1 { "Delete service " (name) "?" }
+        div.panel.warn {
+            p { "Its client ID and secret stop working at once, and so do its pending connect links. Service tokens already issued are refused once the service is gone." }
+        }
+        div.actions {
+            form method="post" action={ "/admin/services/" (name) "/delete" } {
+                (csrf(&session))
+                button.danger type="submit" { "Delete " (name) }
+            }
+            a href="/admin/services" { "Cancel" }
+        }
+    };
+    Ok(ok(page(
+        &format!("Delete {name}"),
+        Some(&session),
+        Section::Services,
+        body,
+    )))
+}
+
+async fn delete(
+    _: Posted,
+    ctx: web::Data<Context>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    services::delete(&ctx, &name).await?;
+    Ok(see_other("/admin/services?done=deleted"))
+}
+
+async fn find(ctx: &Context, name: &str) -> Result<Service, PageError> {
+    services::list(ctx)
+        .await?
+        .into_iter()
+        .find(|s| s.name.as_str() == name)
+        .ok_or_else(|| PageError::NotFound(format!("no service is named {name:?}")))
+}
