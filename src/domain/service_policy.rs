@@ -40,6 +40,14 @@ impl InstanceAccess {
         Self::parse(&stored.split_whitespace().collect::<Vec<_>>())
     }
 
+    /// As the API lists it: `["*"]`, or the names.
+    pub fn as_strings(&self) -> Vec<String> {
+        match self {
+            Self::All => vec!["*".to_owned()],
+            Self::Named(names) => names.iter().map(ToString::to_string).collect(),
+        }
+    }
+
     pub fn allows(&self, instance: &InstanceName) -> bool {
         match self {
             Self::All => true,

@@ -36,12 +36,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 201, description = "The grant with its `lgp_` token, shown this once", body = crate::http::openapi::schemas::AccessGrantCreated),
         (status = 403, description = "Outside the service's policy, or no connection covers it", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is missing or refused: `errors` names each", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database (or GitLab) does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::BodyRefusals,
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("service_token" = []))
 )]
@@ -90,8 +86,7 @@ struct Filter {
     params(("instance" = Option<String>, Query), ("subject" = Option<String>, Query)),
     responses(
         (status = 200, description = "Live grants matching the filters", body = crate::http::openapi::schemas::AccessGrantList),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -114,8 +109,7 @@ async fn list(
     responses(
         (status = 204, description = "Ended at once, in every process"),
         (status = 404, description = "No such grant (or not the service's own)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []), ("service_token" = []))
 )]

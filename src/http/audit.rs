@@ -31,8 +31,7 @@ struct Query {
     responses(
         (status = 200, description = "Events, newest first", body = crate::http::openapi::schemas::AuditList),
         (status = 422, description = "`since` or `limit` is refused", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]

@@ -85,12 +85,7 @@ impl<'a> From<&'a Service> for ServiceBody<'a> {
         Self {
             name: service.name.as_str(),
             client_id: &service.client_id,
-            instances: service
-                .instances
-                .to_string()
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect(),
+            instances: service.instances.as_strings(),
             scopes: service.scopes.iter().collect(),
             return_origins: service
                 .return_origins

@@ -42,12 +42,8 @@ pub(super) fn browser_routes(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 201, description = "A single-use link for the person", body = crate::http::openapi::schemas::ConnectLink),
         (status = 403, description = "The instance or scopes are outside the service's policy", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is missing or refused: `errors` names each", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database (or GitLab) does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::BodyRefusals,
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("service_token" = []))
 )]

@@ -36,8 +36,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 200, description = "The rotation ledger: the last refresh attempts, newest first", body = crate::http::openapi::schemas::RefreshList),
         (status = 404, description = "No such connection", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -72,8 +71,7 @@ async fn refreshes(
     responses(
         (status = 204, description = "Revoked at GitLab; kept as `revoked` for the record"),
         (status = 404, description = "No such connection", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -102,8 +100,7 @@ struct Filter {
     responses(
         (status = 200, description = "Connections matching the filters, never token material", body = crate::http::openapi::schemas::ConnectionList),
         (status = 422, description = "A filter is refused", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]

@@ -42,11 +42,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         (status = 201, description = "Registered after every check step passed", body = InstanceBody),
         (status = 409, description = "An instance of that name exists", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is refused, or a check step failed: `steps` is the report (code = the failing step's code)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database (or GitLab) does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -68,8 +64,7 @@ async fn create(
     tag = "instances",
     responses(
         (status = 200, description = "In full for an administrator; name and base URL of those a service may use", body = crate::http::openapi::schemas::InstanceList),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []), ("service_token" = []))
 )]
@@ -98,8 +93,7 @@ async fn list(caller: Caller, ctx: web::Data<Context>) -> Result<HttpResponse, A
     responses(
         (status = 200, description = "The instance, never its secret", body = InstanceBody),
         (status = 404, description = "No such instance", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -122,11 +116,7 @@ async fn show(
         (status = 404, description = "No such instance", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Changed by someone else meanwhile", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is refused, or a check step failed: `steps` is the report", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database (or GitLab) does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -148,8 +138,7 @@ async fn change(
     responses(
         (status = 204, description = "Its connections revoked at GitLab, then it and they removed"),
         (status = 404, description = "No such instance", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -170,8 +159,7 @@ async fn remove(
     responses(
         (status = 200, description = "The report, passed or failed, as recorded", body = CheckBody),
         (status = 404, description = "No such instance", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]

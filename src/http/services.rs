@@ -42,12 +42,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 201, description = "Created; its client secret is shown this once", body = crate::http::openapi::schemas::ServiceWithSecret),
         (status = 409, description = "A service of that name exists", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is missing or refused: `errors` names each", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database (or GitLab) does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::BodyRefusals,
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -67,8 +63,7 @@ async fn create(
     tag = "services",
     responses(
         (status = 200, description = "Every service, never a secret", body = crate::http::openapi::schemas::ServiceList),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -86,8 +81,7 @@ async fn list(_: Admin, ctx: web::Data<Context>) -> Result<HttpResponse, ApiErro
     responses(
         (status = 200, description = "The service and its policy, never its secret", body = ServiceBody),
         (status = 404, description = "No such service", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -109,12 +103,8 @@ async fn show(
     responses(
         (status = 200, description = "Changed: narrowing applies at the next request in every process, and live access grants outside the new policy end", body = ServiceBody),
         (status = 404, description = "No such service", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON, or not an object", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not application/json", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is refused: `errors` names each", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -161,8 +151,7 @@ fn service_form(body: Value) -> Result<ServiceForm, ApiError> {
     responses(
         (status = 204, description = "Its connections revoked at GitLab, then it and they removed"),
         (status = 404, description = "No such service", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
@@ -183,8 +172,7 @@ async fn delete(
     responses(
         (status = 200, description = "A new client secret, shown this once; tokens issued before are refused", body = crate::http::openapi::schemas::ServiceWithSecret),
         (status = 404, description = "No such service", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database does not answer", body = crate::http::error::Problem, content_type = "application/problem+json")
+        crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]

@@ -1,6 +1,7 @@
 //! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of every `/api/v1` operation, generated
 //! from the handlers' own annotations and the types they answer with.
 
+pub(super) mod refusals;
 pub(super) mod schemas;
 
 use actix_web::HttpResponse;

@@ -134,12 +134,7 @@ async fn edit_form(
     let service = find(&ctx, &name).await?;
     let values = Values {
         name: service.name.to_string(),
-        instances: service
-            .instances
-            .to_string()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
+        instances: service.instances.as_strings(),
         scopes: service.scopes.iter().map(str::to_owned).collect(),
         return_origins: lines(service.return_origins.iter().map(|o| o.as_str())),
         projects: lines(service.projects.as_strings().iter().map(String::as_str)),
