@@ -36,6 +36,9 @@ pub struct GrantFilter {
     pub subject: Option<String>,
     /// One service's grants (by its id).
     pub service_id: Option<String>,
+    /// Only those after this one in the list's order (newest first): its creation and id.
+    pub after: Option<(NaiveDateTime, String)>,
+    pub limit: Option<i64>,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &AccessGrantRow) -> QueryResult<()> {
@@ -84,8 +87,20 @@ pub fn list(
         .inner_join(instances::table)
         .filter(access_grants::expires_at.gt(now))
         .select((AccessGrantRow::as_select(), services::name, instances::name))
-        .order(access_grants::created_at.desc())
+        .order((access_grants::created_at.desc(), access_grants::id.desc()))
         .into_boxed();
+    if let Some((created_at, id)) = &filter.after {
+        query = query.filter(
+            access_grants::created_at
+                .lt(*created_at)
+                .or(access_grants::created_at
+                    .eq(*created_at)
+                    .and(access_grants::id.lt(id.clone()))),
+        );
+    }
+    if let Some(limit) = filter.limit {
+        query = query.limit(limit);
+    }
     if let Some(instance) = &filter.instance {
         query = query.filter(instances::name.eq(instance));
     }

@@ -69,6 +69,7 @@ where
 pub fn list(
     conn: &mut DbConnection,
     since: Option<NaiveDateTime>,
+    before_id: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<AuditRow>> {
     let mut query = audit_events::table
@@ -76,6 +77,9 @@ pub fn list(
         .order(audit_events::id.desc())
         .limit(limit)
         .into_boxed();
+    if let Some(id) = before_id {
+        query = query.filter(audit_events::id.lt(id));
+    }
     if let Some(since) = since {
         query = query.filter(audit_events::at.ge(since));
     }

@@ -53,6 +53,9 @@ pub struct ConnectionFilter {
     pub instance_name: Option<String>,
     pub subject: Option<String>,
     pub status: Option<ConnectionStatus>,
+    /// Only those after this one in the list's order (newest first): its creation and id.
+    pub after: Option<(NaiveDateTime, String)>,
+    pub limit: Option<i64>,
 }
 
 /// The connection for exactly this (service, instance, subject, scope set), if any.
@@ -317,8 +320,20 @@ pub fn list(
         .inner_join(instances::table.on(instances::id.eq(connections::instance_id)))
         .inner_join(services::table.on(services::id.eq(connections::service_id)))
         .select((ConnectionRow::as_select(), instances::name, services::name))
-        .order(connections::created_at.desc())
+        .order((connections::created_at.desc(), connections::id.desc()))
         .into_boxed();
+    if let Some((created_at, id)) = &filter.after {
+        query = query.filter(
+            connections::created_at
+                .lt(*created_at)
+                .or(connections::created_at
+                    .eq(*created_at)
+                    .and(connections::id.lt(id.clone()))),
+        );
+    }
+    if let Some(limit) = filter.limit {
+        query = query.limit(limit);
+    }
     if let Some(name) = &filter.service_name {
         query = query.filter(services::name.eq(name));
     }

@@ -38,6 +38,23 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<ServiceRow>> {
         .load(conn)
 }
 
+/// Up to `limit` services by name, after `after` (a name) when given.
+pub fn list_page(
+    conn: &mut DbConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<ServiceRow>> {
+    let mut query = services::table
+        .order(services::name)
+        .select(ServiceRow::as_select())
+        .limit(limit)
+        .into_boxed();
+    if let Some(name) = after {
+        query = query.filter(services::name.gt(name.to_owned()));
+    }
+    query.load(conn)
+}
+
 pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Option<ServiceRow>> {
     services::table
         .filter(services::name.eq(name))

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::auth::{Admin, Caller, ServiceBearer};
 use super::fields::Fields;
+use super::paging::PageQuery;
 use super::{ApiError, method_not_allowed, timestamp};
 use crate::domain::ProjectPath;
 use crate::service::Context;
@@ -77,15 +78,18 @@ async fn create(
 struct Filter {
     instance: Option<String>,
     subject: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
 }
 
 #[utoipa::path(
     get,
     path = "/api/v1/access-grants",
     tag = "access-grants",
-    params(("instance" = Option<String>, Query), ("subject" = Option<String>, Query)),
+    params(("instance" = Option<String>, Query), ("subject" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "Items per page, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before")),
     responses(
-        (status = 200, description = "Live grants matching the filters", body = crate::http::openapi::schemas::AccessGrantList),
+        (status = 200, description = "Live grants matching the filters, newest first", body = crate::http::openapi::schemas::AccessGrantList),
+        (status = 422, description = "`limit` or `cursor` is refused", body = crate::http::error::Problem, content_type = "application/problem+json"),
         crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
@@ -95,10 +99,23 @@ async fn list(
     ctx: web::Data<Context>,
     filter: web::Query<Filter>,
 ) -> Result<HttpResponse, ApiError> {
-    let Filter { instance, subject } = filter.into_inner();
-    let found = access_grants::list(&ctx, GrantQuery { instance, subject }).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "access_grants": found.iter().map(grant_body).collect::<Vec<_>>() })))
+    let Filter {
+        instance,
+        subject,
+        limit,
+        cursor,
+    } = filter.into_inner();
+    let page = PageQuery { limit, cursor }.page()?;
+    let query = GrantQuery {
+        instance,
+        subject,
+        page: Some(page),
+    };
+    let found = access_grants::list(&ctx, query).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "access_grants": found.items.iter().map(grant_body).collect::<Vec<_>>(),
+        "next_cursor": found.next_cursor,
+    })))
 }
 
 #[utoipa::path(

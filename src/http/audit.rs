@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Admin;
+use super::paging::PageQuery;
 use super::{ApiError, method_not_allowed, timestamp};
 use crate::service::{Context, FieldError, ServiceError, audit};
 
@@ -21,16 +22,17 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 struct Query {
     since: Option<String>,
     limit: Option<i64>,
+    cursor: Option<String>,
 }
 
 #[utoipa::path(
     get,
     path = "/api/v1/audit",
     tag = "audit",
-    params(("since" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<i64>, Query, description = "1 to 1000")),
+    params(("since" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<i64>, Query, description = "Items per page, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before")),
     responses(
         (status = 200, description = "Events, newest first", body = crate::http::openapi::schemas::AuditList),
-        (status = 422, description = "`since` or `limit` is refused", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`since`, `limit` or `cursor` is refused", body = crate::http::error::Problem, content_type = "application/problem+json"),
         crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
@@ -53,8 +55,14 @@ async fn list(
                 })?,
         ),
     };
-    let events = audit::list(&ctx, since, query.limit.unwrap_or(100)).await?;
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    }
+    .page()?;
+    let events = audit::list(&ctx, since, page).await?;
     let body: Vec<_> = events
+        .items
         .iter()
         .map(|event| {
             json!({
@@ -70,5 +78,5 @@ async fn list(
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "events": body })))
+    Ok(HttpResponse::Ok().json(json!({ "events": body, "next_cursor": events.next_cursor })))
 }

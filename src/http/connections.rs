@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Admin;
+use super::paging::PageQuery;
 use super::{ApiError, method_not_allowed, timestamp};
 use crate::service::connections::{self, ConnectionQuery, ConnectionView};
 use crate::service::{Context, revocation};
@@ -90,16 +91,18 @@ struct Filter {
     instance: Option<String>,
     subject: Option<String>,
     status: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
 }
 
 #[utoipa::path(
     get,
     path = "/api/v1/connections",
     tag = "connections",
-    params(("service" = Option<String>, Query), ("instance" = Option<String>, Query), ("subject" = Option<String>, Query), ("status" = Option<String>, Query, description = "active, reauthorization_required or revoked")),
+    params(("service" = Option<String>, Query), ("instance" = Option<String>, Query), ("subject" = Option<String>, Query), ("status" = Option<String>, Query, description = "active, reauthorization_required or revoked"), ("limit" = Option<i64>, Query, description = "Items per page, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before")),
     responses(
         (status = 200, description = "Connections matching the filters, never token material", body = crate::http::openapi::schemas::ConnectionList),
-        (status = 422, description = "A filter is refused", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A filter, `limit` or `cursor` is refused", body = crate::http::error::Problem, content_type = "application/problem+json"),
         crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
@@ -114,19 +117,22 @@ async fn list(
         instance,
         subject,
         status,
+        limit,
+        cursor,
     } = filter.into_inner();
-    let found = connections::list(
-        &ctx,
-        ConnectionQuery {
-            service,
-            instance,
-            subject,
-            status,
-        },
-    )
-    .await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "connections": found.iter().map(body).collect::<Vec<_>>() })))
+    let page = PageQuery { limit, cursor }.page()?;
+    let query = ConnectionQuery {
+        service,
+        instance,
+        subject,
+        status,
+        page: Some(page),
+    };
+    let found = connections::list(&ctx, query).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "connections": found.items.iter().map(body).collect::<Vec<_>>(),
+        "next_cursor": found.next_cursor,
+    })))
 }
 
 fn body(connection: &ConnectionView) -> serde_json::Value {

@@ -15,6 +15,7 @@ mod health;
 mod instances;
 mod openapi;
 mod pages;
+mod paging;
 mod proxy;
 mod request_metrics;
 mod request_span;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::auth::Admin;
 use super::bodies::ServiceBody;
 use super::fields::Fields;
+use super::paging::PageQuery;
 use super::{ApiError, method_not_allowed};
 use crate::service::Context;
 use crate::service::principal::Service;
@@ -61,16 +62,24 @@ async fn create(
     get,
     path = "/api/v1/services",
     tag = "services",
+    params(("limit" = Option<i64>, Query, description = "Items per page, 1 to 1000 (default 100)"), ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before")),
     responses(
-        (status = 200, description = "Every service, never a secret", body = crate::http::openapi::schemas::ServiceList),
+        (status = 200, description = "Services by name, never a secret", body = crate::http::openapi::schemas::ServiceList),
+        (status = 422, description = "`limit` or `cursor` is refused", body = crate::http::error::Problem, content_type = "application/problem+json"),
         crate::http::openapi::refusals::CommonRefusals
     ),
     security(("admin_token" = []))
 )]
-async fn list(_: Admin, ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
-    let all = services::list(&ctx).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "services": all.iter().map(ServiceBody::from).collect::<Vec<_>>() })))
+async fn list(
+    _: Admin,
+    ctx: web::Data<Context>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let found = services::list_page(&ctx, query.page()?).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "services": found.items.iter().map(ServiceBody::from).collect::<Vec<_>>(),
+        "next_cursor": found.next_cursor,
+    })))
 }
 
 #[utoipa::path(

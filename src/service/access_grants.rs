@@ -15,7 +15,10 @@ use crate::db::{
     self,
     access_grants::{AccessGrantRow, GrantFilter, NamedGrant},
 };
-use crate::domain::{Access, InstanceName, ProjectPath, ScopeSet, Subject};
+use crate::domain::{
+    Access, InstanceName, Page, Paged, ProjectPath, ScopeSet, Subject, created_key,
+    parse_created_key,
+};
 
 const TOKEN_PREFIX: &str = "lgp_";
 const MAX_PROJECTS: usize = 50;
@@ -57,6 +60,8 @@ impl AccessGrant {
 pub struct GrantQuery {
     pub instance: Option<String>,
     pub subject: Option<String>,
+    /// One page; every live grant when `None`.
+    pub page: Option<Page>,
 }
 
 /// Who ends a grant: an administrator, or the service that made it.
@@ -157,6 +162,8 @@ pub(super) async fn end_outside_policy(
         instance: None,
         subject: None,
         service_id: Some(service.id.clone()),
+        after: None,
+        limit: None,
     };
     let now = Utc::now().naive_utc();
     let live = ctx
@@ -187,19 +194,36 @@ pub(super) async fn end_outside_policy(
     Ok(ended)
 }
 
-/// Live grants, newest first.
-pub async fn list(ctx: &Context, query: GrantQuery) -> Result<Vec<AccessGrant>, ServiceError> {
+/// Live grants, newest first; one page of them when the query asks for one.
+pub async fn list(ctx: &Context, query: GrantQuery) -> Result<Paged<AccessGrant>, ServiceError> {
     let now = Utc::now().naive_utc();
+    let after = query
+        .page
+        .as_ref()
+        .and_then(|page| page.after.as_deref())
+        .map(parse_created_key)
+        .transpose()
+        .map_err(|e| ServiceError::Invalid(vec![FieldError::new("cursor", e.0)]))?;
+    let limit = query.page.as_ref().map(|page| page.limit);
     let filter = GrantFilter {
         instance: query.instance,
         subject: query.subject,
         service_id: None,
+        after,
+        // One more than the page: it only says whether another page follows.
+        limit: limit.map(|n| n + 1),
     };
-    ctx.db_read(move |conn| db::access_grants::list(conn, &filter, now))
+    let grants = ctx
+        .db_read(move |conn| db::access_grants::list(conn, &filter, now))
         .await?
         .into_iter()
         .map(to_grant)
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Paged::of(
+        grants,
+        limit.unwrap_or(i64::MAX),
+        |grant: &AccessGrant| created_key(grant.created_at, &grant.id),
+    ))
 }
 
 /// The live grant a presented token stands for.

@@ -13,9 +13,10 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, Utc};
 use tokio::sync::{Notify, oneshot};
 
-use super::{Context, ServiceError};
+use super::{Context, FieldError, ServiceError};
 use crate::db::refresh_attempts::NewRefreshAttempt;
 use crate::db::{self, DbPool, audit::AuditRow, audit::NewAuditEvent};
+use crate::domain::{Page, Paged};
 
 const QUEUE: usize = 65_536;
 const BATCH: usize = 1_000;
@@ -241,13 +242,28 @@ async fn write_with_retries(pool: &DbPool, batch: Batch) {
 }
 
 /// Newest first; `limit` between 1 and 1000.
+/// Events newest first, since `since` if given; one page of them.
 pub async fn list(
     ctx: &Context,
     since: Option<NaiveDateTime>,
-    limit: i64,
-) -> Result<Vec<AuditRow>, ServiceError> {
+    page: Page,
+) -> Result<Paged<AuditRow>, ServiceError> {
     ctx.audit.flush().await;
-    let limit = limit.clamp(1, 1000);
-    ctx.db_read(move |conn| db::audit::list(conn, since, limit))
-        .await
+    let before_id = page
+        .after
+        .as_deref()
+        .map(|key| key.parse::<i64>())
+        .transpose()
+        .map_err(|_| {
+            ServiceError::Invalid(vec![FieldError::new(
+                "cursor",
+                "is not a cursor of this list",
+            )])
+        })?;
+    let limit = page.limit;
+    // One more than the page: it only says whether another page follows.
+    let rows = ctx
+        .db_read(move |conn| db::audit::list(conn, since, before_id, limit + 1))
+        .await?;
+    Ok(Paged::of(rows, limit, |row: &AuditRow| row.id.to_string()))
 }

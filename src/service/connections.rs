@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use super::connection_tokens::{TokenKind, open_token, seal_token};
 use super::{Context, FieldError, ServiceError};
 use crate::db::{self, connections::ConnectionFilter, connections::ConnectionRow};
-use crate::domain::{ConnectionStatus, ScopeSet};
+use crate::domain::{ConnectionStatus, Page, Paged, ScopeSet, created_key, parse_created_key};
 use crate::oauth::Grant;
 
 /// A connection as administrators see it: no token material.
@@ -38,6 +38,8 @@ pub struct ConnectionQuery {
     pub instance: Option<String>,
     pub subject: Option<String>,
     pub status: Option<String>,
+    /// One page; every match when `None`.
+    pub page: Option<Page>,
 }
 
 pub(super) struct StoredGrant {
@@ -148,26 +150,38 @@ pub(super) struct GrantKey<'a> {
     pub subject: &'a str,
 }
 
+/// Connections matching the query, newest first; one page of them when it asks for one.
 pub async fn list(
     ctx: &Context,
     query: ConnectionQuery,
-) -> Result<Vec<ConnectionView>, ServiceError> {
+) -> Result<Paged<ConnectionView>, ServiceError> {
     let status = query
         .status
         .as_deref()
         .map(ConnectionStatus::from_str)
         .transpose()
         .map_err(|e| ServiceError::Invalid(vec![FieldError::new("status", e.0)]))?;
+    let after = query
+        .page
+        .as_ref()
+        .and_then(|page| page.after.as_deref())
+        .map(parse_created_key)
+        .transpose()
+        .map_err(|e| ServiceError::Invalid(vec![FieldError::new("cursor", e.0)]))?;
+    let limit = query.page.as_ref().map(|page| page.limit);
     let filter = ConnectionFilter {
         service_name: query.service,
         instance_name: query.instance,
         subject: query.subject,
         status,
+        after,
+        // One more than the page: it only says whether another page follows.
+        limit: limit.map(|n| n + 1),
     };
     let rows = ctx
         .db_read(move |conn| db::connections::list(conn, &filter))
         .await?;
-    Ok(rows
+    let views = rows
         .into_iter()
         .map(|(row, instance, service)| ConnectionView {
             id: row.id,
@@ -184,7 +198,12 @@ pub async fn list(
             updated_at: row.updated_at,
             refreshed_at: row.refreshed_at,
         })
-        .collect())
+        .collect();
+    Ok(Paged::of(
+        views,
+        limit.unwrap_or(i64::MAX),
+        |view: &ConnectionView| created_key(view.created_at, &view.id),
+    ))
 }
 
 /// How many connections an instance holds in one status.

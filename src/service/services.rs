@@ -9,7 +9,9 @@ use super::principal::{Service, to_service};
 use super::{Context, FieldError, ServiceError, access_grants, field, required, revocation};
 use crate::crypto::{TokenHash, generate_token};
 use crate::db::{self, services::ServiceRow};
-use crate::domain::{Access, InstanceAccess, ProjectPatterns, ReturnOrigin, ScopeSet, ServiceName};
+use crate::domain::{
+    Access, InstanceAccess, Page, Paged, ProjectPatterns, ReturnOrigin, ScopeSet, ServiceName,
+};
 
 /// Service fields as typed, before parsing.
 #[derive(Debug, Default)]
@@ -226,6 +228,22 @@ async fn find(ctx: &Context, name: &str) -> Result<ServiceRow, ServiceError> {
     ctx.db_read(move |conn| db::services::find_by_name(conn, &owned))
         .await?
         .ok_or_else(|| not_found(name))
+}
+
+/// One page of services, by name.
+pub async fn list_page(ctx: &Context, page: Page) -> Result<Paged<Service>, ServiceError> {
+    let (after, limit) = (page.after, page.limit);
+    // One more than the page: it only says whether another page follows.
+    let rows = ctx
+        .db_read(move |conn| db::services::list_page(conn, after.as_deref(), limit + 1))
+        .await?;
+    let services = rows
+        .into_iter()
+        .map(to_service)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Paged::of(services, limit, |service: &Service| {
+        service.name.to_string()
+    }))
 }
 
 pub async fn list(ctx: &Context) -> Result<Vec<Service>, ServiceError> {

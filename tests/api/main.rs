@@ -23,6 +23,7 @@ mod lifecycle;
 mod logs;
 mod openapi;
 mod operator_commands;
+mod paging;
 mod proxy;
 mod request_logs;
 mod secrets;

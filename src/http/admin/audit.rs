@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::error::PageError;
 use super::layout::{Errors, Input, Section, ok, page, when};
 use super::session::SignedIn;
+use crate::domain::Page;
 use crate::service::{Context, audit};
 
 /// How many of the newest events the page looks through.
@@ -25,6 +26,7 @@ struct Filter {
     kind: Option<String>,
     instance: Option<String>,
     subject: Option<String>,
+    cursor: Option<String>,
 }
 
 async fn list(
@@ -45,8 +47,19 @@ async fn list(
         wanted(&filter.subject),
     );
     let matches = |field: &Option<String>, want: &Option<String>| want.is_none() || field == want;
-    let events: Vec<_> = audit::list(&ctx, None, NEWEST)
-        .await?
+    let after = Page::after(filter.cursor.as_deref())
+        .map_err(|e| PageError::BadForm(format!("cursor {e}")))?;
+    let window = audit::list(
+        &ctx,
+        None,
+        Page {
+            limit: NEWEST,
+            after,
+        },
+    )
+    .await?;
+    let events: Vec<_> = window
+        .items
         .into_iter()
         .filter(|e| kind.as_deref().is_none_or(|k| e.kind == k))
         .filter(|e| matches(&e.instance, &instance) && matches(&e.subject, &subject))
@@ -54,7 +67,7 @@ async fn list(
     let errors = Errors::default();
     let body = html! {
         h1 { "Audit" }
-        p.muted { "The newest " (NEWEST) " events: handouts, refresh failures, connections and every administrator's change." }
+        p.muted { "Events " (NEWEST) " at a time, newest first: handouts, refresh failures, connections and every administrator's change." }
         form.filters method="get" action="/admin/audit" {
             (Input::text("kind", "Kind", kind.as_deref().unwrap_or("")).placeholder("handout").render(&errors))
             (Input::text("instance", "Instance", instance.as_deref().unwrap_or("")).render(&errors))
@@ -81,6 +94,26 @@ async fn list(
                 }
             }
         }
+        @if let Some(next) = &window.next_cursor {
+            p { a rel="next" href=(next_page(&kind, &instance, &subject, next)) { "Older events →" } }
+        }
     };
     Ok(ok(page("Audit", Some(&session), Section::Audit, body)))
+}
+
+/// The page's URL with the same filters, one window further back.
+fn next_page(
+    kind: &Option<String>,
+    instance: &Option<String>,
+    subject: &Option<String>,
+    cursor: &str,
+) -> String {
+    let mut url = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in [("kind", kind), ("instance", instance), ("subject", subject)] {
+        if let Some(value) = value {
+            url.append_pair(name, value);
+        }
+    }
+    url.append_pair("cursor", cursor);
+    format!("/admin/audit?{}", url.finish())
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::error::PageError;
 use super::layout::{Errors, Input, Section, badge, page, respond, when};
 use super::session::SignedIn;
-use crate::domain::ConnectionStatus;
+use crate::domain::{ConnectionStatus, Page};
 use crate::service::admin_sessions::AdminSession;
 use crate::service::connections::{self, ConnectionQuery, ConnectionView};
 use crate::service::{Context, ServiceError, instances, revocation};
@@ -41,7 +41,11 @@ struct Filter {
     instance: Option<String>,
     subject: Option<String>,
     status: Option<String>,
+    cursor: Option<String>,
 }
+
+/// Connections shown on one page.
+const PER_PAGE: i64 = 100;
 
 async fn list(
     session: SignedIn,
@@ -54,7 +58,10 @@ async fn list(
         instance,
         subject,
         status,
+        cursor,
     } = filter.into_inner();
+    let after =
+        Page::after(cursor.as_deref()).map_err(|e| PageError::BadForm(format!("cursor {e}")))?;
     let (instance, subject, status) = (
         blank_is_none(instance),
         blank_is_none(subject),
@@ -65,11 +72,21 @@ async fn list(
         instance: instance.clone(),
         subject: subject.clone(),
         status: status.clone(),
+        page: Some(Page {
+            limit: PER_PAGE,
+            after,
+        }),
     };
-    let (found, errors, code) = match connections::list(&ctx, query).await {
-        Ok(found) => (found, Errors::default(), StatusCode::OK),
+    let (found, next_cursor, errors, code) = match connections::list(&ctx, query).await {
+        Ok(found) => (
+            found.items,
+            found.next_cursor,
+            Errors::default(),
+            StatusCode::OK,
+        ),
         Err(ServiceError::Invalid(fields)) => (
             Vec::new(),
+            None,
             Errors::fields(fields),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
@@ -152,12 +169,36 @@ async fn list(
                     }
                 }
             }
+            @if let Some(next) = &next_cursor {
+                p { a rel="next" href=(next_page(&instance, &subject, &status, next)) { "Older connections →" } }
+            }
         }
     };
     Ok(respond(
         code,
         page("Connections", Some(&session), Section::Connections, body),
     ))
+}
+
+/// The list's URL with the same filters, one page further.
+fn next_page(
+    instance: &Option<String>,
+    subject: &Option<String>,
+    status: &Option<String>,
+    cursor: &str,
+) -> String {
+    let mut url = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in [
+        ("instance", instance),
+        ("subject", subject),
+        ("status", status),
+    ] {
+        if let Some(value) = value {
+            url.append_pair(name, value);
+        }
+    }
+    url.append_pair("cursor", cursor);
+    format!("/admin/connections?{}", url.finish())
 }
 
 /// A revoke link for a connection GitLab has not revoked yet; it leads to a confirmation.
@@ -179,6 +220,7 @@ async fn revoke_confirmation(
     let query = ConnectionQuery::default();
     let connection = connections::list(&ctx, query)
         .await?
+        .items
         .into_iter()
         .find(|c| c.id == *id)
         .ok_or_else(|| {

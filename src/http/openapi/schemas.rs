@@ -64,6 +64,8 @@ pub(crate) struct ServiceWithSecret {
 #[derive(ToSchema, Serialize)]
 pub(crate) struct ServiceList {
     services: Vec<ServiceBody<'static>>,
+    /// Pass it back as `cursor` for the next page; null on the last one.
+    next_cursor: Option<String>,
 }
 
 #[derive(ToSchema, Serialize)]
@@ -105,6 +107,8 @@ pub(crate) struct Connection {
 #[derive(ToSchema, Serialize)]
 pub(crate) struct ConnectionList {
     connections: Vec<Connection>,
+    /// Pass it back as `cursor` for the next page; null on the last one.
+    next_cursor: Option<String>,
 }
 
 /// One refresh attempt, as the rotation ledger recorded it.
@@ -182,6 +186,8 @@ pub(crate) struct AccessGrantCreated {
 #[derive(ToSchema, Serialize)]
 pub(crate) struct AccessGrantList {
     access_grants: Vec<AccessGrant>,
+    /// Pass it back as `cursor` for the next page; null on the last one.
+    next_cursor: Option<String>,
 }
 
 #[derive(ToSchema, Serialize)]
@@ -201,6 +207,8 @@ pub(crate) struct AuditEvent {
 #[derive(ToSchema, Serialize)]
 pub(crate) struct AuditList {
     events: Vec<AuditEvent>,
+    /// Pass it back as `cursor` for the next page; null on the last one.
+    next_cursor: Option<String>,
 }
 
 /// `application/x-www-form-urlencoded`, with the client in HTTP Basic.
