@@ -22,6 +22,7 @@ on_both_backends!(
     a_services_policy_is_edited_in_place,
     connections_are_listed_and_filtered,
     a_connection_is_revoked_after_confirmation_and_the_audit_page_shows_it,
+    the_audit_page_pages_back_through_older_events,
 );
 
 /// The admin pages through a browser without JavaScript, by path.
@@ -988,4 +989,30 @@ fn code_text(html: &str, id: &str) -> String {
         .and_then(|rest| rest.split('<').next())
         .unwrap()
         .to_owned()
+}
+
+async fn the_audit_page_pages_back_through_older_events(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.execute_sql(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600) \
+         INSERT INTO audit_events (at, kind, actor, detail) \
+         SELECT CURRENT_TIMESTAMP, 'test_event', 'labgate', 'event-' || i || '.' FROM n",
+    );
+    let pages = Pages::signed_in(&app).await;
+
+    let newest = pages.html("/admin/audit?kind=test_event").await;
+    assert!(newest.contains("event-600.") && newest.contains("event-101."));
+    assert!(!newest.contains("event-100."), "500 at a time");
+    let link = "rel=\"next\" href=\"";
+    let start = newest.find(link).expect("a link to older events") + link.len();
+    let next = text(&newest[start..][..newest[start..].find('"').unwrap()]);
+    assert!(
+        next.starts_with("/admin/audit?kind=test_event&cursor="),
+        "{next}"
+    );
+
+    let older = pages.html(&next).await;
+    assert!(older.contains("event-100.") && older.contains("event-1."));
+    assert!(!older.contains("event-101."));
+    assert!(!older.contains("rel=\"next\""), "the last page");
 }
