@@ -7,6 +7,7 @@ use serde_json::json;
 use super::auth::Admin;
 use super::paging::PageQuery;
 use super::{ApiError, method_not_allowed, timestamp};
+use crate::service::audit::ADMIN_TOKEN;
 use crate::service::connections::{self, ConnectionQuery, ConnectionView};
 use crate::service::{Context, revocation};
 
@@ -81,7 +82,7 @@ async fn revoke(
     ctx: web::Data<Context>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    revocation::revoke(&ctx, &id, "admin").await?;
+    revocation::revoke(&ctx, &id, ADMIN_TOKEN).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

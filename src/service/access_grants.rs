@@ -6,7 +6,7 @@
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 
-use super::audit::AuditEvent;
+use super::audit::{ADMIN_TOKEN, AuditEvent};
 use super::gitlab_token::{self, Wanted};
 use super::principal::{self, Service, VerifiedToken};
 use super::{Context, FieldError, ServiceError, required};
@@ -140,7 +140,7 @@ pub async fn end(ctx: &Context, by: GrantOwner<'_>, id: &str) -> Result<(), Serv
     ctx.db_write(move |conn| db::access_grants::delete(conn, &owned))
         .await?;
     let actor = match by {
-        GrantOwner::Admin => "admin".to_owned(),
+        GrantOwner::Admin => ADMIN_TOKEN.to_owned(),
         GrantOwner::Service(service) => format!("service:{}", service.name),
     };
     let event = AuditEvent::new("access_grant_revoked", actor)
@@ -181,7 +181,7 @@ pub(super) async fn end_outside_policy(
         let id = grant.id.clone();
         ctx.db_write(move |conn| db::access_grants::delete(conn, &id))
             .await?;
-        let event = AuditEvent::new("access_grant_revoked", "admin")
+        let event = AuditEvent::new("access_grant_revoked", ADMIN_TOKEN)
             .instance(&grant.instance)
             .subject(&grant.subject)
             .detail(format!(

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::audit::{ADMIN_TOKEN, AuditEvent};
 use super::{Context, ServiceError};
 use crate::crypto::{TokenHash, generate_token};
 use crate::db::{self, admin_sessions::AdminSessionRow};
@@ -51,6 +52,9 @@ pub async fn sign_in(
 ) -> Result<(SecretString, AdminSession), ServiceError> {
     if !ctx.admin_token.matches(admin_token.trim()) {
         tracing::warn!("admin sign-in refused: not the admin token");
+        let event = AuditEvent::new("admin_sign_in_refused", "unknown")
+            .detail("the token given is not the admin token");
+        ctx.audit.record(event).await;
         return Err(ServiceError::Unauthenticated(
             "this is not the admin token".to_owned(),
         ));
@@ -69,6 +73,9 @@ pub async fn sign_in(
     })
     .await?;
     tracing::info!("admin signed in");
+    ctx.audit
+        .record(AuditEvent::new("admin_signed_in", ADMIN_TOKEN))
+        .await;
     Ok((token, session))
 }
 

@@ -66,6 +66,10 @@ impl AuditEvent {
     }
 }
 
+/// Who acts when the admin token is used (the API's bearer token, or an admin-page session it
+/// opened): events name their actor, and this one is the token.
+pub const ADMIN_TOKEN: &str = "admin:token";
+
 /// Records waiting for the writer, and callers waiting for them to be written.
 #[derive(Default)]
 struct Queue {

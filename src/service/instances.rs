@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use chrono::{NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::audit::AuditEvent;
+use super::audit::{ADMIN_TOKEN, AuditEvent};
 use super::registration::{Registration, open_client_secret};
 use super::{Context, FieldError, ServiceError, field, required, revocation};
 use crate::crypto::SealedColumn;
@@ -119,7 +119,7 @@ pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, Ser
         return Err(already_registered(&name));
     }
     tracing::info!(instance.name = %name, instance.base_url = %base_url, "instance registered");
-    let event = AuditEvent::new("instance_registered", "admin")
+    let event = AuditEvent::new("instance_registered", ADMIN_TOKEN)
         .instance(name.as_str())
         .detail(base_url.as_str());
     ctx.audit.record(event).await;
@@ -213,7 +213,7 @@ pub async fn change(
     }
     tracing::info!(instance.name = %row.name, "instance changed");
     ctx.audit
-        .record(AuditEvent::new("instance_changed", "admin").instance(&row.name))
+        .record(AuditEvent::new("instance_changed", ADMIN_TOKEN).instance(&row.name))
         .await;
     to_instance(ctx, row)
 }
@@ -254,7 +254,7 @@ pub async fn remove(ctx: &Context, name: &str) -> Result<(), ServiceError> {
     let held = ctx
         .db_read(move |conn| db::connections::for_instance(conn, &instance_id))
         .await?;
-    revocation::revoke_all(ctx, held, "admin").await?;
+    revocation::revoke_all(ctx, held, ADMIN_TOKEN).await?;
     let (instance_id, owned) = (row.id.clone(), name.to_owned());
     ctx.db_write(move |conn| {
         db::connections::delete_for_instance(conn, &instance_id)?;
@@ -263,7 +263,7 @@ pub async fn remove(ctx: &Context, name: &str) -> Result<(), ServiceError> {
     .await?;
     tracing::info!(instance.name = %name, "instance removed");
     ctx.audit
-        .record(AuditEvent::new("instance_removed", "admin").instance(name))
+        .record(AuditEvent::new("instance_removed", ADMIN_TOKEN).instance(name))
         .await;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use secrecy::SecretString;
 
-use super::audit::AuditEvent;
+use super::audit::{ADMIN_TOKEN, AuditEvent};
 use super::principal::{Service, to_service};
 use super::{Context, FieldError, ServiceError, access_grants, field, required, revocation};
 use crate::crypto::{TokenHash, generate_token};
@@ -84,7 +84,7 @@ pub async fn create(
     }
     tracing::info!(service.name = %name, "service created");
     ctx.audit
-        .record(AuditEvent::new("service_created", "admin").detail(name.as_str()))
+        .record(AuditEvent::new("service_created", ADMIN_TOKEN).detail(name.as_str()))
         .await;
     Ok((to_service(row)?, secret))
 }
@@ -215,7 +215,7 @@ pub async fn change(ctx: &Context, name: &str, form: ServiceForm) -> Result<Serv
     let service = to_service(row)?;
     let ended = access_grants::end_outside_policy(ctx, &service).await?;
     tracing::info!(service.name = %name, grants.ended = ended, "service changed");
-    let event = AuditEvent::new("service_changed", "admin").detail(format!(
+    let event = AuditEvent::new("service_changed", ADMIN_TOKEN).detail(format!(
         "{name}: instances {}, scopes {}, projects {}, max_access {}",
         service.instances, service.scopes, service.projects, service.max_access
     ));
@@ -262,7 +262,7 @@ pub async fn delete(ctx: &Context, name: &str) -> Result<(), ServiceError> {
     let held = ctx
         .db_read(move |conn| db::connections::for_service(conn, &service_id))
         .await?;
-    revocation::revoke_all(ctx, held, "admin").await?;
+    revocation::revoke_all(ctx, held, ADMIN_TOKEN).await?;
     let (service_id, owned) = (row.id, name.to_owned());
     ctx.db_write(move |conn| {
         db::connections::delete_for_service(conn, &service_id)?;
@@ -271,7 +271,7 @@ pub async fn delete(ctx: &Context, name: &str) -> Result<(), ServiceError> {
     .await?;
     tracing::info!(service.name = %name, "service deleted");
     ctx.audit
-        .record(AuditEvent::new("service_deleted", "admin").detail(name))
+        .record(AuditEvent::new("service_deleted", ADMIN_TOKEN).detail(name))
         .await;
     Ok(())
 }
@@ -300,7 +300,7 @@ pub async fn rotate_secret(
         .ok_or_else(|| not_found(name))?;
     tracing::info!(service.name = %name, "service secret rotated");
     ctx.audit
-        .record(AuditEvent::new("service_secret_rotated", "admin").detail(name))
+        .record(AuditEvent::new("service_secret_rotated", ADMIN_TOKEN).detail(name))
         .await;
     Ok((to_service(row)?, secret))
 }

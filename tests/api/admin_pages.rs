@@ -289,6 +289,27 @@ async fn a_wrong_token_is_refused_and_opens_no_session(backend: Backend) {
         .await;
     assert_eq!(response.status(), 403);
     assert!(elsewhere.session_cookie().is_none());
+
+    // The refusal is audited, without the token typed; a sign-in with the token is too, by it.
+    assert_eq!(
+        Pages::new(&app).sign_in(&app.admin_token).await.status(),
+        303
+    );
+    let audit = app.get_json("/api/v1/audit").await;
+    let events: Vec<(&str, &str)> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("admin_signed_in", "admin:token"),
+            ("admin_sign_in_refused", "unknown")
+        ]
+    );
+    assert!(!audit.to_string().contains(&wrong));
 }
 
 async fn signing_in_sets_a_strict_expiring_cookie_and_signing_out_revokes_it(backend: Backend) {

@@ -532,4 +532,12 @@ async fn a_service_is_read_and_its_policy_changed_in_place(backend: Backend) {
         "not_found",
     )
     .await;
+    let audit = cw.app.get_json("/api/v1/audit").await;
+    let changed = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "service_changed")
+        .expect("the change is audited");
+    assert_eq!(changed["actor"], "admin:token", "by the admin token");
 }

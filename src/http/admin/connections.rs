@@ -12,6 +12,7 @@ use super::layout::{Errors, Input, Section, badge, page, respond, when};
 use super::session::SignedIn;
 use crate::domain::{ConnectionStatus, Page};
 use crate::service::admin_sessions::AdminSession;
+use crate::service::audit::ADMIN_TOKEN;
 use crate::service::connections::{self, ConnectionQuery, ConnectionView};
 use crate::service::{Context, ServiceError, instances, revocation};
 
@@ -257,7 +258,7 @@ async fn revoke(
     ctx: web::Data<Context>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    revocation::revoke(&ctx, &id, "admin").await?;
+    revocation::revoke(&ctx, &id, ADMIN_TOKEN).await?;
     Ok(super::session::see_other(
         "/admin/connections?status=revoked",
     ))

@@ -195,7 +195,7 @@ pub(crate) struct AuditEvent {
     id: i64,
     at: String,
     kind: String,
-    /// `admin`, `service:{name}` or `labgate`.
+    /// `admin:token`, `service:{name}`, `labgate`, or `unknown` (a refused sign-in).
     actor: String,
     instance: Option<String>,
     subject: Option<String>,
