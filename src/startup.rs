@@ -31,7 +31,7 @@ pub struct Application {
     context: Context,
     /// The background refresher's supervisor, when the refresher is on.
     refresher: Option<JoinHandle<()>>,
-    /// The supervisor of the task that keeps the connections gauge current.
+    /// The supervisor of the task that keeps the metrics gauges current.
     gauges: JoinHandle<()>,
 }
 
@@ -84,8 +84,8 @@ impl Application {
         });
         let gauges = {
             let task_ctx = ctx.clone();
-            background::supervise("connection-gauge", ctx.metrics.clone(), move || {
-                gauges::keep_connections_counted(task_ctx.clone())
+            background::supervise("gauges", ctx.metrics.clone(), move || {
+                gauges::keep_current(task_ctx.clone())
             })
         };
         let context = ctx.clone();

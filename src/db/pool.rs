@@ -2,7 +2,7 @@ use std::error::Error;
 
 use diesel::Connection;
 use diesel::ConnectionError;
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, Pool, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
@@ -26,6 +26,39 @@ pub enum DbConnection {
 }
 
 pub type DbPool = Pool<Manager>;
+
+impl DbConnection {
+    /// A transaction that reads, then writes. On SQLite it takes the write lock at its start
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that read first fails at once with
+    /// SQLITE_BUSY, busy_timeout or not, when another connection commits between its read and
+    /// its first write; an immediate one waits its turn instead.
+    pub fn write_transaction<T, E>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        type Manager = <DbConnection as Connection>::TransactionManager;
+        match self {
+            Self::Sqlite(inner) => {
+                AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
+            }
+            Self::Postgres(_) => Manager::begin_transaction(self)?,
+        }
+        match work(self) {
+            Ok(done) => {
+                Manager::commit_transaction(self)?;
+                Ok(done)
+            }
+            // As diesel's own `transaction`: the work's error, unless undoing it failed too.
+            Err(e) => match Manager::rollback_transaction(self) {
+                Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(e),
+                Err(rollback) => Err(rollback.into()),
+            },
+        }
+    }
+}
 
 /// Opens the backend the URL names, rather than letting each backend try the string in turn.
 pub struct Manager(DatabaseUrl);
@@ -144,7 +177,53 @@ pub fn has_pending_migrations(conn: &mut DbConnection) -> MigrationResult<bool> 
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use diesel::RunQueryDsl;
+    use diesel::sql_query;
+
     use super::*;
+
+    fn sqlite(path: &std::path::Path) -> DbConnection {
+        let manager = Manager(DatabaseUrl::Sqlite(path.to_owned()));
+        manager.connect().unwrap()
+    }
+
+    /// A read-then-write transaction and another writer that commits between its read and its
+    /// write: both succeed, the second after the first (deferred, the first failed at once).
+    #[test]
+    fn a_read_then_write_transaction_on_sqlite_survives_a_writer_slipping_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.db");
+        let mut first = sqlite(&path);
+        sql_query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut first)
+            .unwrap();
+        let (read, go) = mpsc::channel();
+        let other = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let mut second = sqlite(&path);
+                go.recv().unwrap();
+                sql_query("INSERT INTO t VALUES (2)").execute(&mut second)
+            }
+        });
+
+        let written = first.write_transaction(|conn| {
+            sql_query("SELECT x FROM t").execute(conn)?;
+            read.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            sql_query("INSERT INTO t VALUES (1)").execute(conn)
+        });
+
+        assert_eq!(written, Ok(1));
+        assert_eq!(
+            other.join().unwrap(),
+            Ok(1),
+            "the other writer waited its turn"
+        );
+    }
 
     #[test]
     fn connection_errors_never_show_the_password() {

@@ -3,7 +3,6 @@
 use std::str::FromStr;
 
 use chrono::{NaiveDateTime, Utc};
-use diesel::Connection as _;
 use secrecy::SecretString;
 
 use super::connection_tokens::{TokenKind, open_token, seal_token};
@@ -66,7 +65,7 @@ pub(super) async fn store_grant(
     let scopes = ScopeSet::granted(&grant.scopes).to_string();
     ctx.db_write(move |conn| {
         let mut attempt = || {
-            conn.transaction(|conn| {
+            conn.write_transaction(|conn| {
                 let existing = db::connections::find_for_grant(
                     conn,
                     &service_id,

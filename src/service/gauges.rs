@@ -1,8 +1,8 @@
 //! Keeps `/metrics` gauges current, so that a scrape reads memory and never counts a table:
 //! connections (and instances whose client GitLab rejects) are recounted in the background
 //! after this process (or, through the change feed, another) changed the database, and at
-//! least once a minute; the pool and the audit
-//! queue are looked at when scraped, which costs no trip to the database.
+//! least once a minute; the pool and the audit queue are looked at when scraped, which costs
+//! no trip to the database.
 
 use std::time::{Duration, Instant};
 
@@ -16,17 +16,17 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// A recount at least this often, for changes nobody told this process about.
 const RECOUNT_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
-/// Runs until aborted, recounting connections whenever the database may have changed.
-pub async fn keep_connections_counted(ctx: Context) {
+/// Runs until aborted, recounting whenever the database may have changed.
+pub async fn keep_current(ctx: Context) {
     let mut counted: Option<(u64, Instant)> = None;
     loop {
         let generation = ctx.handouts.generation();
         let due = counted
             .is_none_or(|(seen, at)| seen != generation || at.elapsed() >= RECOUNT_AT_LEAST_EVERY);
         if due {
-            match count_connections(&ctx).await {
+            match recount(&ctx).await {
                 Ok(()) => counted = Some((generation, Instant::now())),
-                Err(e) => tracing::warn!(error.cause = %e, "counting connections failed"),
+                Err(e) => tracing::warn!(error.cause = %e, "recounting the metrics gauges failed"),
             }
         }
         tokio::time::sleep(LOOK_EVERY).await;
@@ -35,7 +35,7 @@ pub async fn keep_connections_counted(ctx: Context) {
 
 /// Sets the connections gauge (every registered instance in every status, zeros included) and
 /// the gauge of instances whose OAuth client GitLab rejects.
-async fn count_connections(ctx: &Context) -> Result<(), ServiceError> {
+async fn recount(ctx: &Context) -> Result<(), ServiceError> {
     let (standing, counted) = ctx
         .db_read(|conn| {
             let standing = db::instances::client_standing(conn)?;
