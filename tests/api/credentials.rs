@@ -706,14 +706,17 @@ async fn a_renewed_client_secret_keeps_every_grant_and_is_shown_until_updated(ba
     assert_eq!(cw.connection(&id).await["status"], "active");
     let instance = cw.app.get_json("/api/v1/instances/corp").await;
     assert!(instance["client_rejected_at"].is_string(), "{instance}");
-    let page = crate::admin_pages::Pages::signed_in(&cw.app)
-        .await
-        .html("/admin/instances/corp")
-        .await;
+    let pages = crate::admin_pages::Pages::signed_in(&cw.app).await;
+    let page = pages.html("/admin/instances/corp").await;
     assert!(
         page.contains("GitLab rejects this instance&#39;s client ID or secret")
             || page.contains("GitLab rejects this instance's client ID or secret"),
         "{page}"
+    );
+    let list = pages.html("/admin/instances").await;
+    assert!(
+        list.contains("badge client_rejected"),
+        "the list flags it too: {list}"
     );
     assert!(
         scrape_until(

@@ -114,6 +114,10 @@ pub(super) fn list_page(
                                 @if let Some(failed) = instance.last_check.steps.iter().find(|s| s.status == StepStatus::Failed) {
                                     br; span.muted { (failed.step) ": " (failed.detail) }
                                 }
+                                @if instance.client_rejected_at.is_some() {
+                                    br;
+                                    a href={ "/admin/instances/" (name) } { (badge("client_rejected")) }
+                                }
                             }
                             td {
                                 a href={ "/admin/connections?instance=" (name) } { (count.active) " active" }
