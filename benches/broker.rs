@@ -23,6 +23,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "common/knobs.rs"]
+mod knobs;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +42,7 @@ use labgate::startup::Application;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+use knobs::Parts;
 use support::certs::{TestCa, Validity};
 use support::database::{Backend, TestDatabase};
 use support::fake_gitlab::{self, Discovery, FakeGitLab, default_application};
@@ -108,29 +112,20 @@ struct Options {
     phase: Duration,
     clients: usize,
     /// `handout` or `storm` on the command line runs only that part.
-    only: Option<String>,
+    parts: Parts,
 }
 
 impl Options {
     fn from_env() -> anyhow::Result<Self> {
-        let number = |name: &str, default: u64| -> anyhow::Result<u64> {
-            match std::env::var(name) {
-                Ok(v) => v
-                    .parse()
-                    .with_context(|| format!("{name} must be a whole number")),
-                Err(_) => Ok(default),
-            }
-        };
         Ok(Self {
-            phase: Duration::from_secs(number("LABGATE_BENCH_SECONDS", 4)?.max(1)),
-            clients: number("LABGATE_BENCH_CLIENTS", 32)?.max(1) as usize,
-            // cargo passes `--bench`; anything else names the part to run.
-            only: std::env::args().skip(1).find(|a| !a.starts_with('-')),
+            phase: Duration::from_secs(knobs::number("LABGATE_BENCH_SECONDS", 4)?.max(1)),
+            clients: knobs::number("LABGATE_BENCH_CLIENTS", 32)?.max(1),
+            parts: Parts::from_args(),
         })
     }
 
     fn runs(&self, part: &str) -> bool {
-        self.only.as_deref().is_none_or(|only| only == part)
+        self.parts.runs(part)
     }
 }
 

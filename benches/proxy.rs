@@ -31,14 +31,18 @@ mod support;
 #[path = "proxy/world.rs"]
 mod world;
 
+#[path = "common/knobs.rs"]
+mod knobs;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, ensure};
+use anyhow::ensure;
 use rand::RngCore;
 
+use knobs::Parts;
 use world::{World, git};
 
 const CLONE_RATIO_TARGET: f64 = 1.10;
@@ -87,32 +91,23 @@ struct Options {
     requests: usize,
     push_mb: usize,
     /// `clone`, `api` or `push` on the command line runs only that part.
-    only: Option<String>,
+    parts: Parts,
 }
 
 impl Options {
     fn from_env() -> anyhow::Result<Self> {
-        let number = |name: &str, default: usize| -> anyhow::Result<usize> {
-            match std::env::var(name) {
-                Ok(v) => v
-                    .parse()
-                    .with_context(|| format!("{name} must be a whole number")),
-                Err(_) => Ok(default),
-            }
-        };
         Ok(Self {
-            rounds: number("LABGATE_BENCH_ROUNDS", 3)?.max(1),
-            files: number("LABGATE_BENCH_FILES", 3000)?,
-            random_mb: number("LABGATE_BENCH_RANDOM_MB", 36)?,
-            requests: number("LABGATE_BENCH_REQUESTS", 3000)?.max(API_BLOCK),
-            push_mb: number("LABGATE_BENCH_PUSH_MB", 200)?.max(1),
-            // cargo passes `--bench`; anything else names the part to run.
-            only: std::env::args().skip(1).find(|a| !a.starts_with('-')),
+            rounds: knobs::number("LABGATE_BENCH_ROUNDS", 3)?.max(1),
+            files: knobs::number("LABGATE_BENCH_FILES", 3000)?,
+            random_mb: knobs::number("LABGATE_BENCH_RANDOM_MB", 36)?,
+            requests: knobs::number("LABGATE_BENCH_REQUESTS", 3000)?.max(API_BLOCK),
+            push_mb: knobs::number("LABGATE_BENCH_PUSH_MB", 200)?.max(1),
+            parts: Parts::from_args(),
         })
     }
 
     fn runs(&self, part: &str) -> bool {
-        self.only.as_deref().is_none_or(|only| only == part)
+        self.parts.runs(part)
     }
 }
 

@@ -173,11 +173,19 @@ pub async fn change(
         return Err(ServiceError::Invalid(errors));
     }
 
-    let stored_secret = open_client_secret(ctx, &row)?;
+    // The stored secret is opened only when no new one replaces it.
+    let stored_secret;
+    let secret = match &client_secret {
+        Some(new) => new,
+        None => {
+            stored_secret = open_client_secret(ctx, &row)?;
+            &stored_secret
+        }
+    };
     let instance_name = InstanceName::parse(&row.name).context("stored instance name")?;
     let client = ClientToCheck {
         client_id: client_id.as_deref().unwrap_or(&row.client_id),
-        client_secret: client_secret.as_ref().unwrap_or(&stored_secret),
+        client_secret: secret,
         redirect_url: &ctx.redirect_url(&instance_name),
     };
     let report = passing_check(ctx, &base_url, ca.as_ref(), &client).await?;

@@ -5,7 +5,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::error::PageError;
-use super::layout::{Errors, Input, Section, ok, page, when};
+use super::layout::{Errors, Input, Section, next_page_link, ok, page, when};
 use super::session::SignedIn;
 use crate::domain::Page;
 use crate::service::{Context, audit};
@@ -95,25 +95,8 @@ async fn list(
             }
         }
         @if let Some(next) = &window.next_cursor {
-            p { a rel="next" href=(next_page(&kind, &instance, &subject, next)) { "Older events →" } }
+            (next_page_link("/admin/audit", &[("kind", &kind), ("instance", &instance), ("subject", &subject)], next, "Older events →"))
         }
     };
     Ok(ok(page("Audit", Some(&session), Section::Audit, body)))
-}
-
-/// The page's URL with the same filters, one window further back.
-fn next_page(
-    kind: &Option<String>,
-    instance: &Option<String>,
-    subject: &Option<String>,
-    cursor: &str,
-) -> String {
-    let mut url = url::form_urlencoded::Serializer::new(String::new());
-    for (name, value) in [("kind", kind), ("instance", instance), ("subject", subject)] {
-        if let Some(value) = value {
-            url.append_pair(name, value);
-        }
-    }
-    url.append_pair("cursor", cursor);
-    format!("/admin/audit?{}", url.finish())
 }

@@ -8,7 +8,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::error::PageError;
-use super::layout::{Errors, Input, Section, badge, page, respond, when};
+use super::layout::{Errors, Input, Section, badge, next_page_link, page, respond, when};
 use super::session::SignedIn;
 use crate::domain::{ConnectionStatus, Page};
 use crate::service::admin_sessions::AdminSession;
@@ -171,7 +171,7 @@ async fn list(
                 }
             }
             @if let Some(next) = &next_cursor {
-                p { a rel="next" href=(next_page(&instance, &subject, &status, next)) { "Older connections →" } }
+                (next_page_link("/admin/connections", &[("instance", &instance), ("subject", &subject), ("status", &status)], next, "Older connections →"))
             }
         }
     };
@@ -179,27 +179,6 @@ async fn list(
         code,
         page("Connections", Some(&session), Section::Connections, body),
     ))
-}
-
-/// The list's URL with the same filters, one page further.
-fn next_page(
-    instance: &Option<String>,
-    subject: &Option<String>,
-    status: &Option<String>,
-    cursor: &str,
-) -> String {
-    let mut url = url::form_urlencoded::Serializer::new(String::new());
-    for (name, value) in [
-        ("instance", instance),
-        ("subject", subject),
-        ("status", status),
-    ] {
-        if let Some(value) = value {
-            url.append_pair(name, value);
-        }
-    }
-    url.append_pair("cursor", cursor);
-    format!("/admin/connections?{}", url.finish())
 }
 
 /// A revoke link for a connection GitLab has not revoked yet; it leads to a confirmation.

@@ -329,6 +329,23 @@ pub(super) fn when(at: NaiveDateTime) -> Markup {
     }
 }
 
+/// A link to the next page of a list at `path`: the same filters (those set), and the cursor.
+pub(super) fn next_page_link(
+    path: &str,
+    filters: &[(&str, &Option<String>)],
+    cursor: &str,
+    label: &str,
+) -> Markup {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in filters {
+        if let Some(value) = value {
+            query.append_pair(name, value);
+        }
+    }
+    query.append_pair("cursor", cursor);
+    html! { p { a rel="next" href={ (path) "?" (query.finish()) } { (label) } } }
+}
+
 pub(super) fn badge(word: &str) -> Markup {
     html! { span class={ "badge " (word) } { (word.replace('_', " ")) } }
 }

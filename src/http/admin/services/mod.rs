@@ -72,9 +72,9 @@ async fn list(
 
 async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse, PageError> {
     let Posted { session, form } = posted;
-    let mut values = Values {
+    let values = Values {
         name: form.text("name").trim().to_owned(),
-        instances: form.all("instances"),
+        instances: every_instance_alone(form.all("instances")),
         scopes: form.all("scopes"),
         return_origins: form.text("return_origins"),
         projects: form
@@ -84,10 +84,6 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
             .given("max_access")
             .unwrap_or_else(|| "read".to_owned()),
     };
-    // "Every instance" stands alone, whatever else was ticked.
-    if values.instances.iter().any(|i| i == ALL_INSTANCES) {
-        values.instances = vec![ALL_INSTANCES.to_owned()];
-    }
     let input = ServiceForm {
         name: Some(values.name.clone()).filter(|n| !n.is_empty()),
         instances: Some(values.instances.clone()),
@@ -149,17 +145,14 @@ async fn edit(
     name: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let Posted { session, form } = posted;
-    let mut values = Values {
+    let values = Values {
         name: name.into_inner(),
-        instances: form.all("instances"),
+        instances: every_instance_alone(form.all("instances")),
         scopes: form.all("scopes"),
         return_origins: form.text("return_origins"),
         projects: form.text("projects"),
         max_access: form.given("max_access").unwrap_or_default(),
     };
-    if values.instances.iter().any(|i| i == ALL_INSTANCES) {
-        values.instances = vec![ALL_INSTANCES.to_owned()];
-    }
     let input = ServiceForm {
         name: None,
         instances: Some(values.instances.clone()),
@@ -272,9 +265,14 @@ async fn delete(
 }
 
 async fn find(ctx: &Context, name: &str) -> Result<Service, PageError> {
-    services::list(ctx)
-        .await?
-        .into_iter()
-        .find(|s| s.name.as_str() == name)
-        .ok_or_else(|| PageError::NotFound(format!("no service is named {name:?}")))
+    Ok(services::get(ctx, name).await?)
+}
+
+/// "Every instance" stands alone, whatever else was ticked.
+fn every_instance_alone(ticked: Vec<String>) -> Vec<String> {
+    if ticked.iter().any(|i| i == ALL_INSTANCES) {
+        vec![ALL_INSTANCES.to_owned()]
+    } else {
+        ticked
+    }
 }
