@@ -25,6 +25,8 @@ mod support;
 
 #[path = "common/knobs.rs"]
 mod knobs;
+#[path = "common/wrk.rs"]
+mod wrk;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -589,12 +591,7 @@ async fn wrk_ratio(
     subjects: usize,
     options: &Options,
 ) -> anyhow::Result<Option<String>> {
-    if std::process::Command::new("wrk")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!("wrk is not installed (apt-get install wrk): its figures are skipped");
+    if !wrk::installed() {
         return Ok(None);
     }
     let script = tempfile::NamedTempFile::new()?;
@@ -612,44 +609,22 @@ end
             token = world.service_token
         ),
     )?;
-    let seconds = (options.phase.as_secs() / 2).max(2).to_string();
-    let run = |path: &str, script: Option<&std::path::Path>| {
-        let mut wrk = tokio::process::Command::new("wrk");
-        wrk.args(["-t2", "-c32", "-d", &seconds, "--latency"]);
-        if let Some(script) = script {
-            wrk.arg("-s").arg(script);
-        }
-        wrk.arg(format!("{}{path}", world.address));
-        async move {
-            let out = wrk.output().await?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            ensure!(
-                out.status.success() && !text.contains("Non-2xx"),
-                "wrk failed or saw errors:\n{text}"
-            );
-            let field = |label: &str| -> anyhow::Result<String> {
-                text.lines()
-                    .find_map(|line| line.trim().strip_prefix(label))
-                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
-                    .with_context(|| format!("no {label:?} in wrk's output:\n{text}"))
-            };
-            let rate: f64 = field("Requests/sec:")?.parse()?;
-            anyhow::Ok((rate, field("99%")?))
-        }
-    };
-    let (mut health, mut hand) = (0.0, 0.0);
+    let seconds = (options.phase.as_secs() / 2).max(2);
+    let (mut health, mut hand, mut handed) = (0.0, 0.0, 0);
     let (mut health_p99, mut hand_p99) = (String::new(), String::new());
     for _ in 0..2 {
-        let (rate, p99) = run("/healthz", None).await?;
-        health += rate;
-        health_p99 = p99;
-        let (rate, p99) = run("/api/v1/credentials", Some(script.path())).await?;
-        hand += rate;
-        hand_p99 = p99;
+        let run = wrk::run(&format!("{}/healthz", world.address), None, seconds).await?;
+        health += run.rate;
+        health_p99 = run.p99;
+        let url = format!("{}/api/v1/credentials", world.address);
+        let run = wrk::run(&url, Some(script.path()), seconds).await?;
+        hand += run.rate;
+        hand_p99 = run.p99;
+        handed += run.requests;
     }
     let ratio = hand / health;
     Ok(Some(format!(
-        "wrk -t2 -c32, keep-alive, 2 × {seconds} s each, alternating:\n  \
+        "wrk -t2 -c32, keep-alive, 2 × {seconds} s each, alternating ({handed} handouts over {subjects} subjects):\n  \
          GET /healthz              {:>8.0} req/s  p99 {health_p99}\n  \
          POST /api/v1/credentials  {:>8.0} req/s  p99 {hand_p99}\n  \
          handout ÷ healthz         {ratio:>8.2}        (target ≥ {WRK_RATIO_TARGET}: {})",

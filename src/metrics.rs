@@ -61,6 +61,16 @@ pub struct Door {
     pub channel: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
+}
+
 type Latency = Family<Instance, Histogram, fn() -> Histogram>;
 type RouteLatency = Family<Answered, Histogram, fn() -> Histogram>;
 
@@ -77,6 +87,8 @@ pub struct Metrics {
     task_failures: Family<Task, Counter>,
     proxied: Family<Proxied, Counter>,
     proxied_bytes: Family<Door, Counter>,
+    exchanges: Family<ServiceLabel, Counter>,
+    exchange_refusals: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -150,6 +162,18 @@ impl Default for Metrics {
             "Bytes of answers sent through the proxy, by instance and channel",
             proxied_bytes.clone(),
         );
+        let exchanges = Family::<ServiceLabel, Counter>::default();
+        registry.register(
+            "token_exchanges",
+            "Workload tokens exchanged for service tokens, by service",
+            exchanges.clone(),
+        );
+        let exchange_refusals = Family::<Reason, Counter>::default();
+        registry.register(
+            "token_exchange_refusals",
+            "Token exchanges refused, by the check that failed",
+            exchange_refusals.clone(),
+        );
         registry.register(
             "build",
             "This binary's version",
@@ -159,6 +183,8 @@ impl Default for Metrics {
             registry,
             proxied,
             proxied_bytes,
+            exchanges,
+            exchange_refusals,
             handouts,
             refreshes,
             refresh_seconds,
@@ -212,6 +238,21 @@ impl Metrics {
             .get_or_create(&Task {
                 task: task.to_owned(),
             })
+            .inc();
+    }
+
+    pub fn exchanged(&self, service: &str) {
+        self.exchanges
+            .get_or_create(&ServiceLabel {
+                service: service.to_owned(),
+            })
+            .inc();
+    }
+
+    /// `reason` is one of a fixed set of words, never request text.
+    pub fn exchange_refused(&self, reason: &'static str) {
+        self.exchange_refusals
+            .get_or_create(&Reason { reason })
             .inc();
     }
 

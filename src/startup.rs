@@ -20,7 +20,7 @@ use crate::config::{ConfigError, DatabaseUrl, Settings, TlsFiles};
 use crate::crypto::{MasterKey, SealedColumn, Sealer, ServiceTokenKeys, TokenHash, generate_token};
 use crate::db::{self, DbConnection, DbPool, meta};
 use crate::http::{self, RequestSpan};
-use crate::oauth::InstanceClients;
+use crate::oauth::{InstanceClients, IssuerKeys};
 use crate::service::audit::AuditLog;
 use crate::service::handout_cache::HandoutCache;
 use crate::service::{Context, gauges, refresh};
@@ -67,6 +67,8 @@ impl Application {
             admin_token: keys.admin_token,
             service_tokens: Arc::new(keys.service_tokens),
             clients: Arc::new(InstanceClients::default()),
+            issuer_keys: Arc::new(IssuerKeys::default()),
+            exchange_views: Arc::default(),
             refreshes: Arc::default(),
             refresher: settings.refresher.clone(),
             audit: AuditLog::start(pool.clone()),

@@ -22,40 +22,39 @@ pub(super) struct ToolError(pub String);
 pub(super) struct LabgateClient {
     url: String,
     client_id: String,
-    client_secret: SecretString,
+    proof: Proof,
     pub default_subject: Option<String>,
     http: reqwest::Client,
 }
 
+/// How the tool proves it may act as the service.
+enum Proof {
+    /// The service's client secret: the client credentials grant.
+    ClientSecret(SecretString),
+    /// A workload's signed token (a GitLab CI/CD ID token): token exchange, no static secret.
+    IdToken(SecretString),
+}
+
 impl LabgateClient {
-    /// Reads `LABGATE_URL`, `LABGATE_CLIENT_ID`, `LABGATE_CLIENT_SECRET` (or `_FILE`),
-    /// `LABGATE_SUBJECT` and `LABGATE_CA_FILE`.
+    /// Reads `LABGATE_URL`, `LABGATE_CLIENT_ID`, `LABGATE_CLIENT_SECRET` (or `_FILE`) or else
+    /// `LABGATE_ID_TOKEN` (or `_FILE`), `LABGATE_SUBJECT` and `LABGATE_CA_FILE`.
     pub(super) fn from_env() -> Result<Self, ToolError> {
         let url = required(
             "LABGATE_URL",
             "labgate's URL, e.g. https://labgate.corp.example",
         )?;
         let client_id = required("LABGATE_CLIENT_ID", "the service's client ID")?;
-        let client_secret = match (
-            var("LABGATE_CLIENT_SECRET"),
-            var("LABGATE_CLIENT_SECRET_FILE"),
+        let proof = match (
+            secret_from_env("LABGATE_CLIENT_SECRET")?,
+            secret_from_env("LABGATE_ID_TOKEN")?,
         ) {
-            (Some(_), Some(_)) => {
-                return Err(ToolError(
-                    "set LABGATE_CLIENT_SECRET or LABGATE_CLIENT_SECRET_FILE, not both".into(),
-                ));
-            }
-            (Some(secret), None) => secret,
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .map(|s| s.trim_end().to_owned())
-                .map_err(|e| {
-                    ToolError(format!(
-                        "cannot read LABGATE_CLIENT_SECRET_FILE {path}: {e}"
-                    ))
-                })?,
+            (Some(secret), _) => Proof::ClientSecret(secret),
+            (None, Some(id_token)) => Proof::IdToken(id_token),
             (None, None) => {
                 return Err(ToolError(
-                    "LABGATE_CLIENT_SECRET (or LABGATE_CLIENT_SECRET_FILE) is not set".into(),
+                    "set LABGATE_CLIENT_SECRET (or LABGATE_CLIENT_SECRET_FILE), or in a CI job or \
+                     workload LABGATE_ID_TOKEN (or LABGATE_ID_TOKEN_FILE)"
+                        .into(),
                 ));
             }
         };
@@ -63,7 +62,7 @@ impl LabgateClient {
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
             client_id,
-            client_secret: SecretString::from(client_secret),
+            proof,
             default_subject: var("LABGATE_SUBJECT"),
             http: http_client(ca_file)?,
         })
@@ -77,25 +76,46 @@ impl LabgateClient {
     }
 
     async fn service_token(&self) -> Result<String, ToolError> {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/service-token", self.url))
-            .basic_auth(
-                form_encode(&self.client_id),
-                Some(form_encode(self.client_secret.expose_secret())),
-            )
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let endpoint = format!("{}/api/v1/service-token", self.url);
+        let (request, check) = match &self.proof {
+            Proof::ClientSecret(secret) => (
+                self.http
+                    .post(endpoint)
+                    .basic_auth(
+                        form_encode(&self.client_id),
+                        Some(form_encode(secret.expose_secret())),
+                    )
+                    .form(&[("grant_type", "client_credentials")]),
+                "LABGATE_CLIENT_ID and LABGATE_CLIENT_SECRET",
+            ),
+            Proof::IdToken(id_token) => (
+                self.http.post(endpoint).form(&[
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:token-exchange",
+                    ),
+                    ("client_id", self.client_id.as_str()),
+                    ("subject_token", id_token.expose_secret()),
+                    ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ]),
+                "LABGATE_CLIENT_ID, LABGATE_ID_TOKEN and the service's identities",
+            ),
+        };
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or_default();
         match body["access_token"].as_str() {
             Some(token) if status.is_success() => Ok(token.to_owned()),
-            _ => Err(ToolError(format!(
-                "labgate refused the service credentials ({}): check LABGATE_CLIENT_ID and LABGATE_CLIENT_SECRET",
-                body["error"].as_str().unwrap_or(status.as_str())
-            ))),
+            _ => {
+                let error = body["error"].as_str().unwrap_or(status.as_str());
+                let why = body["error_description"]
+                    .as_str()
+                    .map(|d| format!(", {d}"))
+                    .unwrap_or_default();
+                Err(ToolError(format!(
+                    "labgate refused the service credentials ({error}{why}): check {check}"
+                )))
+            }
         }
     }
 
@@ -205,6 +225,19 @@ fn http_client(ca_file: Option<PathBuf>) -> Result<reqwest::Client, ToolError> {
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A secret from `NAME` or the file `NAME_FILE` (trailing whitespace dropped), not both.
+fn secret_from_env(name: &str) -> Result<Option<SecretString>, ToolError> {
+    let file = format!("{name}_FILE");
+    match (var(name), var(&file)) {
+        (Some(_), Some(_)) => Err(ToolError(format!("set {name} or {file}, not both"))),
+        (Some(secret), None) => Ok(Some(SecretString::from(secret))),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|s| Some(SecretString::from(s.trim_end().to_owned())))
+            .map_err(|e| ToolError(format!("cannot read {file} {path}: {e}"))),
+        (None, None) => Ok(None),
+    }
 }
 
 fn required(name: &str, what: &str) -> Result<String, ToolError> {

@@ -29,7 +29,7 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Print a GitLab token for a user (reads LABGATE_URL, LABGATE_CLIENT_ID, LABGATE_CLIENT_SECRET).
+    /// Print a GitLab token for a user (reads LABGATE_URL, LABGATE_CLIENT_ID, and LABGATE_CLIENT_SECRET or LABGATE_ID_TOKEN).
     Credentials(credentials::CredentialsArgs),
     /// git's credential helper: git config credential.helper '!labgate git-credential'.
     GitCredential {

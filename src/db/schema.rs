@@ -41,6 +41,7 @@ diesel::table! {
         projects -> Text,
         max_access -> Text,
         secret_rotated_at -> Timestamp,
+        identities -> Text,
     }
 }
 

@@ -22,6 +22,8 @@ pub struct ServiceRow {
     pub max_access: String,
     /// When the secret last changed: tokens and grants from before are refused.
     pub secret_rotated_at: NaiveDateTime,
+    /// The workload identities it trusts, as `WorkloadIdentities::to_stored` writes them.
+    pub identities: String,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &ServiceRow) -> QueryResult<()> {
@@ -99,7 +101,8 @@ pub fn set_secret_hash(
         .map(|n| n == 1)
 }
 
-/// Replaces the service's policy (instances, scopes, return origins, projects, maximum access).
+/// Replaces the service's policy (instances, scopes, return origins, projects, maximum access,
+/// identities).
 pub fn update_policy(conn: &mut DbConnection, row: &ServiceRow) -> QueryResult<bool> {
     diesel::update(services::table.find(&row.id))
         .set((
@@ -108,6 +111,7 @@ pub fn update_policy(conn: &mut DbConnection, row: &ServiceRow) -> QueryResult<b
             services::return_origins.eq(&row.return_origins),
             services::projects.eq(&row.projects),
             services::max_access.eq(&row.max_access),
+            services::identities.eq(&row.identities),
             services::updated_at.eq(row.updated_at),
         ))
         .execute(conn)

@@ -1,5 +1,6 @@
 //! Newtypes and rules: what a valid name, base URL, CA bundle, scope set, subject or origin is,
-//! and which proxied git and API calls an access grant may make.
+//! which proxied git and API calls an access grant may make, and which workload tokens a
+//! service trusts.
 //! Everything here parses untrusted input once, at the edge, into a type that cannot be wrong.
 
 mod api_route;
@@ -15,6 +16,7 @@ mod scope;
 mod service_policy;
 mod subject;
 mod token_timing;
+mod workload_identity;
 
 pub use api_route::{ApiCall, ApiTarget, ProjectRef, judge_api};
 pub use base_url::BaseUrl;
@@ -29,6 +31,9 @@ pub use scope::ScopeSet;
 pub use service_policy::{InstanceAccess, ReturnOrigin};
 pub use subject::Subject;
 pub use token_timing::TokenLife;
+pub use workload_identity::{
+    AcceptedClaims, ClaimMatch, ClaimRefusal, IdentityIssuer, WorkloadIdentities, WorkloadIdentity,
+};
 
 /// Why a value was refused, worded for the person who typed it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -137,7 +137,7 @@ async fn end(
 ) -> Result<HttpResponse, ApiError> {
     let by = match &caller {
         Caller::Admin => GrantOwner::Admin,
-        Caller::Service(service) => GrantOwner::Service(service),
+        Caller::Service(service, binding) => GrantOwner::Service(service, binding),
     };
     access_grants::end(&ctx, by, &id).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -7,15 +7,16 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use super::ApiError;
-use crate::service::principal::{self, Service, VerifiedToken};
+use crate::service::principal::{self, Service, SubjectBinding, VerifiedToken};
 use crate::service::{Context, ServiceError};
 
 /// Proof that the request carries the admin token. A handler that takes this as its first
 /// argument cannot run for anyone else.
 pub(super) struct Admin;
 
-/// A service authenticated by a valid service token; its policy comes along.
-pub(super) struct ServicePrincipal(pub Service);
+/// A service authenticated by a valid service token; its policy comes along, and the one
+/// subject the token may act for when it is bound to one.
+pub(super) struct ServicePrincipal(pub Service, pub SubjectBinding);
 
 /// A valid service token, its service not yet looked up: for a use case that reads the
 /// service's row together with its own data and admits it there.
@@ -24,7 +25,7 @@ pub(super) struct ServiceBearer(pub VerifiedToken);
 /// Either of the two, for routes both may call.
 pub(super) enum Caller {
     Admin,
-    Service(Box<Service>),
+    Service(Box<Service>, SubjectBinding),
 }
 
 type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
@@ -55,7 +56,10 @@ impl FromRequest for ServicePrincipal {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let (ctx, token) = (context(req), bearer_token(req).map(str::to_owned));
-        Box::pin(async move { Ok(Self(service_for(&*ctx?, token).await?)) })
+        Box::pin(async move {
+            let (service, binding) = service_for(&*ctx?, token).await?;
+            Ok(Self(service, binding))
+        })
     }
 }
 
@@ -83,7 +87,7 @@ impl FromRequest for Caller {
                 return Ok(Caller::Admin);
             }
             match service_for(&ctx, token).await {
-                Ok(service) => Ok(Caller::Service(Box::new(service))),
+                Ok((service, binding)) => Ok(Caller::Service(Box::new(service), binding)),
                 Err(_) => Err(ApiError::unauthorized(
                     "send the admin token or a valid service token as Authorization: Bearer <token>",
                 )),
@@ -92,7 +96,10 @@ impl FromRequest for Caller {
     }
 }
 
-async fn service_for(ctx: &Context, token: Option<String>) -> Result<Service, ApiError> {
+async fn service_for(
+    ctx: &Context,
+    token: Option<String>,
+) -> Result<(Service, SubjectBinding), ApiError> {
     let token = token.ok_or_else(missing_service_token)?;
     Ok(principal::authenticate(ctx, &token).await?)
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::timestamp;
-use crate::domain::ReturnOrigin;
+use crate::domain::{CaBundle, ReturnOrigin, WorkloadIdentity};
 use crate::service::CheckStep;
 use crate::service::instances::Instance;
 use crate::service::principal::Service;
@@ -76,8 +76,42 @@ pub(super) struct ServiceBody<'a> {
     pub(super) return_origins: Vec<&'a str>,
     pub(super) projects: Vec<String>,
     pub(super) max_access: &'static str,
+    /// Workload identities whose tokens it may exchange for service tokens.
+    pub(super) identities: Vec<IdentityBody<'a>>,
     pub(super) created_at: String,
     pub(super) updated_at: String,
+}
+
+/// A workload identity a service trusts.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct IdentityBody<'a> {
+    /// A registered instance's name, or an https OIDC issuer URL.
+    pub(super) issuer: &'a str,
+    pub(super) audience: &'a str,
+    /// Claim name to value; a trailing `*` matches a prefix.
+    pub(super) claims: BTreeMap<&'a str, String>,
+    /// The claim whose value is the only subject minted tokens may act for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) subject_claim: Option<&'a str>,
+    /// The URL issuer's trust roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) ca_pem: Option<&'a str>,
+}
+
+impl<'a> From<&'a WorkloadIdentity> for IdentityBody<'a> {
+    fn from(identity: &'a WorkloadIdentity) -> Self {
+        Self {
+            issuer: identity.issuer.written(),
+            audience: &identity.audience,
+            claims: identity
+                .claims
+                .iter()
+                .map(|(name, expected)| (name.as_str(), expected.written()))
+                .collect(),
+            subject_claim: identity.subject_claim.as_deref(),
+            ca_pem: identity.ca.as_ref().map(CaBundle::pem),
+        }
+    }
 }
 
 impl<'a> From<&'a Service> for ServiceBody<'a> {
@@ -94,6 +128,7 @@ impl<'a> From<&'a Service> for ServiceBody<'a> {
                 .collect(),
             projects: service.projects.as_strings(),
             max_access: service.max_access.as_str(),
+            identities: service.identities.iter().map(IdentityBody::from).collect(),
             created_at: timestamp(service.created_at),
             updated_at: timestamp(service.updated_at),
         }

@@ -63,7 +63,7 @@ async fn create(
         return_to: fields.text("return_to"),
     };
     fields.finish()?;
-    let link = connect::create_session(&ctx, &caller.0, form).await?;
+    let link = connect::create_session(&ctx, &caller.0, &caller.1, form).await?;
     Ok(HttpResponse::Created()
         .insert_header((CACHE_CONTROL, "no-store"))
         .json(json!({

@@ -50,6 +50,11 @@ impl Fields {
         }
     }
 
+    /// Any JSON value, for a field whose shape the service layer judges (and names its parts).
+    pub(super) fn value(&mut self, key: &str) -> Option<Value> {
+        self.map.remove(key)
+    }
+
     /// An array of strings, or one string of space-separated words (GitLab's scope form).
     pub(super) fn words(&mut self, key: &str) -> Option<Vec<String>> {
         match self.map.remove(key)? {

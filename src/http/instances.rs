@@ -74,7 +74,7 @@ async fn list(caller: Caller, ctx: web::Data<Context>) -> Result<HttpResponse, A
         Caller::Admin => {
             json!({ "instances": all.iter().map(InstanceBody::from).collect::<Vec<_>>() })
         }
-        Caller::Service(service) => json!({
+        Caller::Service(service, _) => json!({
             "instances": all
                 .iter()
                 .filter(|instance| service.instances.allows(&instance.name))

@@ -138,6 +138,7 @@ fn service_form(body: Value) -> Result<ServiceForm, ApiError> {
             "return_origins",
             "projects",
             "max_access",
+            "identities",
         ],
     )?;
     let form = ServiceForm {
@@ -147,6 +148,7 @@ fn service_form(body: Value) -> Result<ServiceForm, ApiError> {
         return_origins: fields.words("return_origins"),
         projects: fields.words("projects"),
         max_access: fields.text("max_access"),
+        identities: fields.value("identities"),
     };
     fields.finish()?;
     Ok(form)

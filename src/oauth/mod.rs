@@ -8,6 +8,7 @@ mod gitlab;
 mod projects;
 mod refresh;
 mod tls;
+mod workload_token;
 
 pub use check::{
     CLIENT_REJECTED, CheckReport, CheckStep, ClientToCheck, StepStatus, check_instance,
@@ -18,3 +19,18 @@ pub use gitlab::{AuthorizationRequest, GitLabApp, GitLabError, Grant};
 pub use projects::{PROJECT_ANSWER_LIMIT, ProjectLookup, body_within, project_path};
 pub use refresh::{RefreshOutcome, RefreshReply};
 pub use tls::TrustRoots;
+pub use workload_token::{
+    IssuerKeys, KeySource, TokenRefusal, TrustedIssuer, UnverifiedToken, VerifyError,
+};
+
+/// An error and its causes on one line: reqwest hides the useful part in `source()`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -3,12 +3,13 @@
 //! stored as a hash; ending a grant deletes its row, so every process refuses it at its next
 //! request.
 
+use anyhow::Context as _;
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 
 use super::audit::{ADMIN_TOKEN, AuditEvent};
 use super::gitlab_token::{self, Wanted};
-use super::principal::{self, Service, VerifiedToken};
+use super::principal::{self, Service, SubjectBinding, VerifiedToken};
 use super::{Context, FieldError, ServiceError, required};
 use crate::crypto::{TokenHash, generate_token};
 use crate::db::{
@@ -64,10 +65,11 @@ pub struct GrantQuery {
     pub page: Option<Page>,
 }
 
-/// Who ends a grant: an administrator, or the service that made it.
+/// Who ends a grant: an administrator, or the service that made it (with a token that may be
+/// bound to one subject).
 pub enum GrantOwner<'a> {
     Admin,
-    Service(&'a Service),
+    Service(&'a Service, &'a SubjectBinding),
 }
 
 /// Mints a grant for the service `token` speaks for, within its policy, for a subject who has
@@ -80,6 +82,7 @@ pub async fn create(
     let parsed = parse(form);
     let service = principal::admit_stored(ctx, token).await?;
     let (instance, subject, projects, access, ttl) = parsed?;
+    token.binding().allows(&subject)?;
     let wanted = Wanted {
         instance: &instance,
         subject: &subject,
@@ -133,15 +136,18 @@ pub async fn end(ctx: &Context, by: GrantOwner<'_>, id: &str) -> Result<(), Serv
         .await?
         .filter(|found| match &by {
             GrantOwner::Admin => true,
-            GrantOwner::Service(service) => found.grant.service_id == service.id,
+            GrantOwner::Service(service, _) => found.grant.service_id == service.id,
         })
         .ok_or_else(|| ServiceError::NotFound(format!("no access grant has the id {id:?}")))?;
+    if let GrantOwner::Service(_, binding) = &by {
+        binding.allows(&Subject::parse(&found.grant.subject).context("stored subject")?)?;
+    }
     let owned = id.to_owned();
     ctx.db_write(move |conn| db::access_grants::delete(conn, &owned))
         .await?;
     let actor = match by {
         GrantOwner::Admin => ADMIN_TOKEN.to_owned(),
-        GrantOwner::Service(service) => format!("service:{}", service.name),
+        GrantOwner::Service(service, _) => format!("service:{}", service.name),
     };
     let event = AuditEvent::new("access_grant_revoked", actor)
         .instance(&found.instance_name)

@@ -66,6 +66,7 @@ async fn hand_out_checked(
         *registered = Some(instance.as_str().to_owned());
     }
     let service = principal::admit(token, view.service.as_ref())?;
+    token.binding().allows(&subject)?;
     let wanted = Wanted {
         instance: &instance,
         subject: &subject,

@@ -1,5 +1,6 @@
 //! What handouts read (the service, the instance, the subject's connections), remembered until
-//! the database changes, so that handing out a fresh token needs no trip to the database.
+//! the database changes, so that handing out a fresh token needs no trip to the database. Token
+//! exchanges remember what they read under the same generation (`usable_generation`).
 //!
 //! Validity is one generation number. This process bumps it after every `Context::db` call (the
 //! conservative default: anything may have written); `Context::db_read` leaves it alone. A view
@@ -171,17 +172,22 @@ impl HandoutCache {
         }
     }
 
-    pub fn get(&self, key: &HandoutKeyRef<'_>) -> Option<Arc<HandoutView>> {
+    /// The generation, when what was read in it may be used: every change committed so far
+    /// has been heard. `None` while the change feed is down or silent.
+    pub fn usable_generation(&self) -> Option<u64> {
         let now_ms = match &self.hearing {
             Hearing::Alone => 0,
             Hearing::Feed { started, .. } => feed_clock(started),
         };
-        if !self.hearing_all_changes_at(now_ms) {
-            return None;
-        }
+        self.hearing_all_changes_at(now_ms)
+            .then(|| self.generation())
+    }
+
+    pub fn get(&self, key: &HandoutKeyRef<'_>) -> Option<Arc<HandoutView>> {
+        let generation = self.usable_generation()?;
         self.views
             .get(key)
-            .filter(|view| view.generation == self.generation())
+            .filter(|view| view.generation == generation)
     }
 
     /// Remembers a view read under `generation` (taken before reading), and returns it.

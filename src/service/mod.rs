@@ -21,6 +21,7 @@ mod registration;
 pub mod revocation;
 pub mod service_token;
 pub mod services;
+pub mod token_exchange;
 
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ use crate::crypto::{Sealer, ServiceTokenKeys, TokenHash};
 use crate::db::{DbConnection, DbPool};
 use crate::domain::{InstanceName, Invalid};
 use crate::metrics::Metrics;
-use crate::oauth::InstanceClients;
+use crate::oauth::{InstanceClients, IssuerKeys};
 
 /// What every use case may need, built once at start-up.
 #[derive(Clone)]
@@ -45,6 +46,10 @@ pub struct Context {
     pub admin_token: TokenHash,
     pub service_tokens: Arc<ServiceTokenKeys>,
     pub clients: Arc<InstanceClients>,
+    /// The signing keys of the issuers services trust for token exchange.
+    pub issuer_keys: Arc<IssuerKeys>,
+    /// What token exchanges read from the database, remembered.
+    pub exchange_views: Arc<token_exchange::ExchangeViews>,
     pub refreshes: Arc<refresh::Refreshes>,
     pub refresher: RefresherSettings,
     pub audit: audit::AuditLog,

@@ -6,9 +6,12 @@ use anyhow::Context as _;
 use chrono::NaiveDateTime;
 
 use super::{Context, ServiceError};
-use crate::crypto::{ServiceClaims, TokenRejected};
+use crate::crypto::{ServiceClaims, TokenHash, TokenRejected};
 use crate::db::{self, services::ServiceRow};
-use crate::domain::{Access, InstanceAccess, ProjectPatterns, ReturnOrigin, ScopeSet, ServiceName};
+use crate::domain::{
+    Access, InstanceAccess, ProjectPatterns, ReturnOrigin, ScopeSet, ServiceName, Subject,
+    WorkloadIdentities, WorkloadIdentity,
+};
 
 /// A service and its policy.
 #[derive(Debug, Clone)]
@@ -27,6 +30,8 @@ pub struct Service {
     pub updated_at: NaiveDateTime,
     /// When its secret last changed; tokens and grants bought before are refused.
     pub secret_rotated_at: NaiveDateTime,
+    /// The workload identities whose tokens it may exchange for service tokens.
+    pub identities: WorkloadIdentities,
 }
 
 /// A service token whose signature, issuer, audience and expiry are checked. Whether its
@@ -38,12 +43,45 @@ impl VerifiedToken {
     pub fn service_id(&self) -> &str {
         &self.0.sub
     }
+
+    pub fn binding(&self) -> SubjectBinding {
+        SubjectBinding(self.0.bound_subject.clone())
+    }
 }
 
-/// The service a bearer token speaks for: signature, issuer, audience and expiry checked, and
-/// the service must still exist.
-pub async fn authenticate(ctx: &Context, token: &str) -> Result<Service, ServiceError> {
-    admit_stored(ctx, &verify_token(ctx, token)?).await
+/// The one subject a token minted through a workload identity with `subject_claim` may act
+/// for (the person who started the CI job); any subject for other tokens.
+#[derive(Debug, Clone, Default)]
+pub struct SubjectBinding(Option<String>);
+
+impl SubjectBinding {
+    pub fn allows(&self, subject: &Subject) -> Result<(), ServiceError> {
+        match &self.0 {
+            Some(bound) if bound != subject.as_str() => Err(ServiceError::Forbidden {
+                code: "subject_not_allowed",
+                detail: "this service token is bound to another subject: it was minted from a \
+                         workload identity that acts only for the subject named in its token"
+                    .into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A digest of one identity as the service lists it: tokens minted through it carry it, and
+/// are refused once no listed identity has it.
+pub fn identity_fingerprint(identity: &WorkloadIdentity) -> String {
+    TokenHash::of(&identity.to_json().to_string()).to_hex()[..32].to_owned()
+}
+
+/// The service a bearer token speaks for, and the subject it is bound to: signature, issuer,
+/// audience and expiry checked, and the service must still exist.
+pub async fn authenticate(
+    ctx: &Context,
+    token: &str,
+) -> Result<(Service, SubjectBinding), ServiceError> {
+    let token = verify_token(ctx, token)?;
+    Ok((admit_stored(ctx, &token).await?, token.binding()))
 }
 
 /// `admit` with the service as stored now.
@@ -83,6 +121,18 @@ pub fn admit<'a>(
             "the service token was issued before the secret was rotated".into(),
         ));
     }
+    // An identity removed from the service retires the tokens minted through it.
+    if let Some(minted_by) = &token.0.identity
+        && !service
+            .identities
+            .iter()
+            .any(|identity| &identity_fingerprint(identity) == minted_by)
+    {
+        return Err(ServiceError::Unauthenticated(
+            "the service token was minted through a workload identity the service no longer trusts"
+                .into(),
+        ));
+    }
     Ok(service)
 }
 
@@ -99,6 +149,8 @@ pub(super) fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
             .context("stored return origins")?,
         projects: ProjectPatterns::from_stored(&row.projects).context("stored project patterns")?,
         max_access: Access::parse(&row.max_access).context("stored maximum access")?,
+        identities: WorkloadIdentities::from_stored(&row.identities)
+            .context("stored workload identities")?,
         id: row.id,
         client_id: row.client_id,
         created_at: row.created_at,

@@ -40,6 +40,8 @@ pub async fn issue(
         iat: now,
         exp: now + crypto::LIFETIME_SECONDS,
         jti: uuid::Uuid::new_v4().to_string(),
+        identity: None,
+        bound_subject: None,
     };
     Ok(IssuedToken {
         access_token: ctx.service_tokens.sign(&claims),

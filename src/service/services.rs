@@ -10,7 +10,8 @@ use super::{Context, FieldError, ServiceError, access_grants, field, required, r
 use crate::crypto::{TokenHash, generate_token};
 use crate::db::{self, services::ServiceRow};
 use crate::domain::{
-    Access, InstanceAccess, Page, Paged, ProjectPatterns, ReturnOrigin, ScopeSet, ServiceName,
+    Access, IdentityIssuer, InstanceAccess, InstanceName, Page, Paged, ProjectPatterns,
+    ReturnOrigin, ScopeSet, ServiceName, WorkloadIdentities,
 };
 
 /// Service fields as typed, before parsing.
@@ -24,6 +25,8 @@ pub struct ServiceForm {
     pub projects: Option<Vec<String>>,
     /// `read` when absent.
     pub max_access: Option<String>,
+    /// The workload identities it trusts (the API's JSON array); none when absent.
+    pub identities: Option<serde_json::Value>,
 }
 
 pub async fn create(
@@ -52,6 +55,8 @@ pub async fn create(
         return Err(ServiceError::Invalid(errors));
     }
     ensure_registered(ctx, &instances).await?;
+    let identities = policy.identities.unwrap_or_default();
+    ensure_issuers_registered(ctx, &identities).await?;
     let origins = policy.origins.unwrap_or_default();
     let projects = policy.projects.unwrap_or_default();
     let max_access = policy.max_access.unwrap_or(Access::Read);
@@ -71,6 +76,7 @@ pub async fn create(
         projects: projects.to_string(),
         max_access: max_access.to_string(),
         secret_rotated_at: now,
+        identities: identities.to_stored(),
     };
     let stored = row.clone();
     let inserted = ctx
@@ -97,6 +103,7 @@ struct PolicyChange {
     origins: Option<Vec<ReturnOrigin>>,
     projects: Option<ProjectPatterns>,
     max_access: Option<Access>,
+    identities: Option<WorkloadIdentities>,
 }
 
 /// Parses whichever policy fields `form` holds, recording why any is refused.
@@ -125,12 +132,24 @@ fn parse_policy(errors: &mut Vec<FieldError>, form: ServiceForm) -> PolicyChange
     let max_access = form
         .max_access
         .and_then(|v| field(errors, "max_access", Access::parse(&v)));
+    let identities = form.identities.and_then(|v| {
+        WorkloadIdentities::parse(&v)
+            .map_err(|refused| {
+                errors.extend(
+                    refused
+                        .into_iter()
+                        .map(|(place, why)| FieldError::new(place, why.0)),
+                );
+            })
+            .ok()
+    });
     PolicyChange {
         instances,
         scopes,
         origins,
         projects,
         max_access,
+        identities,
     }
 }
 
@@ -139,17 +158,7 @@ async fn ensure_registered(ctx: &Context, instances: &InstanceAccess) -> Result<
     let InstanceAccess::Named(names) = instances else {
         return Ok(());
     };
-    let known: Vec<String> = ctx
-        .db_read(db::instances::list)
-        .await?
-        .into_iter()
-        .map(|row| row.name)
-        .collect();
-    let unknown: Vec<String> = names
-        .iter()
-        .map(ToString::to_string)
-        .filter(|n| !known.contains(n))
-        .collect();
+    let unknown = unregistered(ctx, names.iter()).await?;
     if unknown.is_empty() {
         return Ok(());
     }
@@ -158,6 +167,50 @@ async fn ensure_registered(ctx: &Context, instances: &InstanceAccess) -> Result<
         "instances",
         message,
     )]))
+}
+
+/// An identity's issuer named by instance must be a registered instance.
+async fn ensure_issuers_registered(
+    ctx: &Context,
+    identities: &WorkloadIdentities,
+) -> Result<(), ServiceError> {
+    let unknown = unregistered(ctx, identities.instances()).await?;
+    let refused: Vec<FieldError> = identities
+        .iter()
+        .enumerate()
+        .filter(|(_, identity)| {
+            matches!(&identity.issuer, IdentityIssuer::Instance(name) if unknown.contains(&name.to_string()))
+        })
+        .map(|(index, _)| {
+            FieldError::new(
+                format!("identities[{index}].issuer"),
+                "no instance is registered under that name (an issuer URL starts with https://)",
+            )
+        })
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(refused))
+    }
+}
+
+/// Which of `names` no instance is registered under.
+async fn unregistered(
+    ctx: &Context,
+    names: impl Iterator<Item = &InstanceName>,
+) -> Result<Vec<String>, ServiceError> {
+    let names: Vec<String> = names.map(ToString::to_string).collect();
+    if names.is_empty() {
+        return Ok(names);
+    }
+    let known: Vec<String> = ctx
+        .db_read(db::instances::list)
+        .await?
+        .into_iter()
+        .map(|row| row.name)
+        .collect();
+    Ok(names.into_iter().filter(|n| !known.contains(n)).collect())
 }
 
 fn joined(origins: &[ReturnOrigin]) -> String {
@@ -173,8 +226,9 @@ pub async fn get(ctx: &Context, name: &str) -> Result<Service, ServiceError> {
 }
 
 /// Changes the policy fields the form holds. Narrowing takes effect at the next request in
-/// every process (what handouts remember is outdated by the write), and live access grants the
-/// new policy no longer covers end at once.
+/// every process (what handouts remember is outdated by the write), live access grants the
+/// new policy no longer covers end at once, and tokens minted through an identity no longer
+/// listed are refused.
 pub async fn change(ctx: &Context, name: &str, form: ServiceForm) -> Result<Service, ServiceError> {
     let mut row = find(ctx, name).await?;
     let mut errors = Vec::new();
@@ -204,6 +258,10 @@ pub async fn change(ctx: &Context, name: &str, form: ServiceForm) -> Result<Serv
     if let Some(max_access) = policy.max_access {
         row.max_access = max_access.to_string();
     }
+    if let Some(identities) = policy.identities {
+        ensure_issuers_registered(ctx, &identities).await?;
+        row.identities = identities.to_stored();
+    }
     row.updated_at = Utc::now().naive_utc();
     let stored = row.clone();
     if !ctx
@@ -216,8 +274,12 @@ pub async fn change(ctx: &Context, name: &str, form: ServiceForm) -> Result<Serv
     let ended = access_grants::end_outside_policy(ctx, &service).await?;
     tracing::info!(service.name = %name, grants.ended = ended, "service changed");
     let event = AuditEvent::new("service_changed", ADMIN_TOKEN).detail(format!(
-        "{name}: instances {}, scopes {}, projects {}, max_access {}",
-        service.instances, service.scopes, service.projects, service.max_access
+        "{name}: instances {}, scopes {}, projects {}, max_access {}, identities {}",
+        service.instances,
+        service.scopes,
+        service.projects,
+        service.max_access,
+        service.identities.to_stored()
     ));
     ctx.audit.record(event).await;
     Ok(service)

@@ -20,6 +20,7 @@ on_both_backends!(
     an_instance_is_rechecked_edited_and_deleted_after_confirmation,
     a_service_secret_is_shown_once_after_create_and_rotate,
     a_services_policy_is_edited_in_place,
+    a_services_workload_identities_are_edited_as_json,
     connections_are_listed_and_filtered,
     a_connection_is_revoked_after_confirmation_and_the_audit_page_shows_it,
     the_audit_page_pages_back_through_older_events,
@@ -912,6 +913,102 @@ async fn a_services_policy_is_edited_in_place(backend: Backend) {
             .html("/admin/services?done=changed")
             .await
             .contains("new policy applies")
+    );
+}
+
+async fn a_services_workload_identities_are_edited_as_json(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let world = GitLabWorld::start().await;
+    assert_eq!(
+        app.register(&world.registration("corp")).await.status(),
+        201
+    );
+    app.create_service(&json!({"name": "ci-bot", "instances": ["corp"], "scopes": ["read_api"]}))
+        .await;
+    let pages = Pages::signed_in(&app).await;
+    let form = pages.html("/admin/services/ci-bot/edit").await;
+    assert!(form.contains("name=\"identities\""), "{form}");
+    let csrf = csrf_of(&form);
+    let post = |identities: &'static str| {
+        let fields = [
+            ("csrf", csrf.clone()),
+            ("instances", "corp".to_owned()),
+            ("scopes", "read_api".to_owned()),
+            ("projects", "**".to_owned()),
+            ("max_access", "read".to_owned()),
+            ("identities", identities.to_owned()),
+        ];
+        let pages = &pages;
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            pages.post("/admin/services/ci-bot/edit", &fields).await
+        }
+    };
+
+    let not_json = post("[{\"issuer\": \"corp\",").await;
+    assert_eq!(not_json.status(), 422);
+    let shown = text(&not_json.text().await.unwrap());
+    assert!(shown.contains("is not valid JSON"), "{shown}");
+    assert!(
+        shown.contains("[{\"issuer\": \"corp\","),
+        "what was typed is kept: {shown}"
+    );
+
+    let unbound =
+        post(r#"[{"issuer": "corp", "audience": "https://labgate.test", "claims": {}}]"#).await;
+    assert_eq!(unbound.status(), 422);
+    let shown = text(&unbound.text().await.unwrap());
+    assert!(
+        shown.contains("[0].claims: must bind at least one claim"),
+        "{shown}"
+    );
+    assert_eq!(
+        app.get_json("/api/v1/services/ci-bot").await["identities"],
+        json!([]),
+        "a refused edit changes nothing"
+    );
+
+    let saved = post(
+        r#"[{"issuer": "corp", "audience": "https://labgate.test",
+             "claims": {"project_path": "group/*", "ref_protected": "true"}, "subject_claim": "user_login"}]"#,
+    )
+    .await;
+    assert_eq!(location(&saved), "/admin/services?done=changed");
+    assert_eq!(
+        app.get_json("/api/v1/services/ci-bot").await["identities"],
+        json!([{"issuer": "corp", "audience": "https://labgate.test",
+                "claims": {"project_path": "group/*", "ref_protected": "true"},
+                "subject_claim": "user_login"}])
+    );
+    let list = text(&pages.html("/admin/services").await);
+    assert!(list.contains("project_path=group/*"), "{list}");
+    assert!(
+        list.contains("acts for its <code>user_login</code>"),
+        "{list}"
+    );
+    let again = pages.html("/admin/services/ci-bot/edit").await;
+    assert!(
+        again.contains("&quot;subject_claim&quot;: &quot;user_login&quot;"),
+        "{again}"
+    );
+
+    // A form without the box keeps what is stored.
+    let kept = pages
+        .post(
+            "/admin/services/ci-bot/edit",
+            &[
+                ("csrf", &csrf),
+                ("instances", "corp"),
+                ("scopes", "read_api"),
+                ("projects", "**"),
+                ("max_access", "read"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&kept), "/admin/services?done=changed");
+    assert_eq!(
+        app.get_json("/api/v1/services/ci-bot").await["identities"][0]["issuer"],
+        "corp"
     );
 }
 

@@ -753,16 +753,7 @@ async fn a_renewed_client_secret_keeps_every_grant_and_is_shown_until_updated(ba
 /// most five seconds.
 async fn scrape_until(cw: &ConnectWorld, line: &str) -> bool {
     for _ in 0..50 {
-        let text = cw
-            .app
-            .client
-            .get(format!("{}/metrics", cw.app.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = cw.app.metrics().await;
         if text.contains(line) {
             return true;
         }

@@ -152,6 +152,13 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// `/metrics` as Prometheus scrapes it (no token).
+    pub(crate) async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.address);
+        let response = self.client.get(url).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     pub(crate) async fn instance_names(&self) -> Vec<String> {
         let list = self.get_json("/api/v1/instances").await;
         list["instances"]

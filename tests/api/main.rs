@@ -29,3 +29,4 @@ mod request_logs;
 mod secrets;
 mod services;
 mod tools;
+mod workload_identity;

@@ -339,6 +339,8 @@ fn forge(app: &TestApp, change: impl FnOnce(&mut ServiceClaims)) -> String {
         iat: now,
         exp: now + 600,
         jti: "forged".into(),
+        identity: None,
+        bound_subject: None,
     };
     change(&mut claims);
     ServiceTokenKeys::from_pkcs8(&signing_key_pkcs8(app))

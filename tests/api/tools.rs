@@ -1,6 +1,7 @@
 //! The tools on a build machine: `labgate credentials` prints a working token, and real `git`
 //! clones over HTTPS through `labgate git-credential` from the fake GitLab.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -29,10 +30,31 @@ fn labgate(cw: &ConnectWorld, home: &Path) -> Command {
     command
 }
 
-async fn run(mut command: Command) -> Output {
+pub(crate) async fn run(mut command: Command) -> Output {
     tokio::task::spawn_blocking(move || command.stdin(Stdio::null()).output().unwrap())
         .await
         .unwrap()
+}
+
+/// Runs `command` with `input` on its standard input, as git runs a credential helper.
+pub(crate) async fn run_with_input(mut command: Command, input: String) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 async fn labgate_credentials_prints_a_working_token(backend: Backend) {

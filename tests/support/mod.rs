@@ -1,11 +1,14 @@
 //! What the integration tests (`tests/api`) and the benchmark (`benches/broker.rs`) share, each
 //! including this module once as `mod support`: a database of their own, labgate's settings for
-//! it, throwaway certificate authorities, a fake GitLab, and a browser that keeps cookies.
+//! it, throwaway certificate authorities, a fake GitLab, a fake Kubernetes token issuer, JWTs
+//! signed and forged, and a browser that keeps cookies.
 
 pub(crate) mod browser;
 pub(crate) mod certs;
 pub(crate) mod database;
 pub(crate) mod fake_gitlab;
+pub(crate) mod fake_issuer;
+pub(crate) mod jwt;
 pub(crate) mod settings;
 
 /// The URL labgate is configured with: people and GitLab reach it there; tests reach it at its

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::bodies::{GitLabUser, InstanceBody, InstanceRef, ServiceBody};
+use crate::http::bodies::{GitLabUser, IdentityBody, InstanceBody, InstanceRef, ServiceBody};
 
 /// `POST /api/v1/instances`; `PATCH` takes any subset (`ca_pem: null` removes the CA).
 #[derive(ToSchema, Serialize)]
@@ -51,6 +51,8 @@ pub(crate) struct ServiceRequest {
     projects: Option<Vec<String>>,
     /// `read` (default) or `write`.
     max_access: Option<String>,
+    /// Workload identities whose tokens it may exchange for service tokens (default none).
+    identities: Option<Vec<IdentityBody<'static>>>,
 }
 
 /// A service with its client secret, shown once: on creation and on rotation.
@@ -214,14 +216,24 @@ pub(crate) struct AuditList {
 /// `application/x-www-form-urlencoded`, with the client in HTTP Basic.
 #[derive(ToSchema, Serialize)]
 pub(crate) struct ServiceTokenRequest {
-    /// `client_credentials`.
+    /// `client_credentials` (with HTTP Basic), or
+    /// `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693, no secret).
     grant_type: String,
+    /// Token exchange: the service whose identities to trust.
+    client_id: Option<String>,
+    /// Token exchange: the workload's JWT (a GitLab CI/CD ID token, a Kubernetes
+    /// service-account token).
+    subject_token: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:jwt`.
+    subject_token_type: Option<String>,
 }
 
 #[derive(ToSchema, Serialize)]
 pub(crate) struct ServiceToken {
     /// An EdDSA JWT for `Authorization: Bearer`.
     access_token: String,
+    /// Token exchange only: `urn:ietf:params:oauth:token-type:access_token`.
+    issued_token_type: Option<String>,
     token_type: String,
     expires_in: i64,
 }

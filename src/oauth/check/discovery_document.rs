@@ -8,6 +8,7 @@ use crate::config::OutboundSettings;
 use crate::domain::BaseUrl;
 use crate::oauth::client::instance_http_client;
 use crate::oauth::discovery::Discovery;
+use crate::oauth::error_chain;
 use crate::oauth::tls::TrustRoots;
 
 /// A discovery document is a few KiB; more is not GitLab's.
@@ -95,16 +96,4 @@ pub(super) async fn fetch_discovery(
             format!("{url} is not an OpenID Connect discovery document ({e})"),
         )
     })
-}
-
-/// An error and its causes on one line: reqwest hides the useful part in `source()`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -8,7 +8,7 @@ use url::Url;
 use super::{VALIDITY, hash_secret};
 use crate::db::{self, connect_sessions::ConnectSessionRow};
 use crate::domain::{InstanceName, ReturnOrigin, ScopeSet, Subject};
-use crate::service::principal::Service;
+use crate::service::principal::{Service, SubjectBinding};
 use crate::service::{Context, FieldError, ServiceError, required};
 
 /// What a service asks for, as typed.
@@ -29,6 +29,7 @@ pub struct ConnectLink {
 pub async fn create_session(
     ctx: &Context,
     service: &Service,
+    binding: &SubjectBinding,
     form: ConnectForm,
 ) -> Result<ConnectLink, ServiceError> {
     let mut errors = Vec::new();
@@ -39,6 +40,7 @@ pub async fn create_session(
     let (Some(instance_name), Some(subject)) = (instance_name, subject) else {
         return Err(ServiceError::Invalid(errors));
     };
+    binding.allows(&subject)?;
     if !service.instances.allows(&instance_name) {
         return Err(ServiceError::Forbidden {
             code: "instance_not_allowed",

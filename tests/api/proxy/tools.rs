@@ -2,9 +2,8 @@
 //! grant for that project (`username=labgate`, `password=lgp_…`, its expiry), read unless
 //! `LABGATE_GIT_ACCESS=write`; real `git` clones and pushes with it.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use chrono::Utc;
 use reqwest::Method;
@@ -12,6 +11,7 @@ use serde_json::json;
 
 use super::{ProxyWorld, SUBJECT, git_with, printed};
 use crate::support::database::Backend;
+use crate::tools::run_with_input;
 
 on_both_backends!(
     git_credential_answers_labgate_git_urls_with_a_read_grant,
@@ -41,23 +41,7 @@ async fn ask(pw: &ProxyWorld, home: &Path, extra: &[(&str, &str)], request: Stri
     for (name, value) in extra {
         command.env(name, value);
     }
-    tokio::task::spawn_blocking(move || {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(request.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
+    run_with_input(command, request).await
 }
 
 /// git's request for the repository `project` at labgate.

@@ -23,7 +23,8 @@ pub(crate) enum Discovery {
 }
 
 pub(super) async fn openid_configuration(state: Shared) -> HttpResponse {
-    let state = state.lock().unwrap();
+    let mut state = state.lock().unwrap();
+    state.seen.discovery_requests += 1;
     let base = &state.issuer;
     let mode = &state.discovery;
     let issuer = match mode {

@@ -1,18 +1,17 @@
 //! The fake GitLab's ID tokens: RS256, 120 s, signed with the OIDC key of the two it publishes
 //! in its JWKS (GitLab's CI job key is the other), spoiled on demand for the attack tests.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::HttpResponse;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::pkcs1::EncodeRsaPrivateKey;
-use rsa::traits::PublicKeyParts;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::super::jwt::{JwtKey, TokenBuilder};
 use super::user::user_claims;
-use super::{SUB_PATH, State, now};
+use super::{SUB_PATH, Shared, State, now};
+
+/// The `kid` of the CI/CD job key GitLab starts with.
+const CI_KEY_ID: &str = "ci-jwt-key-1";
 
 /// How an issued ID token is spoiled, for the attack tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -30,10 +29,13 @@ pub(crate) enum IdTokenFault {
     IssuerWithTrailingSlash,
 }
 
-pub(super) async fn keys() -> HttpResponse {
-    let keys = signing_keys();
+pub(super) async fn keys(state: Shared) -> HttpResponse {
+    let mut state = state.lock().unwrap();
+    state.seen.jwks_requests += 1;
     // GitLab publishes the CI job JWT key beside the OIDC key: clients must pick by `kid`.
-    HttpResponse::Ok().json(json!({"keys": [keys.ci.jwk(), keys.oidc.jwk()]}))
+    let mut keys = state.ci_keys.jwks();
+    keys.push(signing_keys().oidc.jwk().clone());
+    HttpResponse::Ok().json(json!({"keys": keys}))
 }
 
 pub(super) fn id_token(state: &State, nonce: Option<&str>) -> String {
@@ -71,60 +73,26 @@ pub(super) fn id_token(state: &State, nonce: Option<&str>) -> String {
         });
     }
     let keys = signing_keys();
+    let token = TokenBuilder::new(keys.oidc.clone(), claims);
     match fault {
-        IdTokenFault::AlgNone => {
-            let header = URL_SAFE_NO_PAD
-                .encode(json!({"alg": "none", "typ": "JWT", "kid": keys.oidc.kid}).to_string());
-            format!("{header}.{}.", URL_SAFE_NO_PAD.encode(claims.to_string()))
-        }
-        IdTokenFault::BadSignature => {
-            // Signed by the CI key but claiming the OIDC key's kid.
-            let mut header = Header::new(Algorithm::RS256);
-            header.kid = Some(keys.oidc.kid.clone());
-            jsonwebtoken::encode(&header, &claims, &keys.ci.encoding).unwrap()
-        }
-        _ => {
-            let mut header = Header::new(Algorithm::RS256);
-            header.kid = Some(keys.oidc.kid.clone());
-            jsonwebtoken::encode(&header, &claims, &keys.oidc.encoding).unwrap()
-        }
-    }
-}
-
-struct SigningKey {
-    kid: String,
-    encoding: EncodingKey,
-    n: String,
-    e: String,
-}
-
-impl SigningKey {
-    fn generate(kid: &str) -> Self {
-        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
-        let pem = key.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF).unwrap();
-        Self {
-            kid: kid.to_owned(),
-            encoding: EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
-            n: URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
-            e: URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
-        }
-    }
-
-    fn jwk(&self) -> Value {
-        json!({"kty": "RSA", "kid": self.kid, "e": self.e, "n": self.n, "use": "sig", "alg": "RS256"})
+        IdTokenFault::AlgNone => token.unsigned(),
+        // Signed by the CI key but claiming the OIDC key's kid.
+        IdTokenFault::BadSignature => token.signed_with(&keys.ci),
+        _ => token.sign(),
     }
 }
 
 pub(super) struct SigningKeys {
-    oidc: SigningKey,
-    ci: SigningKey,
+    oidc: Arc<JwtKey>,
+    /// The CI key every fake starts with; `rotate_ci_key` replaces it in one fake only.
+    pub(super) ci: Arc<JwtKey>,
 }
 
 /// Made once per test run: RSA key generation is the slowest thing the fake does.
 pub(super) fn signing_keys() -> &'static SigningKeys {
     static KEYS: OnceLock<SigningKeys> = OnceLock::new();
     KEYS.get_or_init(|| SigningKeys {
-        oidc: SigningKey::generate("oidc-key-1"),
-        ci: SigningKey::generate("ci-jwt-key-1"),
+        oidc: Arc::new(JwtKey::rsa("oidc-key-1")),
+        ci: Arc::new(JwtKey::rsa(CI_KEY_ID)),
     })
 }

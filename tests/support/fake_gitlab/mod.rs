@@ -6,6 +6,7 @@
 //!   64-hex tokens that expire, refresh that revokes the old pair at once, `invalid_grant` on
 //!   reuse), revoke and token info;
 //! - `id_token`: RS256 ID tokens (120 s) signed with one of two keys published in the JWKS;
+//! - `ci_token`: CI/CD job ID tokens (workload identity), signed with the CI key, which rotates;
 //! - `user`: who the person is, for userinfo and `/api/v4/user`;
 //! - `api`: a slice of the REST API under `/api/v4` (Grape's routing of `/projects/:id` by numeric
 //!   id or URL-encoded path, issues with GitLab's pagination headers, raw files, members, `/user`,
@@ -15,6 +16,7 @@
 //! - `repos`: the projects this GitLab knows, and bare repositories made for them.
 
 mod api;
+mod ci_token;
 mod discovery;
 mod git;
 mod id_token;
@@ -33,6 +35,7 @@ use actix_web::{App, HttpRequest, HttpServer, web};
 use rand::RngCore;
 
 use super::certs::ServerCert;
+use super::jwt::KeySet;
 
 pub(crate) use api::{ApiRequest, Hold};
 pub(crate) use discovery::Discovery;
@@ -84,6 +87,13 @@ pub(crate) struct Behaviour {
 struct Tokens {
     records: Vec<TokenRecord>,
     by_token: HashMap<String, usize>,
+}
+
+impl Seen {
+    /// Discovery and JWKS requests together: every fetch of key material.
+    pub(crate) fn key_fetches(&self) -> usize {
+        self.discovery_requests + self.jwks_requests
+    }
 }
 
 impl Tokens {
@@ -143,6 +153,10 @@ pub(crate) struct Seen {
     pub api_requests: Vec<ApiRequest>,
     /// Every git request over HTTPS, in order of arrival.
     pub git_requests: Vec<GitRequest>,
+    /// Requests for the OpenID configuration.
+    pub discovery_requests: usize,
+    /// Requests for the JWKS.
+    pub jwks_requests: usize,
 }
 
 struct State {
@@ -163,6 +177,8 @@ struct State {
     hold: Option<Hold>,
     /// Large API bodies break off after their first part.
     break_large_bodies: bool,
+    /// The CI/CD job keys: the one new ID tokens are signed with, and those published.
+    ci_keys: KeySet,
 }
 
 pub(crate) struct FakeGitLab {
@@ -210,6 +226,7 @@ impl FakeGitLab {
             projects: repos::Projects::default(),
             hold: None,
             break_large_bodies: false,
+            ci_keys: KeySet::new(id_token::signing_keys().ci.clone()),
         }));
         let shared = web::Data::from(state.clone());
         let server = HttpServer::new(move || {

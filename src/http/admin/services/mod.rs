@@ -14,7 +14,7 @@ use super::layout::{Errors, Section, csrf, ok, page};
 use super::session::{Posted, SignedIn, see_other};
 use crate::service::principal::Service;
 use crate::service::services::{self, ServiceForm};
-use crate::service::{Context, ServiceError};
+use crate::service::{Context, FieldError, ServiceError};
 use views::{ALL_INSTANCES, Values, edit_page, secret_page, services_page};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -83,6 +83,14 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
         max_access: form
             .given("max_access")
             .unwrap_or_else(|| "read".to_owned()),
+        identities: form.text("identities"),
+    };
+    let identities = match form.get("identities").map(identities_input).transpose() {
+        Ok(identities) => identities,
+        Err(errors) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return services_page(&ctx, &session, status, None, &values, &errors).await;
+        }
     };
     let input = ServiceForm {
         name: Some(values.name.clone()).filter(|n| !n.is_empty()),
@@ -92,6 +100,8 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
         // As the API: a form sent without these fields takes the defaults.
         projects: form.get("projects").map(|_| form.words("projects")),
         max_access: Some(values.max_access.clone()),
+        // As the API: a form sent without the field keeps (or, new, has none of) them.
+        identities,
     };
     match services::create(&ctx, input).await {
         Ok((service, secret)) => Ok(secret_page(
@@ -109,7 +119,7 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 None,
                 &values,
-                &Errors::fields(fields),
+                &form_errors(fields),
             )
             .await
         }
@@ -135,6 +145,11 @@ async fn edit_form(
         return_origins: lines(service.return_origins.iter().map(|o| o.as_str())),
         projects: lines(service.projects.as_strings().iter().map(String::as_str)),
         max_access: service.max_access.as_str().to_owned(),
+        identities: if service.identities.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string_pretty(&service.identities.to_json()).unwrap_or_default()
+        },
     };
     edit_page(&ctx, &session, StatusCode::OK, &values, &Errors::default()).await
 }
@@ -152,6 +167,14 @@ async fn edit(
         return_origins: form.text("return_origins"),
         projects: form.text("projects"),
         max_access: form.given("max_access").unwrap_or_default(),
+        identities: form.text("identities"),
+    };
+    let identities = match form.get("identities").map(identities_input).transpose() {
+        Ok(identities) => identities,
+        Err(errors) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return edit_page(&ctx, &session, status, &values, &errors).await;
+        }
     };
     let input = ServiceForm {
         name: None,
@@ -160,11 +183,12 @@ async fn edit(
         return_origins: Some(form.words("return_origins")),
         projects: Some(form.words("projects")),
         max_access: Some(values.max_access.clone()),
+        identities,
     };
     match services::change(&ctx, &values.name, input).await {
         Ok(_) => Ok(see_other("/admin/services?done=changed")),
         Err(ServiceError::Invalid(fields)) => {
-            let errors = Errors::fields(fields);
+            let errors = form_errors(fields);
             edit_page(
                 &ctx,
                 &session,
@@ -176,6 +200,33 @@ async fn edit(
         }
         Err(other) => Err(other.into()),
     }
+}
+
+/// The identities box's JSON; an empty box means none.
+fn identities_input(text: &str) -> Result<serde_json::Value, Errors> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::Value::Array(Vec::new()));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        let mut errors = Errors::default();
+        errors.add("identities", format!("is not valid JSON ({e})"));
+        errors
+    })
+}
+
+/// The service layer names an identity's parts (`identities[0].claims`); the form has one box
+/// for them all, so each message says which part.
+fn form_errors(fields: Vec<FieldError>) -> Errors {
+    let mut errors = Errors::default();
+    for field in fields {
+        match field.field.strip_prefix("identities") {
+            Some(part) if !part.is_empty() => {
+                errors.add("identities", format!("{part}: {}", field.message));
+            }
+            _ => errors.add(&field.field, field.message),
+        }
+    }
+    errors
 }
 
 fn lines<'a>(items: impl Iterator<Item = &'a str>) -> String {

@@ -25,6 +25,7 @@ pub(super) const FIELDS: &[&str] = &[
     "return_origins",
     "projects",
     "max_access",
+    "identities",
 ];
 const ACCESS_LEVELS: &[(&str, &str)] = &[
     ("read", "clone and read through the proxy"),
@@ -40,6 +41,8 @@ pub(super) struct Values {
     pub(super) return_origins: String,
     pub(super) projects: String,
     pub(super) max_access: String,
+    /// The workload identities as JSON; empty for none.
+    pub(super) identities: String,
 }
 
 impl Default for Values {
@@ -52,6 +55,7 @@ impl Default for Values {
             return_origins: String::new(),
             projects: "**".to_owned(),
             max_access: "read".to_owned(),
+            identities: String::new(),
         }
     }
 }
@@ -76,7 +80,7 @@ pub(super) async fn services_page(
             table {
                 thead { tr {
                     th { "Name" } th { "Client ID" } th { "Instances" } th { "Scopes (at most)" }
-                    th { "Return origins" } th { "Projects" } th { "Access" }
+                    th { "Return origins" } th { "Projects" } th { "Access" } th { "Identities" }
                     th { "Secret set" } th { span.muted { "Actions" } }
                 } }
                 tbody {
@@ -113,6 +117,12 @@ fn service_row(service: &Service) -> maud::Markup {
             td { @for origin in &service.return_origins { code { (origin.as_str()) } br; } }
             td { @for pattern in service.projects.as_strings() { code { (pattern) } br; } }
             td { (service.max_access.as_str()) }
+            td { @for identity in service.identities.iter() {
+                (identity.issuer.written())
+                @for (claim, expected) in &identity.claims { br; code { (claim) "=" (expected.written()) } }
+                @if let Some(claim) = &identity.subject_claim { br; "acts for its " code { (claim) } }
+                br;
+            } }
             td { (when(service.secret_rotated_at)) }
             td {
                 a href={ "/admin/services/" (name) "/edit" } { "Edit" }
@@ -125,7 +135,6 @@ fn service_row(service: &Service) -> maud::Markup {
     }
 }
 
-/// The one page that shows a service's secret: right after create or rotate, never again.
 /// The names of the registered instances, for the instances checkboxes.
 async fn instance_names(ctx: &Context) -> Result<Vec<String>, PageError> {
     Ok(instances::list(ctx)
@@ -158,6 +167,11 @@ fn policy_fields(instance_names: &[String], values: &Values, errors: &Errors) ->
             " any depth, " code { "**" } " every project."
         }), errors))
         (radios("max_access", "Most access through the proxy", ACCESS_LEVELS, &values.max_access, errors))
+        (textarea("identities", "Workload identities", &values.identities, Some(html! {
+            "CI jobs and workloads whose signed tokens it may exchange for a service token, as a JSON array, e.g. "
+            code { r#"[{"issuer": "corp", "audience": "https://labgate.corp.example", "claims": {"project_path": "group/app", "ref_protected": "true"}, "subject_claim": "user_login"}]"# }
+            ". Empty for none."
+        }), errors))
     }
 }
 
@@ -195,6 +209,7 @@ pub(super) async fn edit_page(
     ))
 }
 
+/// The one page that shows a service's secret: right after create or rotate, never again.
 pub(super) fn secret_page(
     ctx: &Context,
     session: &AdminSession,
