@@ -10,6 +10,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::admin_pages::Pages;
 use crate::helpers::{ConnectWorld, StopOnDrop};
 use crate::support::database::Backend;
 use receiver::{Received, Receiver};
@@ -187,6 +188,24 @@ async fn a_failing_receiver_gets_every_event_once_it_recovers(backend: Backend) 
         assert!(delivery["next_attempt_at"].is_string());
         assert!(!delivery.to_string().contains(SECRET));
     }
+    // The admin sees the failures on the service's Deliveries page, linked from the list.
+    let pages = Pages::signed_in(&cw.app).await;
+    assert!(
+        pages
+            .html("/admin/services")
+            .await
+            .contains("/admin/services/ci-bot/deliveries")
+    );
+    let page = pages.html("/admin/services/ci-bot/deliveries").await;
+    for shown in [
+        receiver.url.as_str(),
+        "pending",
+        "answered 500",
+        "connection.created",
+    ] {
+        assert!(page.contains(shown), "{shown} in {page}");
+    }
+    assert!(!page.contains(SECRET));
 
     receiver.fail(false);
     // The first retry comes within 10 s.
