@@ -67,6 +67,12 @@ pub struct ServiceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceOutcome {
+    pub service: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Reason {
     pub reason: &'static str,
 }
@@ -89,6 +95,8 @@ pub struct Metrics {
     proxied_bytes: Family<Door, Counter>,
     exchanges: Family<ServiceLabel, Counter>,
     exchange_refusals: Family<Reason, Counter>,
+    webhook_deliveries: Family<ServiceOutcome, Counter>,
+    webhook_outbox: Gauge,
 }
 
 impl Default for Metrics {
@@ -174,6 +182,18 @@ impl Default for Metrics {
             "Token exchanges refused, by the check that failed",
             exchange_refusals.clone(),
         );
+        let webhook_deliveries = Family::<ServiceOutcome, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts, by service and outcome (delivered, retry, failed)",
+            webhook_deliveries.clone(),
+        );
+        let webhook_outbox = Gauge::default();
+        registry.register(
+            "webhook_outbox_length",
+            "Webhook deliveries waiting to be delivered (every process's)",
+            webhook_outbox.clone(),
+        );
         registry.register(
             "build",
             "This binary's version",
@@ -185,6 +205,8 @@ impl Default for Metrics {
             proxied_bytes,
             exchanges,
             exchange_refusals,
+            webhook_deliveries,
+            webhook_outbox,
             handouts,
             refreshes,
             refresh_seconds,
@@ -254,6 +276,20 @@ impl Metrics {
         self.exchange_refusals
             .get_or_create(&Reason { reason })
             .inc();
+    }
+
+    /// `outcome`: `delivered`, `retry` or `failed`.
+    pub fn webhook_attempt(&self, service: &str, outcome: &'static str) {
+        self.webhook_deliveries
+            .get_or_create(&ServiceOutcome {
+                service: service.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn set_webhook_outbox(&self, pending: i64) {
+        self.webhook_outbox.set(pending);
     }
 
     pub fn handout(&self, instance: &str, outcome: &str) {

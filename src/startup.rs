@@ -23,7 +23,7 @@ use crate::http::{self, RequestSpan};
 use crate::oauth::{InstanceClients, IssuerKeys};
 use crate::service::audit::AuditLog;
 use crate::service::handout_cache::HandoutCache;
-use crate::service::{Context, gauges, refresh};
+use crate::service::{Context, gauges, refresh, webhooks};
 
 pub struct Application {
     port: u16,
@@ -33,6 +33,8 @@ pub struct Application {
     refresher: Option<JoinHandle<()>>,
     /// The supervisor of the task that keeps the metrics gauges current.
     gauges: JoinHandle<()>,
+    /// The supervisor of the webhook delivery (every process runs one; leases share the work).
+    webhooks: JoinHandle<()>,
 }
 
 impl Application {
@@ -90,6 +92,12 @@ impl Application {
                 gauges::keep_current(task_ctx.clone())
             })
         };
+        let webhooks = {
+            let task_ctx = ctx.clone();
+            background::supervise("webhooks", ctx.metrics.clone(), move || {
+                webhooks::delivery::run_background(task_ctx.clone())
+            })
+        };
         let context = ctx.clone();
         let ctx = web::Data::new(ctx);
 
@@ -124,6 +132,7 @@ impl Application {
             context,
             refresher,
             gauges,
+            webhooks,
         })
     }
 
@@ -146,6 +155,8 @@ impl Application {
     pub async fn run(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.gauges.abort();
+        // A delivery cut short keeps its lease until it runs out, then goes again: at least once.
+        self.webhooks.abort();
         if let Some(refresher) = self.refresher {
             refresher.abort();
             let _ = refresher.await;

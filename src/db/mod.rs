@@ -13,6 +13,8 @@ mod pool;
 pub mod refresh_attempts;
 pub mod schema;
 pub mod services;
+pub mod webhook_deliveries;
+pub mod webhooks;
 
 pub use pool::{DbConnection, DbPool, connect, has_pending_migrations, ping, run_migrations};
 

@@ -140,11 +140,43 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    service_webhooks (id) {
+        id -> Text,
+        service_id -> Text,
+        position -> BigInt,
+        url -> Text,
+        secret_sealed -> Binary,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        service_id -> Text,
+        url -> Text,
+        body -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        delivered_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(connect_sessions -> instances (instance_id));
 diesel::joinable!(access_grants -> instances (instance_id));
 diesel::joinable!(access_grants -> services (service_id));
 diesel::joinable!(refresh_attempts -> connections (connection_id));
 diesel::joinable!(connect_sessions -> services (service_id));
+diesel::joinable!(service_webhooks -> services (service_id));
+diesel::joinable!(webhook_deliveries -> services (service_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     instances,
@@ -155,5 +187,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     admin_sessions,
     refresh_attempts,
-    access_grants
+    access_grants,
+    service_webhooks,
+    webhook_deliveries
 );

@@ -16,6 +16,7 @@ mod scope;
 mod service_policy;
 mod subject;
 mod token_timing;
+mod webhook;
 mod workload_identity;
 
 pub use api_route::{ApiCall, ApiTarget, ProjectRef, judge_api};
@@ -31,6 +32,10 @@ pub use scope::ScopeSet;
 pub use service_policy::{InstanceAccess, ReturnOrigin};
 pub use subject::Subject;
 pub use token_timing::TokenLife;
+pub use webhook::{
+    ConnectionEvent, DeliveryStatus, EventType, MAX_ATTEMPTS, Webhook, WebhookRefusals,
+    WebhookSecret, WebhookUrl, next_retry, parse_webhooks,
+};
 pub use workload_identity::{
     AcceptedClaims, ClaimMatch, ClaimRefusal, IdentityIssuer, WorkloadIdentities, WorkloadIdentity,
 };

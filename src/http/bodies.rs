@@ -10,6 +10,7 @@ use crate::domain::{CaBundle, ReturnOrigin, WorkloadIdentity};
 use crate::service::CheckStep;
 use crate::service::instances::Instance;
 use crate::service::principal::Service;
+use crate::service::webhooks::deliveries::DeliveryView;
 
 /// An instance as the admin API shows it. There is deliberately no secret field.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -78,8 +79,16 @@ pub(super) struct ServiceBody<'a> {
     pub(super) max_access: &'static str,
     /// Workload identities whose tokens it may exchange for service tokens.
     pub(super) identities: Vec<IdentityBody<'a>>,
+    /// Where its connection events go; the secrets are write-only.
+    pub(super) webhooks: Vec<WebhookBody<'a>>,
     pub(super) created_at: String,
     pub(super) updated_at: String,
+}
+
+/// A webhook as answers show it: its URL, never its secret.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct WebhookBody<'a> {
+    pub(super) url: &'a str,
 }
 
 /// A workload identity a service trusts.
@@ -114,8 +123,9 @@ impl<'a> From<&'a WorkloadIdentity> for IdentityBody<'a> {
     }
 }
 
-impl<'a> From<&'a Service> for ServiceBody<'a> {
-    fn from(service: &'a Service) -> Self {
+impl<'a> ServiceBody<'a> {
+    /// The service, with the URLs of its webhooks (`services::webhooks::urls_of`).
+    pub(super) fn new(service: &'a Service, webhook_urls: &'a [String]) -> Self {
         Self {
             name: service.name.as_str(),
             client_id: &service.client_id,
@@ -129,8 +139,47 @@ impl<'a> From<&'a Service> for ServiceBody<'a> {
             projects: service.projects.as_strings(),
             max_access: service.max_access.as_str(),
             identities: service.identities.iter().map(IdentityBody::from).collect(),
+            webhooks: webhook_urls.iter().map(|url| WebhookBody { url }).collect(),
             created_at: timestamp(service.created_at),
             updated_at: timestamp(service.updated_at),
+        }
+    }
+}
+
+/// One delivery of one event to one webhook URL.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct DeliveryBody<'a> {
+    pub(super) id: &'a str,
+    /// The event's id, as in the body delivered (shared by its deliveries to every URL).
+    pub(super) event_id: &'a str,
+    /// `connection.created`, `connection.reauthorization_required` or `connection.revoked`.
+    #[serde(rename = "type")]
+    pub(super) event_type: &'a str,
+    pub(super) url: &'a str,
+    /// `pending`, `delivered` or `failed`.
+    pub(super) status: &'a str,
+    pub(super) attempts: i64,
+    /// Why the last failed attempt failed (an answer's status, a timeout, a refused connection).
+    pub(super) last_error: Option<&'a str>,
+    /// When a pending delivery is tried next; null once delivered or failed.
+    pub(super) next_attempt_at: Option<String>,
+    pub(super) delivered_at: Option<String>,
+    pub(super) created_at: String,
+}
+
+impl<'a> From<&'a DeliveryView> for DeliveryBody<'a> {
+    fn from(view: &'a DeliveryView) -> Self {
+        Self {
+            id: &view.id,
+            event_id: &view.event_id,
+            event_type: &view.event_type,
+            url: &view.url,
+            status: &view.status,
+            attempts: view.attempts,
+            last_error: view.last_error.as_deref(),
+            next_attempt_at: view.next_attempt_at.map(timestamp),
+            delivered_at: view.delivered_at.map(timestamp),
+            created_at: timestamp(view.created_at),
         }
     }
 }

@@ -9,6 +9,7 @@ mod bodies;
 mod connect;
 mod connections;
 mod credentials;
+mod deliveries;
 mod error;
 mod fields;
 mod health;
@@ -59,6 +60,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .configure(instances::routes)
             .configure(services::routes)
+            .configure(deliveries::routes)
             .configure(connect::api_routes)
             .configure(connections::routes)
             .configure(credentials::routes)

@@ -1,5 +1,7 @@
 //! `/api/v1/services`: the admin API for internal consumers.
 
+use std::collections::HashMap;
+
 use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpResponse, web};
 use secrecy::{ExposeSecret, SecretString};
@@ -13,6 +15,7 @@ use super::{ApiError, method_not_allowed};
 use crate::service::Context;
 use crate::service::principal::Service;
 use crate::service::services::{self, ServiceForm};
+use crate::service::webhooks;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -55,7 +58,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let form = service_form(body.into_inner())?;
     let (service, secret) = services::create(&ctx, form).await?;
-    Ok(with_secret(HttpResponse::Created(), &service, &secret))
+    answer(&ctx, HttpResponse::Created(), &service, Some(&secret)).await
 }
 
 #[utoipa::path(
@@ -76,8 +79,11 @@ async fn list(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let found = services::list_page(&ctx, query.page()?).await?;
+    let ids = found.items.iter().map(|s| s.id.clone()).collect();
+    let urls = webhooks::urls_of(&ctx, ids).await?;
+    let body = |service| ServiceBody::new(service, hooks_of(&urls, service));
     Ok(HttpResponse::Ok().json(json!({
-        "services": found.items.iter().map(ServiceBody::from).collect::<Vec<_>>(),
+        "services": found.items.iter().map(body).collect::<Vec<_>>(),
         "next_cursor": found.next_cursor,
     })))
 }
@@ -100,7 +106,7 @@ async fn show(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let service = services::get(&ctx, &name).await?;
-    Ok(HttpResponse::Ok().json(ServiceBody::from(&service)))
+    answer(&ctx, HttpResponse::Ok(), &service, None).await
 }
 
 #[utoipa::path(
@@ -124,7 +130,7 @@ async fn change(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let service = services::change(&ctx, &name, service_form(body.into_inner())?).await?;
-    Ok(HttpResponse::Ok().json(ServiceBody::from(&service)))
+    answer(&ctx, HttpResponse::Ok(), &service, None).await
 }
 
 /// Reads a service's fields; what each must be is the service layer's to say.
@@ -139,6 +145,7 @@ fn service_form(body: Value) -> Result<ServiceForm, ApiError> {
             "projects",
             "max_access",
             "identities",
+            "webhooks",
         ],
     )?;
     let form = ServiceForm {
@@ -149,6 +156,7 @@ fn service_form(body: Value) -> Result<ServiceForm, ApiError> {
         projects: fields.words("projects"),
         max_access: fields.text("max_access"),
         identities: fields.value("identities"),
+        webhooks: fields.value("webhooks"),
     };
     fields.finish()?;
     Ok(form)
@@ -193,18 +201,29 @@ async fn rotate_secret(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (service, secret) = services::rotate_secret(&ctx, &name).await?;
-    Ok(with_secret(HttpResponse::Ok(), &service, &secret))
+    answer(&ctx, HttpResponse::Ok(), &service, Some(&secret)).await
 }
 
-/// The one answer that carries a client secret: shown once, never cached.
-fn with_secret(
+/// A service with its webhooks' URLs; with a client secret (shown once, never cached) after a
+/// creation or rotation.
+async fn answer(
+    ctx: &Context,
     mut response: actix_web::HttpResponseBuilder,
     service: &Service,
-    secret: &SecretString,
-) -> HttpResponse {
-    let mut body = serde_json::to_value(ServiceBody::from(service)).unwrap_or_default();
+    secret: Option<&SecretString>,
+) -> Result<HttpResponse, ApiError> {
+    let urls = webhooks::urls_of(ctx, vec![service.id.clone()]).await?;
+    let body = ServiceBody::new(service, hooks_of(&urls, service));
+    let Some(secret) = secret else {
+        return Ok(response.json(body));
+    };
+    let mut body = serde_json::to_value(body).unwrap_or_default();
     body["client_secret"] = json!(secret.expose_secret());
-    response
+    Ok(response
         .insert_header((CACHE_CONTROL, "no-store"))
-        .json(body)
+        .json(body))
+}
+
+fn hooks_of<'a>(urls: &'a HashMap<String, Vec<String>>, service: &Service) -> &'a [String] {
+    urls.get(&service.id).map_or(&[], Vec::as_slice)
 }

@@ -8,6 +8,7 @@ mod gitlab;
 mod projects;
 mod refresh;
 mod tls;
+mod webhook_client;
 mod workload_token;
 
 pub use check::{
@@ -19,6 +20,7 @@ pub use gitlab::{AuthorizationRequest, GitLabApp, GitLabError, Grant};
 pub use projects::{PROJECT_ANSWER_LIMIT, ProjectLookup, body_within, project_path};
 pub use refresh::{RefreshOutcome, RefreshReply};
 pub use tls::TrustRoots;
+pub use webhook_client::{post_event, webhook_http_client};
 pub use workload_token::{
     IssuerKeys, KeySource, TokenRefusal, TrustedIssuer, UnverifiedToken, VerifyError,
 };

@@ -6,9 +6,12 @@ use chrono::{NaiveDateTime, Utc};
 use secrecy::SecretString;
 
 use super::connection_tokens::{TokenKind, open_token, seal_token};
+use super::webhooks::outbox;
 use super::{Context, FieldError, ServiceError};
 use crate::db::{self, connections::ConnectionFilter, connections::ConnectionRow};
-use crate::domain::{ConnectionStatus, Page, Paged, ScopeSet, created_key, parse_created_key};
+use crate::domain::{
+    ConnectionStatus, EventType, Page, Paged, ScopeSet, created_key, parse_created_key,
+};
 use crate::oauth::Grant;
 
 /// A connection as administrators see it: no token material.
@@ -57,9 +60,10 @@ pub(super) async fn store_grant(
     grant: Grant,
 ) -> Result<StoredGrant, ServiceError> {
     let sealer = ctx.sealer.clone();
-    let (service_id, instance_id, subject) = (
+    let (service_id, instance_id, instance_name, subject) = (
         key.service_id.to_owned(),
         key.instance_id.to_owned(),
+        key.instance_name.to_owned(),
         key.subject.to_owned(),
     );
     let scopes = ScopeSet::granted(&grant.scopes).to_string();
@@ -116,7 +120,7 @@ pub(super) async fn store_grant(
                     grant.life.lifetime().num_seconds(),
                 )?;
                 let replaced_refresh_token = match existing {
-                                        Some(old) => {
+                    Some(old) => {
                         db::connections::replace_grant(conn, &row)?;
                         open_token(&sealer, &old, TokenKind::Refresh)
                             .map_err(|e| tracing::warn!(error.cause = %e, "the replaced grant cannot be revoked"))
@@ -127,6 +131,19 @@ pub(super) async fn store_grant(
                         None
                     }
                 };
+                // In the same transaction: the event exists exactly when the grant does.
+                outbox::record(
+                    conn,
+                    &outbox::Change {
+                        kind: EventType::ConnectionCreated,
+                        service_id: &service_id,
+                        connection_id: &row.id,
+                        instance: &instance_name,
+                        subject: &subject,
+                        status: ConnectionStatus::Active,
+                        reason: None,
+                    },
+                )?;
                 Ok(StoredGrant {
                     connection_id: row.id,
                     replaced_refresh_token,
@@ -146,6 +163,8 @@ pub(super) async fn store_grant(
 pub(super) struct GrantKey<'a> {
     pub service_id: &'a str,
     pub instance_id: &'a str,
+    /// The instance's name, for the `connection.created` event.
+    pub instance_name: &'a str,
     pub subject: &'a str,
 }
 

@@ -22,6 +22,7 @@ pub mod revocation;
 pub mod service_token;
 pub mod services;
 pub mod token_exchange;
+pub mod webhooks;
 
 use std::sync::Arc;
 

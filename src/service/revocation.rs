@@ -5,9 +5,10 @@ use chrono::Utc;
 use super::audit::AuditEvent;
 use super::connection_tokens::{TokenKind, open_token};
 use super::registration::Registration;
+use super::webhooks::outbox;
 use super::{Context, ServiceError, refresh};
 use crate::db::{self, connections::ConnectionRow, instances::InstanceRow};
-use crate::domain::ConnectionStatus;
+use crate::domain::{ConnectionStatus, EventType};
 
 /// `status_reason` of a revoked connection: labgate stopped handing it out; GitLab has, or has
 /// not yet, revoked its grant.
@@ -70,10 +71,28 @@ async fn revoke_row(
         row.instance_id.clone(),
         row.subject.clone(),
     );
-    // The access grants made on the subject's behalf end with the connection.
+    let instance_name = instance.name.clone();
+    // The access grants made on the subject's behalf end with the connection; the event is
+    // written with the change, once: a connection revoked again tells nobody again.
     ctx.db_write(move |conn| {
-        db::access_grants::delete_for_holder(conn, &holder.0, &holder.1, &holder.2)?;
-        db::connections::set_status(conn, &id, revoked, Some(REVOCATION_PENDING), now)
+        conn.write_transaction(|conn| {
+            let before = db::connections::find(conn, &id)?;
+            db::access_grants::delete_for_holder(conn, &holder.0, &holder.1, &holder.2)?;
+            db::connections::set_status(conn, &id, revoked, Some(REVOCATION_PENDING), now)?;
+            if before.is_some_and(|row| row.status != revoked) {
+                let change = outbox::Change {
+                    kind: EventType::ConnectionRevoked,
+                    service_id: &holder.0,
+                    connection_id: &id,
+                    instance: &instance_name,
+                    subject: &holder.2,
+                    status: revoked,
+                    reason: None,
+                };
+                outbox::record(conn, &change)?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })
     })
     .await?;
     let registration = Registration::of(ctx, instance)?;

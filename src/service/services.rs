@@ -2,16 +2,19 @@
 //! rotate the secret.
 
 use chrono::Utc;
+use diesel::Connection;
 use secrecy::SecretString;
 
 use super::audit::{ADMIN_TOKEN, AuditEvent};
 use super::principal::{Service, to_service};
-use super::{Context, FieldError, ServiceError, access_grants, field, required, revocation};
+use super::{
+    Context, FieldError, ServiceError, access_grants, field, required, revocation, webhooks,
+};
 use crate::crypto::{TokenHash, generate_token};
 use crate::db::{self, services::ServiceRow};
 use crate::domain::{
     Access, IdentityIssuer, InstanceAccess, InstanceName, Page, Paged, ProjectPatterns,
-    ReturnOrigin, ScopeSet, ServiceName, WorkloadIdentities,
+    ReturnOrigin, ScopeSet, ServiceName, Webhook, WorkloadIdentities, parse_webhooks,
 };
 
 /// Service fields as typed, before parsing.
@@ -27,6 +30,8 @@ pub struct ServiceForm {
     pub max_access: Option<String>,
     /// The workload identities it trusts (the API's JSON array); none when absent.
     pub identities: Option<serde_json::Value>,
+    /// Where its connection events go (the API's JSON array); replaces the list when given.
+    pub webhooks: Option<serde_json::Value>,
 }
 
 pub async fn create(
@@ -60,6 +65,7 @@ pub async fn create(
     let origins = policy.origins.unwrap_or_default();
     let projects = policy.projects.unwrap_or_default();
     let max_access = policy.max_access.unwrap_or(Access::Read);
+    let webhooks = policy.webhooks.unwrap_or_default();
 
     let secret = generate_token("lgsec_");
     let now = Utc::now().naive_utc();
@@ -79,8 +85,17 @@ pub async fn create(
         identities: identities.to_stored(),
     };
     let stored = row.clone();
+    let hooks = webhooks::sealed_rows(&ctx.sealer, &row.id, &webhooks, now);
     let inserted = ctx
-        .db_write(move |conn| db::inserted(db::services::insert(conn, &stored)))
+        .db_write(move |conn| {
+            conn.transaction(|conn| {
+                let inserted = db::inserted(db::services::insert(conn, &stored))?;
+                if inserted {
+                    db::webhooks::replace_for_service(conn, &stored.id, &hooks)?;
+                }
+                Ok(inserted)
+            })
+        })
         .await?;
     if !inserted {
         return Err(ServiceError::Conflict(format!(
@@ -104,6 +119,7 @@ struct PolicyChange {
     projects: Option<ProjectPatterns>,
     max_access: Option<Access>,
     identities: Option<WorkloadIdentities>,
+    webhooks: Option<Vec<Webhook>>,
 }
 
 /// Parses whichever policy fields `form` holds, recording why any is refused.
@@ -143,6 +159,17 @@ fn parse_policy(errors: &mut Vec<FieldError>, form: ServiceForm) -> PolicyChange
             })
             .ok()
     });
+    let webhooks = form.webhooks.and_then(|v| {
+        parse_webhooks(&v)
+            .map_err(|refused| {
+                errors.extend(
+                    refused
+                        .into_iter()
+                        .map(|(place, why)| FieldError::new(place, why.0)),
+                );
+            })
+            .ok()
+    });
     PolicyChange {
         instances,
         scopes,
@@ -150,6 +177,7 @@ fn parse_policy(errors: &mut Vec<FieldError>, form: ServiceForm) -> PolicyChange
         projects,
         max_access,
         identities,
+        webhooks,
     }
 }
 
@@ -264,8 +292,19 @@ pub async fn change(ctx: &Context, name: &str, form: ServiceForm) -> Result<Serv
     }
     row.updated_at = Utc::now().naive_utc();
     let stored = row.clone();
+    let hooks = policy
+        .webhooks
+        .map(|hooks| webhooks::sealed_rows(&ctx.sealer, &row.id, &hooks, row.updated_at));
     if !ctx
-        .db_write(move |conn| db::services::update_policy(conn, &stored))
+        .db_write(move |conn| {
+            conn.transaction(|conn| {
+                let found = db::services::update_policy(conn, &stored)?;
+                if let (true, Some(hooks)) = (found, &hooks) {
+                    db::webhooks::replace_for_service(conn, &stored.id, hooks)?;
+                }
+                Ok(found)
+            })
+        })
         .await?
     {
         return Err(not_found(name));

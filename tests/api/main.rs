@@ -29,4 +29,5 @@ mod request_logs;
 mod secrets;
 mod services;
 mod tools;
+mod webhooks;
 mod workload_identity;

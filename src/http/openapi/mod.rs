@@ -9,7 +9,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::services;
-use super::{access_grants, audit, connect, connections, credentials, instances, service_token};
+use super::{
+    access_grants, audit, connect, connections, credentials, deliveries, instances, service_token,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +33,7 @@ use super::{access_grants, audit, connect, connections, credentials, instances, 
         services::change,
         services::delete,
         services::rotate_secret,
+        deliveries::list,
         connect::create,
         connections::list,
         connections::revoke,

@@ -6,7 +6,9 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::bodies::{GitLabUser, IdentityBody, InstanceBody, InstanceRef, ServiceBody};
+use crate::http::bodies::{
+    DeliveryBody, GitLabUser, IdentityBody, InstanceBody, InstanceRef, ServiceBody,
+};
 
 /// `POST /api/v1/instances`; `PATCH` takes any subset (`ca_pem: null` removes the CA).
 #[derive(ToSchema, Serialize)]
@@ -53,6 +55,24 @@ pub(crate) struct ServiceRequest {
     max_access: Option<String>,
     /// Workload identities whose tokens it may exchange for service tokens (default none).
     identities: Option<Vec<IdentityBody<'static>>>,
+    /// Where its connection events go (default none); `PATCH` replaces the list.
+    webhooks: Option<Vec<WebhookRequest>>,
+}
+
+/// A webhook: https, or plain http only to 127.0.0.1, ::1 or localhost.
+#[derive(ToSchema, Serialize)]
+pub(crate) struct WebhookRequest {
+    url: String,
+    /// At least 16 characters; signs every delivery (`Labgate-Signature`). Write-only.
+    secret: String,
+}
+
+/// `GET /api/v1/services/{name}/deliveries`.
+#[derive(ToSchema, Serialize)]
+pub(crate) struct DeliveryList {
+    deliveries: Vec<DeliveryBody<'static>>,
+    /// Pass it back as `cursor` for the next page; null on the last one.
+    next_cursor: Option<String>,
 }
 
 /// A service with its client secret, shown once: on creation and on rotation.

@@ -200,6 +200,7 @@ async fn complete(
     let key = connections::GrantKey {
         service_id: &session.service_id,
         instance_id: &instance.id,
+        instance_name: &instance.name,
         subject: &session.subject,
     };
     let stored = connections::store_grant(ctx, key, grant)

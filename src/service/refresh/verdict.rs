@@ -5,9 +5,10 @@ use chrono::Utc;
 use super::RefreshError;
 use super::coordination::Lease;
 use crate::db::{self, connections::ConnectionRow};
-use crate::domain::ConnectionStatus;
+use crate::domain::{ConnectionStatus, EventType};
 use crate::service::Context;
 use crate::service::audit::AuditEvent;
+use crate::service::webhooks::outbox;
 
 pub(super) async fn reauthorize(
     ctx: &Context,
@@ -22,10 +23,30 @@ pub(super) async fn reauthorize(
         ConnectionStatus::ReauthorizationRequired,
         code.to_owned(),
     );
+    let (service_id, instance_name, subject) = (
+        row.service_id.clone(),
+        instance.to_owned(),
+        row.subject.clone(),
+    );
     let now = Utc::now().naive_utc();
     if let Err(e) = ctx
         .db_write(move |conn| {
-            db::connections::set_status(conn, &id, status, Some(&code_owned), now)
+            // The status and its event together, or neither.
+            conn.write_transaction(|conn| {
+                if db::connections::set_status(conn, &id, status, Some(&code_owned), now)? {
+                    let change = outbox::Change {
+                        kind: EventType::ConnectionReauthorizationRequired,
+                        service_id: &service_id,
+                        connection_id: &id,
+                        instance: &instance_name,
+                        subject: &subject,
+                        status,
+                        reason: Some(&code_owned),
+                    };
+                    outbox::record(conn, &change)?;
+                }
+                Ok::<_, diesel::result::Error>(())
+            })
         })
         .await
     {

@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, web};
 use maud::html;
 use serde::Deserialize;
 
+mod deliveries;
 mod views;
 
 use super::error::PageError;
@@ -34,6 +35,11 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/services/{name}/rotate-secret")
             .route(web::get().to(rotate_confirmation))
             .route(web::post().to(rotate))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/services/{name}/deliveries")
+            .route(web::get().to(deliveries::list))
             .default_service(web::to(super::method_not_allowed)),
     )
     .service(
@@ -102,6 +108,8 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
         max_access: Some(values.max_access.clone()),
         // As the API: a form sent without the field keeps (or, new, has none of) them.
         identities,
+        // The webhooks are the API's to edit: a form leaves them as they are.
+        webhooks: None,
     };
     match services::create(&ctx, input).await {
         Ok((service, secret)) => Ok(secret_page(
@@ -184,6 +192,8 @@ async fn edit(
         projects: Some(form.words("projects")),
         max_access: Some(values.max_access.clone()),
         identities,
+        // The webhooks are the API's to edit: a form leaves them as they are.
+        webhooks: None,
     };
     match services::change(&ctx, &values.name, input).await {
         Ok(_) => Ok(see_other("/admin/services?done=changed")),

@@ -127,6 +127,8 @@ fn service_row(service: &Service) -> maud::Markup {
             td {
                 a href={ "/admin/services/" (name) "/edit" } { "Edit" }
                 br;
+                a href={ "/admin/services/" (name) "/deliveries" } { "Deliveries" }
+                br;
                 a href={ "/admin/services/" (name) "/rotate-secret" } { "Rotate secret…" }
                 br;
                 a href={ "/admin/services/" (name) "/delete" } { "Delete…" }
