@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rustls::pki_types::pem::PemObject;
@@ -23,7 +23,7 @@ use crate::http::{self, RequestSpan};
 use crate::oauth::{InstanceClients, IssuerKeys};
 use crate::service::audit::AuditLog;
 use crate::service::handout_cache::HandoutCache;
-use crate::service::{Context, gauges, refresh, webhooks};
+use crate::service::{Context, gauges, key_rotation, refresh, webhooks};
 
 pub struct Application {
     port: u16,
@@ -211,22 +211,9 @@ struct KeyMaterial {
 /// The sealing key (configured, or created on first start), the admin token's hash, and the
 /// key that signs service tokens (created once, sealed, shared by every process).
 fn load_key_material(pool: &DbPool, settings: &Settings) -> anyhow::Result<KeyMaterial> {
-    let key = match &settings.security.master_key {
-        Some(encoded) => MasterKey::from_base64(encoded)
-            .map_err(|e| ConfigError::invalid("security.master_key", e.to_string()))?,
-        None => MasterKey::load_or_create(&settings.security.generated_master_key_path).map_err(
-            |e| ConfigError::invalid("security.generated_master_key_path", e.to_string()),
-        )?,
-    };
+    let (key, previous) = configured_keys(settings)?;
     let mut conn = pool.get().context("cannot get a database connection")?;
-    let key_id = key.id().to_string();
-    let recorded = meta::get_or_insert(&mut conn, meta::MASTER_KEY_ID, &key_id)?;
-    if recorded != key_id {
-        bail!(
-            "this database holds secrets sealed under master key {recorded}, but the configured key is \
-             {key_id}: configure the original key (security.master_key or security.master_key_file)"
-        );
-    }
+    let sealer = key_rotation::sealer_for_database(&mut conn, &key, previous.as_ref())?;
 
     let admin_token = match &settings.admin.token {
         Some(token) => TokenHash::of_secret(token),
@@ -244,13 +231,32 @@ fn load_key_material(pool: &DbPool, settings: &Settings) -> anyhow::Result<KeyMa
             TokenHash::from_hex(&stored).context("the stored admin token hash is malformed")?
         }
     };
-    let sealer = Sealer::new(&key);
     let service_tokens = load_service_token_keys(&mut conn, &sealer)?;
     Ok(KeyMaterial {
         sealer,
         admin_token,
         service_tokens,
     })
+}
+
+/// The master key the settings name (created on first start when none is configured), and the
+/// other key of a rotation when one is configured.
+pub fn configured_keys(settings: &Settings) -> anyhow::Result<(MasterKey, Option<MasterKey>)> {
+    let security = &settings.security;
+    let key = match &security.master_key {
+        Some(encoded) => MasterKey::from_base64(encoded)
+            .map_err(|e| ConfigError::invalid("security.master_key", e.to_string()))?,
+        None => MasterKey::load_or_create(&security.generated_master_key_path).map_err(|e| {
+            ConfigError::invalid("security.generated_master_key_path", e.to_string())
+        })?,
+    };
+    let previous = security
+        .previous_master_key
+        .as_ref()
+        .map(MasterKey::from_base64)
+        .transpose()
+        .map_err(|e| ConfigError::invalid("security.previous_master_key", e.to_string()))?;
+    Ok((key, previous))
 }
 
 fn load_service_token_keys(

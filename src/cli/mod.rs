@@ -6,6 +6,7 @@ mod credentials;
 mod git_credential;
 mod healthcheck;
 mod migrate;
+mod rotate_key;
 mod serve;
 mod version;
 
@@ -29,6 +30,8 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Re-seal every secret under a new master key while labgate serves (same settings as serve).
+    RotateKey(rotate_key::RotateKeyArgs),
     /// Print a GitLab token for a user (reads LABGATE_URL, LABGATE_CLIENT_ID, and LABGATE_CLIENT_SECRET or LABGATE_ID_TOKEN).
     Credentials(credentials::CredentialsArgs),
     /// git's credential helper: git config credential.helper '!labgate git-credential'.
@@ -63,6 +66,7 @@ impl Cli {
         match self.command {
             Command::Serve => serve::run().await,
             Command::Migrate => migrate::run().await,
+            Command::RotateKey(args) => rotate_key::run(args).await,
             Command::Credentials(args) => Ok(credentials::run(args).await?),
             Command::GitCredential { operation } => Ok(git_credential::run(operation).await?),
             Command::Healthcheck => healthcheck::run().await,

@@ -42,6 +42,9 @@ impl Settings {
                 toml.text("generated_master_key_path", &path.to_string());
             }
         }
+        if self.security.previous_master_key.is_some() {
+            toml.text("previous_master_key", MASK);
+        }
         toml.section("admin");
         match &self.admin.token {
             Some(_) => toml.text("token", MASK),

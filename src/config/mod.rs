@@ -64,6 +64,8 @@ pub enum DatabaseUrl {
 #[derive(Debug, Clone)]
 pub struct SecuritySettings {
     pub master_key: Option<SecretString>,
+    /// The other key of a master-key rotation: opens values, never seals.
+    pub previous_master_key: Option<SecretString>,
     pub generated_master_key_path: PathBuf,
 }
 
@@ -212,6 +214,8 @@ struct RawDatabase {
 struct RawSecurity {
     master_key: Option<String>,
     master_key_file: Option<PathBuf>,
+    previous_master_key: Option<String>,
+    previous_master_key_file: Option<PathBuf>,
     generated_master_key_path: PathBuf,
 }
 
@@ -262,6 +266,11 @@ impl RawSettings {
                     "security.master_key",
                     self.security.master_key,
                     self.security.master_key_file,
+                )?,
+                previous_master_key: secret(
+                    "security.previous_master_key",
+                    self.security.previous_master_key,
+                    self.security.previous_master_key_file,
                 )?,
                 generated_master_key_path: self.security.generated_master_key_path,
             },

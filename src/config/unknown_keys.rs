@@ -16,6 +16,8 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "database.pool_timeout_seconds",
     "security.master_key",
     "security.master_key_file",
+    "security.previous_master_key",
+    "security.previous_master_key_file",
     "security.generated_master_key_path",
     "admin.token",
     "admin.token_file",

@@ -54,6 +54,15 @@ impl MasterKey {
         Self::from_bytes(bytes)
     }
 
+    /// Reads an existing key file; never creates one.
+    pub fn read(path: &Path) -> Result<Self, KeyError> {
+        let encoded = fs::read_to_string(path).map_err(|source| KeyError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_base64(&SecretString::from(encoded))
+    }
+
     /// Reads the key file at `path`, or creates it (mode 0600, base64) when there is none.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
         let file_error = |source| KeyError::File {

@@ -10,9 +10,12 @@ const HEADER_LEN: usize = 1 + 8 + 24;
 
 /// Seals secrets at rest with XChaCha20-Poly1305 under the master key. The associated data
 /// names the table, column and row, so a ciphertext copied into another row does not open.
+/// During a master-key rotation it also opens values sealed under the other key.
 pub struct Sealer {
     key_id: KeyId,
     cipher: XChaCha20Poly1305,
+    /// The other key of a rotation: opens, never seals.
+    also_opens: Option<(KeyId, XChaCha20Poly1305)>,
 }
 
 /// Every column that holds a sealed value: the one list of the table and column names bound
@@ -72,11 +75,29 @@ impl Sealer {
         Self {
             key_id: key.id(),
             cipher: XChaCha20Poly1305::new(key.expose().into()),
+            also_opens: None,
         }
+    }
+
+    /// Seals under `key`, and opens values sealed under `key` or `other`.
+    pub fn with_other(key: &MasterKey, other: &MasterKey) -> Self {
+        let mut sealer = Self::new(key);
+        if other.id() != key.id() {
+            sealer.also_opens = Some((other.id(), XChaCha20Poly1305::new(other.expose().into())));
+        }
+        sealer
     }
 
     pub fn key_id(&self) -> KeyId {
         self.key_id
+    }
+
+    /// The key a sealed value was sealed under, read from its header.
+    pub fn sealed_under(sealed: &[u8]) -> Option<KeyId> {
+        if sealed.len() < HEADER_LEN || sealed[0] != VERSION {
+            return None;
+        }
+        sealed[1..9].try_into().ok().map(KeyId::from_bytes)
     }
 
     pub fn seal(&self, field: SealedField<'_>, plaintext: &[u8]) -> Vec<u8> {
@@ -108,16 +129,20 @@ impl Sealer {
         if sealed.len() < HEADER_LEN || sealed[0] != VERSION {
             return Err(SealError::Malformed);
         }
-        let found = KeyId::from_bytes(sealed[1..9].try_into().map_err(|_| SealError::Malformed)?);
-        if found != self.key_id {
-            return Err(SealError::OtherKey {
-                found,
-                configured: self.key_id,
-            });
-        }
+        let found = Self::sealed_under(sealed).ok_or(SealError::Malformed)?;
+        let cipher = match &self.also_opens {
+            _ if found == self.key_id => &self.cipher,
+            Some((other, cipher)) if found == *other => cipher,
+            _ => {
+                return Err(SealError::OtherKey {
+                    found,
+                    configured: self.key_id,
+                });
+            }
+        };
         let nonce = XNonce::from_slice(&sealed[9..HEADER_LEN]);
         let aad = field.associated_data(&sealed[..9]);
-        self.cipher
+        cipher
             .decrypt(
                 nonce,
                 Payload {
@@ -198,6 +223,31 @@ mod tests {
         assert!(matches!(
             sealer.open(field("row-1"), b"short"),
             Err(SealError::Malformed)
+        ));
+    }
+
+    #[test]
+    fn during_a_rotation_opens_under_either_key_and_seals_under_its_own() {
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        let under_old = Sealer::new(&old).seal(field("row-1"), b"a");
+        let both = Sealer::with_other(&new, &old);
+        let under_new = both.seal(field("row-1"), b"b");
+        assert_eq!(Sealer::sealed_under(&under_new), Some(new.id()));
+        assert_eq!(
+            both.open(field("row-1"), &under_old)
+                .unwrap()
+                .expose_secret(),
+            b"a"
+        );
+        assert_eq!(
+            both.open(field("row-1"), &under_new)
+                .unwrap()
+                .expose_secret(),
+            b"b"
+        );
+        assert!(matches!(
+            Sealer::new(&old).open(field("row-1"), &under_new),
+            Err(SealError::OtherKey { .. })
         ));
     }
 }

@@ -11,6 +11,7 @@ pub mod instances;
 pub mod meta;
 mod pool;
 pub mod refresh_attempts;
+pub mod resealing;
 pub mod schema;
 pub mod services;
 pub mod webhook_deliveries;

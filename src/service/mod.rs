@@ -14,6 +14,7 @@ mod gitlab_token;
 pub mod handout_cache;
 pub mod health;
 pub mod instances;
+pub mod key_rotation;
 pub mod principal;
 pub mod proxy;
 pub mod refresh;

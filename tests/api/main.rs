@@ -19,6 +19,7 @@ mod crash;
 mod credentials;
 mod instance_checks;
 mod instances;
+mod key_rotation;
 mod lifecycle;
 mod logs;
 mod openapi;
