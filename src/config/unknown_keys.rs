@@ -109,6 +109,8 @@ mod tests {
         [security]
         master_key = "m"
         master_key_file = "m"
+        previous_master_key = "p"
+        previous_master_key_file = "p"
         [admin]
         token = "t"
         token_file = "t"

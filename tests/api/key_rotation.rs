@@ -24,6 +24,7 @@ use crate::support::database::Backend;
 on_both_backends!(
     rotates_every_secret_while_labgate_serves,
     a_killed_rotation_resumes_and_a_second_one_is_refused,
+    bad_new_keys_are_refused_by_name_and_never_quoted,
 );
 
 async fn rotates_every_secret_while_labgate_serves(backend: Backend) {
@@ -107,6 +108,10 @@ async fn a_killed_rotation_resumes_and_a_second_one_is_refused(backend: Backend)
     first.wait().await.unwrap();
     let (under_old, under_new) = setup.values_by_key();
     assert!(under_old > 0 && under_new > 0, "{under_old} / {under_new}");
+    // Mid-rotation, a process with the old key alone could not open re-sealed values: refused.
+    let refused = setup.serve_refused(&setup.old_key).await;
+    assert!(refused.contains("under way"), "{refused}");
+    assert!(refused.contains(&setup.new_id.to_string()), "{refused}");
     // The serving process opens values under either key meanwhile.
     let rows = setup.seeded_rows();
     let resealed = rows
@@ -132,6 +137,45 @@ async fn a_killed_rotation_resumes_and_a_second_one_is_refused(backend: Backend)
     // Nothing lost: every seeded token opens under the new key to what was sealed.
     setup.expect_all_open_under_new();
     setup.expect_fetch(&serving, &waiting.subject).await;
+}
+
+async fn bad_new_keys_are_refused_by_name_and_never_quoted(backend: Backend) {
+    let setup = Setup::new(backend, 2).await;
+    let dir = setup.new_key.parent().unwrap();
+    let not_a_key = dir.join("not-a.key");
+    std::fs::write(&not_a_key, "hunter2-is-no-key!").unwrap();
+    let short = dir.join("short.key");
+    std::fs::write(&short, "c2hvcnQ=").unwrap();
+    let missing = dir.join("missing.key");
+    let cases = [
+        (missing.clone(), "cannot read it"),
+        (not_a_key.clone(), "is not a master key"),
+        (short.clone(), "got 5"),
+        (
+            setup.old_key.clone(),
+            "is the key this database is sealed under already",
+        ),
+    ];
+    for (file, expected) in cases {
+        let mut command = setup.command(
+            &["rotate-key", "--new-key-file", &file.display().to_string()],
+            &setup.old_key,
+            None,
+        );
+        let output = command.output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{file:?}");
+        assert!(stderr.contains(expected), "{file:?}: {stderr}");
+        assert!(
+            stderr.contains(&file.display().to_string()) || file == setup.old_key,
+            "{stderr}"
+        );
+        for secret in ["hunter2", "c2hvcnQ"] {
+            assert!(!stderr.contains(secret), "{stderr}");
+        }
+    }
+    // Nothing was touched.
+    assert_eq!(setup.values_by_key().1, 0);
 }
 
 /// A connected person, `seeded` more connections sealed under the key labgate generated, and a
