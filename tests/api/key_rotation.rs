@@ -32,7 +32,11 @@ async fn rotates_every_secret_while_labgate_serves(backend: Backend) {
     let serving = setup.serve(&setup.new_key, Some(&setup.old_key)).await;
     setup.expect_fetch(&serving, "seed-0007").await;
 
-    let rotated = setup.rotate(&[]).await;
+    // With exactly the serving process's settings: the new key configured, the old one beside it.
+    let new_key = setup.new_key.display().to_string();
+    let args = ["rotate-key", "--new-key-file", &new_key];
+    let mut command = setup.command(&args, &setup.new_key, Some(&setup.old_key));
+    let rotated = command.output().await.unwrap();
     let stdout = String::from_utf8_lossy(&rotated.stdout);
     assert!(
         rotated.status.success(),
