@@ -66,6 +66,7 @@ impl Application {
         let ctx = Context {
             pool: pool.clone(),
             sealer: Arc::new(keys.sealer),
+            master_keys: Arc::new(keys.master_keys),
             admin_token: keys.admin_token,
             service_tokens: Arc::new(keys.service_tokens),
             clients: Arc::new(InstanceClients::default()),
@@ -204,6 +205,7 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<DbPool> {
 
 struct KeyMaterial {
     sealer: Sealer,
+    master_keys: Vec<MasterKey>,
     admin_token: TokenHash,
     service_tokens: ServiceTokenKeys,
 }
@@ -234,6 +236,7 @@ fn load_key_material(pool: &DbPool, settings: &Settings) -> anyhow::Result<KeyMa
     let service_tokens = load_service_token_keys(&mut conn, &sealer)?;
     Ok(KeyMaterial {
         sealer,
+        master_keys: [Some(key), previous].into_iter().flatten().collect(),
         admin_token,
         service_tokens,
     })

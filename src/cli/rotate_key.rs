@@ -38,14 +38,20 @@ pub(super) async fn run(args: RotateKeyArgs) -> anyhow::Result<()> {
     let (pool, configured) = tokio::task::spawn_blocking(move || {
         let pool = crate::startup::open_database(&settings)?;
         let (key, previous) = crate::startup::configured_keys(&settings)?;
-        anyhow::Ok((pool, [Some(key), previous].into_iter().flatten().collect()))
+        anyhow::Ok((
+            pool,
+            [Some(key), previous]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+        ))
     })
     .await??;
     let options = RotationOptions {
         batch_size: args.batch_size,
         pause: Duration::from_millis(args.batch_pause_ms),
     };
-    let rotated = key_rotation::rotate(pool, configured, new, options).await?;
+    let rotated = key_rotation::rotate(pool, &configured, &new, options).await?;
     println!(
         "{} master key {} to {}: {} values re-sealed. Configure the new key on every process \
          (security.master_key_file); the old key is refused from now on.",

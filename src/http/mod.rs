@@ -14,6 +14,7 @@ mod error;
 mod fields;
 mod health;
 mod instances;
+mod keys;
 mod openapi;
 mod pages;
 mod paging;
@@ -65,7 +66,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(connections::routes)
             .configure(credentials::routes)
             .configure(access_grants::routes)
-            .configure(audit::routes),
+            .configure(audit::routes)
+            .configure(keys::routes),
     );
 }
 

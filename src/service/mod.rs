@@ -34,7 +34,7 @@ pub use crate::oauth::{CheckStep, StepStatus};
 pub use error::{FieldError, ServiceError};
 
 use crate::config::{OutboundSettings, RefresherSettings};
-use crate::crypto::{Sealer, ServiceTokenKeys, TokenHash};
+use crate::crypto::{MasterKey, Sealer, ServiceTokenKeys, TokenHash};
 use crate::db::{DbConnection, DbPool};
 use crate::domain::{InstanceName, Invalid};
 use crate::metrics::Metrics;
@@ -45,6 +45,8 @@ use crate::oauth::{InstanceClients, IssuerKeys};
 pub struct Context {
     pub pool: DbPool,
     pub sealer: Arc<Sealer>,
+    /// The configured master keys: the one it seals under, then the other of a rotation.
+    pub master_keys: Arc<Vec<MasterKey>>,
     pub admin_token: TokenHash,
     pub service_tokens: Arc<ServiceTokenKeys>,
     pub clients: Arc<InstanceClients>,

@@ -13,6 +13,7 @@ use labgate::crypto::{KeyId, MasterKey, SealedColumn, Sealer};
 use labgate::db::connections::ConnectionRow;
 use labgate::db::schema::{audit_events, connections::dsl as c};
 use labgate::db::{DbPool, meta, resealing};
+use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -25,6 +26,7 @@ on_both_backends!(
     rotates_every_secret_while_labgate_serves,
     a_killed_rotation_resumes_and_a_second_one_is_refused,
     bad_new_keys_are_refused_by_name_and_never_quoted,
+    the_api_starts_a_rotation_and_answers_409_while_one_runs,
 );
 
 async fn rotates_every_secret_while_labgate_serves(backend: Backend) {
@@ -180,6 +182,62 @@ async fn bad_new_keys_are_refused_by_name_and_never_quoted(backend: Backend) {
     }
     // Nothing was touched.
     assert_eq!(setup.values_by_key().1, 0);
+}
+
+async fn the_api_starts_a_rotation_and_answers_409_while_one_runs(backend: Backend) {
+    let setup = Setup::new(backend, 600).await;
+    // A process with one key cannot rotate: it would not open what it re-sealed elsewhere.
+    let alone = setup.cw.app.call(Method::POST, "/api/v1/keys/rotate").await;
+    assert_eq!(alone.status(), 409);
+    let serving = setup.serve(&setup.new_key, Some(&setup.old_key)).await;
+    let rotate = || async {
+        let url = format!("{}/api/v1/keys/rotate", serving.address);
+        let answer = setup
+            .cw
+            .app
+            .client
+            .post(url)
+            .bearer_auth(&setup.cw.app.admin_token)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        (status, answer.json::<Value>().await.unwrap())
+    };
+    let slow = ["--batch-size", "20", "--batch-pause-ms", "40"];
+    let mut cli = setup.rotate_command(&slow).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while setup.values_by_key().1 < 40 {
+        assert!(Instant::now() < deadline, "the rotation never progressed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, refused) = rotate().await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("is running"),
+        "{refused}"
+    );
+    cli.kill().await.unwrap();
+    cli.wait().await.unwrap();
+
+    let (status, started) = rotate().await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(
+        started,
+        json!({"from": setup.old_id.to_string(), "to": setup.new_id.to_string(), "resumed": true})
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let recorded = meta::get(&mut setup.pool.get().unwrap(), meta::MASTER_KEY_ID).unwrap();
+        if recorded == Some(setup.new_id.to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rotation never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(setup.values_by_key().0, 0);
+    setup.expect_all_open_under_new();
+    setup.expect_fetch(&serving, "seed-0500").await;
 }
 
 /// A connected person, `seeded` more connections sealed under the key labgate generated, and a

@@ -10,7 +10,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::services;
 use super::{
-    access_grants, audit, connect, connections, credentials, deliveries, instances, service_token,
+    access_grants, audit, connect, connections, credentials, deliveries, instances, keys,
+    service_token,
 };
 
 #[derive(OpenApi)]
@@ -43,6 +44,7 @@ use super::{
         access_grants::list,
         access_grants::end,
         audit::list,
+        keys::rotate,
     ),
     modifiers(&SecuritySchemes)
 )]

@@ -264,3 +264,14 @@ pub(crate) struct OAuthError {
     error: String,
     error_description: String,
 }
+
+/// `POST /api/v1/keys/rotate`: the rotation started, by key ids.
+#[derive(ToSchema, Serialize)]
+pub(crate) struct RotationStarted {
+    /// The id of the key values are re-sealed from.
+    from: String,
+    /// The id of the key they are re-sealed under.
+    to: String,
+    /// Whether it continues a rotation left unfinished.
+    resumed: bool,
+}

@@ -86,14 +86,15 @@ pub(super) fn acquire(
                 );
             }
             if running.held() {
-                bail!(
+                return Err(super::Running(format!(
                     "a master-key rotation to key {} is running (process {}, started {}, lease \
                      until {}s from now): it was not started twice",
                     running.target,
                     running.owner,
                     ago(running.started),
                     running.until.saturating_sub(now())
-                );
+                ))
+                .into());
             }
         }
         let state = RotationState {

@@ -4,6 +4,7 @@
 //! process wrote meanwhile is never overwritten) and, interrupted, resumes where values are
 //! still under the old key. Finished, the database records the new key and the old one retired.
 
+pub mod api;
 mod keys_at_startup;
 mod lease;
 mod sweep;
@@ -15,7 +16,7 @@ use anyhow::{Context as _, bail};
 pub use keys_at_startup::sealer_for_database;
 
 use super::audit::{AuditEvent, AuditLog};
-use crate::crypto::{MasterKey, Sealer};
+use crate::crypto::{KeyId, MasterKey, Sealer};
 use crate::db::{DbPool, meta};
 use lease::RotationState;
 use sweep::{Counts, Resealer};
@@ -40,19 +41,53 @@ pub struct Rotated {
     pub resumed: bool,
 }
 
+/// Refused because another process runs a rotation (`409` on the API).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Running(String);
+
+/// A rotation that holds its lease, ready to go.
+pub struct Begun {
+    new_id: KeyId,
+    state: RotationState,
+    resealer: Resealer,
+    resumed: bool,
+}
+
 /// Re-seals every secret under `new`. `configured` are the keys of the settings (the key the
 /// database is under must be one of them).
 pub async fn rotate(
     pool: DbPool,
-    configured: Vec<MasterKey>,
-    new: MasterKey,
+    configured: &[MasterKey],
+    new: &MasterKey,
     options: RotationOptions,
 ) -> anyhow::Result<Rotated> {
     let audit = AuditLog::start(pool.clone());
-    let (new_id, mut state, resealer, resumed) = {
-        let pool = pool.clone();
-        tokio::task::spawn_blocking(move || begin(&pool, configured, new, options)).await??
-    };
+    let begun = begin(pool.clone(), configured, new, options).await?;
+    run(pool, &audit, begun).await
+}
+
+/// Checks the keys and takes the lease (an error downcasts to `Running` when another process
+/// holds it).
+pub async fn begin(
+    pool: DbPool,
+    configured: &[MasterKey],
+    new: &MasterKey,
+    options: RotationOptions,
+) -> anyhow::Result<Begun> {
+    let sealers: Vec<Sealer> = configured.iter().map(Sealer::new).collect();
+    let new = Sealer::new(new);
+    tokio::task::spawn_blocking(move || take_lease(&pool, sealers, new, options)).await?
+}
+
+/// Goes over every value until none is under the old key, then records the new key; audited.
+pub async fn run(pool: DbPool, audit: &AuditLog, begun: Begun) -> anyhow::Result<Rotated> {
+    let Begun {
+        new_id,
+        mut state,
+        resealer,
+        resumed,
+    } = begun;
     let (old_id, new_id_text) = (resealer.old.key_id().to_string(), new_id.to_string());
     audit
         .record(
@@ -105,26 +140,26 @@ pub async fn rotate(
 }
 
 /// Checks the keys and takes the lease.
-fn begin(
+fn take_lease(
     pool: &DbPool,
-    configured: Vec<MasterKey>,
-    new: MasterKey,
+    configured: Vec<Sealer>,
+    new: Sealer,
     options: RotationOptions,
-) -> anyhow::Result<(crate::crypto::KeyId, RotationState, Resealer, bool)> {
+) -> anyhow::Result<Begun> {
     let mut conn = pool.get().context("cannot get a database connection")?;
     let Some(current) = meta::get(&mut conn, meta::MASTER_KEY_ID)? else {
         bail!("this database has no master key yet: start labgate once before rotating");
     };
-    if new.id().to_string() == current {
+    if new.key_id().to_string() == current {
         bail!(
             "the new key {} is the key this database is sealed under already: nothing to rotate",
-            new.id()
+            new.key_id()
         );
     }
-    let names: Vec<String> = configured.iter().map(|k| k.id().to_string()).collect();
+    let names: Vec<String> = configured.iter().map(|k| k.key_id().to_string()).collect();
     let Some(old) = configured
         .into_iter()
-        .find(|k| k.id().to_string() == current)
+        .find(|k| k.key_id().to_string() == current)
     else {
         bail!(
             "this database is sealed under master key {current}, but the configured key(s) are {}: \
@@ -132,13 +167,18 @@ fn begin(
             names.join(", ")
         );
     };
-    let new_id = new.id();
+    let new_id = new.key_id();
     let (state, resumed) = lease::acquire(&mut conn, new_id)?;
     let resealer = Resealer {
-        old: Sealer::new(&old),
-        new: Sealer::new(&new),
+        old,
+        new,
         batch_size: options.batch_size.max(1),
         pause: options.pause,
     };
-    Ok((new_id, state, resealer, resumed))
+    Ok(Begun {
+        new_id,
+        state,
+        resealer,
+        resumed,
+    })
 }
