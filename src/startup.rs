@@ -80,6 +80,7 @@ impl Application {
             metrics: Arc::default(),
             public_url: settings.server.public_url.clone(),
             outbound: settings.outbound.clone(),
+            gitlab_sign_in: settings.admin.gitlab_sign_in.clone().map(Arc::new),
         };
         let refresher = settings.refresher.enabled.then(|| {
             let task_ctx = ctx.clone();

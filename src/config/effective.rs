@@ -50,6 +50,11 @@ impl Settings {
             Some(_) => toml.text("token", MASK),
             None => toml.comment("no token: one is generated and printed on first start"),
         }
+        if let Some(sign_in) = &self.admin.gitlab_sign_in {
+            toml.text("sign_in_instance", &sign_in.instance);
+            toml.texts("admin_groups", &sign_in.groups);
+            toml.texts("admin_users", &sign_in.users);
+        }
 
         toml.section("outbound");
         let outbound = &self.outbound;
@@ -85,6 +90,11 @@ impl Toml {
 
     fn text(&mut self, key: &str, value: &str) {
         let _ = writeln!(self.0, "{key} = {}", quoted(value));
+    }
+
+    fn texts(&mut self, key: &str, values: &[String]) {
+        let quoted: Vec<String> = values.iter().map(|v| quoted(v)).collect();
+        let _ = writeln!(self.0, "{key} = [{}]", quoted.join(", "));
     }
 
     /// A number or boolean, which TOML writes as Rust does.

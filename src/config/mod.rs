@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+mod admin;
 mod effective;
 mod secrets;
 mod unknown_keys;
@@ -72,7 +73,11 @@ pub struct SecuritySettings {
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub token: Option<SecretString>,
+    /// Sign-in with GitLab (`sign_in_instance`), and who may.
+    pub gitlab_sign_in: Option<GitLabSignIn>,
 }
+
+pub use admin::GitLabSignIn;
 
 #[derive(Debug, Clone)]
 pub struct OutboundSettings {
@@ -223,6 +228,9 @@ struct RawSecurity {
 struct RawAdmin {
     token: Option<String>,
     token_file: Option<PathBuf>,
+    sign_in_instance: Option<String>,
+    admin_groups: Option<Vec<String>>,
+    admin_users: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +283,7 @@ impl RawSettings {
                 generated_master_key_path: self.security.generated_master_key_path,
             },
             admin: AdminSettings {
+                gitlab_sign_in: admin::gitlab_sign_in(&self.admin)?,
                 token: admin_token(self.admin)?,
             },
             outbound: OutboundSettings {

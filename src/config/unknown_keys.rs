@@ -21,6 +21,9 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "security.generated_master_key_path",
     "admin.token",
     "admin.token_file",
+    "admin.sign_in_instance",
+    "admin.admin_groups",
+    "admin.admin_users",
     "outbound.connect_timeout_seconds",
     "outbound.request_timeout_seconds",
     "refresher.enabled",
@@ -114,6 +117,9 @@ mod tests {
         [admin]
         token = "t"
         token_file = "t"
+        sign_in_instance = "corp"
+        admin_groups = ["platform"]
+        admin_users = ["alice"]
         [log]
         format = "json"
     "#;

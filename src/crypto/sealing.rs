@@ -26,6 +26,8 @@ pub enum SealedColumn {
     ConnectionRefreshToken,
     InstanceClientSecret,
     ConnectSessionPkceVerifier,
+    /// The PKCE verifier of an admin sign-in with GitLab on its way.
+    AdminSignInPkceVerifier,
     /// The secret a service's webhook deliveries are signed with.
     WebhookSecret,
     /// The key that signs service tokens, kept in `labgate_meta`.
@@ -39,6 +41,7 @@ impl SealedColumn {
             Self::ConnectionRefreshToken => ("connections", "refresh_token"),
             Self::InstanceClientSecret => ("instances", "client_secret"),
             Self::ConnectSessionPkceVerifier => ("connect_sessions", "pkce_verifier"),
+            Self::AdminSignInPkceVerifier => ("admin_sign_ins", "pkce_verifier"),
             Self::WebhookSecret => ("service_webhooks", "secret"),
             Self::MetaValue => ("labgate_meta", "value"),
         }

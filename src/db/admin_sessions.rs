@@ -12,6 +12,8 @@ pub struct AdminSessionRow {
     pub token_hash: String,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+    /// `admin:token`, or `admin:{username}` for a session opened through GitLab.
+    pub actor: String,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &AdminSessionRow) -> QueryResult<()> {

@@ -3,6 +3,7 @@
 
 pub mod access_grants;
 pub mod admin_sessions;
+pub mod admin_sign_ins;
 pub mod audit;
 pub mod changes;
 pub mod connect_sessions;

@@ -5,15 +5,16 @@
 use diesel::prelude::*;
 
 use super::DbConnection;
-use super::schema::{connect_sessions, connections, instances, service_webhooks};
+use super::schema::{admin_sign_ins, connect_sessions, connections, instances, service_webhooks};
 use crate::crypto::SealedColumn;
 
 /// The sealed columns kept in their own tables (`labgate_meta`'s sealed value is done apart).
-pub const TABLE_COLUMNS: [SealedColumn; 5] = [
+pub const TABLE_COLUMNS: [SealedColumn; 6] = [
     SealedColumn::InstanceClientSecret,
     SealedColumn::ConnectionAccessToken,
     SealedColumn::ConnectionRefreshToken,
     SealedColumn::ConnectSessionPkceVerifier,
+    SealedColumn::AdminSignInPkceVerifier,
     SealedColumn::WebhookSecret,
 ];
 
@@ -53,6 +54,12 @@ pub fn page(
                 connect_sessions::id,
                 connect_sessions::pkce_verifier_sealed.assume_not_null(),
             ))
+            .load(conn),
+        C::AdminSignInPkceVerifier => admin_sign_ins::table
+            .filter(admin_sign_ins::id.gt(after))
+            .order(admin_sign_ins::id)
+            .limit(limit)
+            .select((admin_sign_ins::id, admin_sign_ins::pkce_verifier_sealed))
             .load(conn),
         C::WebhookSecret => service_webhooks::table
             .filter(service_webhooks::id.gt(after))
@@ -101,6 +108,13 @@ pub fn replace(
                 .filter(connect_sessions::pkce_verifier_sealed.eq(old)),
         )
         .set(connect_sessions::pkce_verifier_sealed.eq(new))
+        .execute(conn)?,
+        C::AdminSignInPkceVerifier => diesel::update(
+            admin_sign_ins::table
+                .filter(admin_sign_ins::id.eq(id))
+                .filter(admin_sign_ins::pkce_verifier_sealed.eq(old)),
+        )
+        .set(admin_sign_ins::pkce_verifier_sealed.eq(new))
         .execute(conn)?,
         C::WebhookSecret => diesel::update(
             service_webhooks::table

@@ -123,6 +123,21 @@ diesel::table! {
         token_hash -> Text,
         created_at -> Timestamp,
         expires_at -> Timestamp,
+        actor -> Text,
+    }
+}
+
+diesel::table! {
+    admin_sign_ins (id) {
+        id -> Text,
+        state_hash -> Text,
+        instance_id -> Text,
+        nonce -> Text,
+        pkce_verifier_sealed -> Binary,
+        browser_binding_hash -> Text,
+        next_path -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
     }
 }
 
@@ -186,6 +201,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     connections,
     audit_events,
     admin_sessions,
+    admin_sign_ins,
     refresh_attempts,
     access_grants,
     service_webhooks,

@@ -14,6 +14,7 @@ use super::{ApiError, method_not_allowed, timestamp};
 use crate::domain::ProjectPath;
 use crate::service::Context;
 use crate::service::access_grants::{self, AccessGrant, GrantForm, GrantOwner, GrantQuery};
+use crate::service::audit::ADMIN_TOKEN;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -136,7 +137,7 @@ async fn end(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let by = match &caller {
-        Caller::Admin => GrantOwner::Admin,
+        Caller::Admin => GrantOwner::Admin(ADMIN_TOKEN),
         Caller::Service(service, binding) => GrantOwner::Service(service, binding),
     };
     access_grants::end(&ctx, by, &id).await?;

@@ -13,6 +13,7 @@ use super::auth::ServicePrincipal;
 use super::fields::Fields;
 use super::{ApiError, method_not_allowed, pages, timestamp};
 use crate::service::Context;
+use crate::service::admin_sign_in;
 use crate::service::connect::{self, CallbackParams, ConnectForm, Failure, Outcome};
 
 pub(super) fn api_routes(cfg: &mut web::ServiceConfig) {
@@ -143,6 +144,20 @@ async fn callback(
     else {
         return pages::failure(&connect::Failure::UnknownState);
     };
+    // An admin sign-in with GitLab shares the instance's redirect URL; its state says so.
+    if let Some(admin_state) = state
+        .as_deref()
+        .filter(|s| admin_sign_in::is_sign_in_state(s))
+    {
+        let params = CallbackParams {
+            code,
+            state: None,
+            iss,
+            error,
+        };
+        return super::admin::gitlab_sign_in_callback(&ctx, &req, &instance, admin_state, params)
+            .await;
+    }
     let cookie = |name: &str| req.cookie(name).map(|c| c.value().to_owned());
     let finished = connect::finish(
         &ctx,

@@ -10,6 +10,7 @@ use super::bodies::{CheckBody, InstanceBody};
 use super::fields::Fields;
 use super::{ApiError, timestamp};
 use crate::service::Context;
+use crate::service::audit::ADMIN_TOKEN;
 use crate::service::instances::{self, InstanceForm};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -51,7 +52,8 @@ async fn create(
     ctx: web::Data<Context>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let instance = instances::register(&ctx, instance_form(body.into_inner())?).await?;
+    let instance =
+        instances::register(&ctx, instance_form(body.into_inner())?, ADMIN_TOKEN).await?;
     Ok(HttpResponse::Created()
         .insert_header((LOCATION, format!("/api/v1/instances/{}", instance.name)))
         .json(InstanceBody::from(&instance)))
@@ -126,7 +128,8 @@ async fn change(
     name: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let instance = instances::change(&ctx, &name, instance_form(body.into_inner())?).await?;
+    let instance =
+        instances::change(&ctx, &name, instance_form(body.into_inner())?, ADMIN_TOKEN).await?;
     Ok(HttpResponse::Ok().json(InstanceBody::from(&instance)))
 }
 
@@ -147,7 +150,7 @@ async fn remove(
     ctx: web::Data<Context>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    instances::remove(&ctx, &name).await?;
+    instances::remove(&ctx, &name, ADMIN_TOKEN).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -13,6 +13,7 @@ use super::fields::Fields;
 use super::paging::PageQuery;
 use super::{ApiError, method_not_allowed};
 use crate::service::Context;
+use crate::service::audit::ADMIN_TOKEN;
 use crate::service::principal::Service;
 use crate::service::services::{self, ServiceForm};
 use crate::service::webhooks;
@@ -57,7 +58,7 @@ async fn create(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let form = service_form(body.into_inner())?;
-    let (service, secret) = services::create(&ctx, form).await?;
+    let (service, secret) = services::create(&ctx, form, ADMIN_TOKEN).await?;
     answer(&ctx, HttpResponse::Created(), &service, Some(&secret)).await
 }
 
@@ -129,7 +130,8 @@ async fn change(
     name: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let service = services::change(&ctx, &name, service_form(body.into_inner())?).await?;
+    let service =
+        services::change(&ctx, &name, service_form(body.into_inner())?, ADMIN_TOKEN).await?;
     answer(&ctx, HttpResponse::Ok(), &service, None).await
 }
 
@@ -179,7 +181,7 @@ async fn delete(
     ctx: web::Data<Context>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    services::delete(&ctx, &name).await?;
+    services::delete(&ctx, &name, ADMIN_TOKEN).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -200,7 +202,7 @@ async fn rotate_secret(
     ctx: web::Data<Context>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (service, secret) = services::rotate_secret(&ctx, &name).await?;
+    let (service, secret) = services::rotate_secret(&ctx, &name, ADMIN_TOKEN).await?;
     answer(&ctx, HttpResponse::Ok(), &service, Some(&secret)).await
 }
 

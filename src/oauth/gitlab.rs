@@ -11,11 +11,11 @@ use openidconnect::core::{
     CoreTokenType, CoreUserInfoClaims,
 };
 use openidconnect::{
-    AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken, EmptyAdditionalClaims,
-    EmptyAdditionalProviderMetadata, EndUserNickname, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, ExtraTokenFields, IdTokenFields, IssuerUrl, JsonWebKeySetUrl, LocalizedClaim,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, ResponseTypes, RevocationUrl, Scope, StandardErrorResponse,
+    AdditionalClaims, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken,
+    EmptyAdditionalClaims, EmptyAdditionalProviderMetadata, EndUserNickname, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, ExtraTokenFields, IdTokenFields, IssuerUrl, JsonWebKeySetUrl,
+    LocalizedClaim, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RefreshToken, RequestTokenError, ResponseTypes, RevocationUrl, Scope, StandardErrorResponse,
     StandardTokenResponse, TokenResponse, TokenUrl, UserInfoUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -37,9 +37,9 @@ pub(super) struct GitLabTokenFields {
 
 impl ExtraTokenFields for GitLabTokenFields {}
 
-pub(super) type GitLabTokenResponse = StandardTokenResponse<
+pub(super) type GitLabTokenResponse<AC = EmptyAdditionalClaims> = StandardTokenResponse<
     IdTokenFields<
-        EmptyAdditionalClaims,
+        AC,
         GitLabTokenFields,
         CoreGenderClaim,
         CoreJweContentEncryptionAlgorithm,
@@ -48,15 +48,15 @@ pub(super) type GitLabTokenResponse = StandardTokenResponse<
     CoreTokenType,
 >;
 
-type GitLabClient = Client<
-    EmptyAdditionalClaims,
+type GitLabClient<AC = EmptyAdditionalClaims> = Client<
+    AC,
     CoreAuthDisplay,
     CoreGenderClaim,
     CoreJweContentEncryptionAlgorithm,
     CoreJsonWebKey,
     CoreAuthPrompt,
     StandardErrorResponse<CoreErrorResponseType>,
-    GitLabTokenResponse,
+    GitLabTokenResponse<AC>,
     CoreTokenIntrospectionResponse,
     CoreRevocableToken,
     CoreRevocationErrorResponse,
@@ -112,6 +112,14 @@ pub enum GitLabError {
 
 impl GitLabApp<'_> {
     fn client(&self, keys: CoreJsonWebKeySet) -> Result<GitLabClient, GitLabError> {
+        self.client_reading(keys)
+    }
+
+    /// The client, reading the ID token's claims beyond the standard ones as `AC`.
+    pub(super) fn client_reading<AC: AdditionalClaims>(
+        &self,
+        keys: CoreJsonWebKeySet,
+    ) -> Result<GitLabClient<AC>, GitLabError> {
         let d = self.discovery;
         let url_error = |e: url::ParseError| GitLabError::Configuration(e.to_string());
         // GitLab signs ID tokens with RS256 only; accepting nothing else leaves no room for
@@ -136,7 +144,7 @@ impl GitLabApp<'_> {
                 .map_err(url_error)?,
         )
         .set_jwks(keys);
-        Ok(GitLabClient::from_provider_metadata(
+        Ok(GitLabClient::<AC>::from_provider_metadata(
             metadata,
             ClientId::new(self.client_id.to_owned()),
             Some(ClientSecret::new(
@@ -152,11 +160,25 @@ impl GitLabApp<'_> {
         &self,
         scopes: &ScopeSet,
     ) -> Result<AuthorizationRequest, GitLabError> {
+        self.authorization_request_marked(scopes, "")
+    }
+
+    /// `authorization_request` with a state that starts with `state_prefix`, so that the
+    /// callback can tell which flow it belongs to.
+    pub fn authorization_request_marked(
+        &self,
+        scopes: &ScopeSet,
+        state_prefix: &str,
+    ) -> Result<AuthorizationRequest, GitLabError> {
         let client = self.client(CoreJsonWebKeySet::new(Vec::new()))?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let prefix = state_prefix.to_owned();
         let mut request = client.authorize_url(
             CoreAuthenticationFlow::AuthorizationCode,
-            || CsrfToken::new_random_len(32),
+            move || {
+                let random = CsrfToken::new_random_len(32);
+                CsrfToken::new(format!("{prefix}{}", random.secret()))
+            },
             Nonce::new_random,
         );
         // openidconnect sends `openid` itself.
@@ -331,7 +353,9 @@ pub(super) fn token_life(
 }
 
 /// Classifies a failed token-endpoint call. A response body is never quoted: it may hold tokens.
-fn token_error<RE, T>(error: RequestTokenError<RE, StandardErrorResponse<T>>) -> GitLabError
+pub(super) fn token_error<RE, T>(
+    error: RequestTokenError<RE, StandardErrorResponse<T>>,
+) -> GitLabError
 where
     RE: std::error::Error + 'static,
     T: openidconnect::ErrorResponseType + std::fmt::Display + AsRef<str>,
@@ -358,7 +382,7 @@ pub(super) fn form_encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-fn nickname(claim: Option<&LocalizedClaim<EndUserNickname>>) -> Option<String> {
+pub(super) fn nickname(claim: Option<&LocalizedClaim<EndUserNickname>>) -> Option<String> {
     claim
         .and_then(|n| n.get(None))
         .map(|n| n.as_str().to_owned())

@@ -5,6 +5,7 @@ mod check;
 mod client;
 mod discovery;
 mod gitlab;
+mod gitlab_identity;
 mod projects;
 mod refresh;
 mod tls;
@@ -17,6 +18,7 @@ pub use check::{
 pub use client::{InstanceClients, instance_http_client};
 pub use discovery::Discovery;
 pub use gitlab::{AuthorizationRequest, GitLabApp, GitLabError, Grant};
+pub use gitlab_identity::Identity;
 pub use projects::{PROJECT_ANSWER_LIMIT, ProjectLookup, body_within, project_path};
 pub use refresh::{RefreshOutcome, RefreshReply};
 pub use tls::TrustRoots;

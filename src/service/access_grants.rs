@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use secrecy::SecretString;
 
-use super::audit::{ADMIN_TOKEN, AuditEvent};
+use super::audit::AuditEvent;
 use super::gitlab_token::{self, Wanted};
 use super::principal::{self, Service, SubjectBinding, VerifiedToken};
 use super::{Context, FieldError, ServiceError, required};
@@ -68,7 +68,8 @@ pub struct GrantQuery {
 /// Who ends a grant: an administrator, or the service that made it (with a token that may be
 /// bound to one subject).
 pub enum GrantOwner<'a> {
-    Admin,
+    /// An administrator, named as audit events name them (`admin:token`, `admin:alice`).
+    Admin(&'a str),
     Service(&'a Service, &'a SubjectBinding),
 }
 
@@ -135,7 +136,7 @@ pub async fn end(ctx: &Context, by: GrantOwner<'_>, id: &str) -> Result<(), Serv
         .db_read(move |conn| db::access_grants::find(conn, &owned))
         .await?
         .filter(|found| match &by {
-            GrantOwner::Admin => true,
+            GrantOwner::Admin(_) => true,
             GrantOwner::Service(service, _) => found.grant.service_id == service.id,
         })
         .ok_or_else(|| ServiceError::NotFound(format!("no access grant has the id {id:?}")))?;
@@ -146,7 +147,7 @@ pub async fn end(ctx: &Context, by: GrantOwner<'_>, id: &str) -> Result<(), Serv
     ctx.db_write(move |conn| db::access_grants::delete(conn, &owned))
         .await?;
     let actor = match by {
-        GrantOwner::Admin => ADMIN_TOKEN.to_owned(),
+        GrantOwner::Admin(actor) => actor.to_owned(),
         GrantOwner::Service(service, _) => format!("service:{}", service.name),
     };
     let event = AuditEvent::new("access_grant_revoked", actor)
@@ -163,6 +164,7 @@ pub async fn end(ctx: &Context, by: GrantOwner<'_>, id: &str) -> Result<(), Serv
 pub(super) async fn end_outside_policy(
     ctx: &Context,
     service: &Service,
+    actor: &str,
 ) -> Result<usize, ServiceError> {
     let filter = GrantFilter {
         instance: None,
@@ -187,7 +189,7 @@ pub(super) async fn end_outside_policy(
         let id = grant.id.clone();
         ctx.db_write(move |conn| db::access_grants::delete(conn, &id))
             .await?;
-        let event = AuditEvent::new("access_grant_revoked", ADMIN_TOKEN)
+        let event = AuditEvent::new("access_grant_revoked", actor)
             .instance(&grant.instance)
             .subject(&grant.subject)
             .detail(format!(

@@ -22,14 +22,18 @@ pub struct AdminSession {
     token_hash: String,
     csrf_token: String,
     pub expires_at: NaiveDateTime,
+    /// Who acts in this session, as audit events name them: `admin:token`, or
+    /// `admin:{username}` when it was opened by signing in with GitLab.
+    pub actor: String,
 }
 
 impl AdminSession {
-    fn new(token: &str, expires_at: NaiveDateTime) -> Self {
+    fn new(token: &str, expires_at: NaiveDateTime, actor: String) -> Self {
         Self {
             token_hash: TokenHash::of(token).to_hex(),
             csrf_token: csrf_token_for(token),
             expires_at,
+            actor,
         }
     }
 
@@ -59,23 +63,33 @@ pub async fn sign_in(
             "this is not the admin token".to_owned(),
         ));
     }
+    let opened = open(ctx, ADMIN_TOKEN.to_owned()).await?;
+    tracing::info!("admin signed in");
+    ctx.audit
+        .record(AuditEvent::new("admin_signed_in", ADMIN_TOKEN))
+        .await;
+    Ok(opened)
+}
+
+/// Opens a session for `actor`, who has proven who they are; returns its token for the cookie.
+pub(super) async fn open(
+    ctx: &Context,
+    actor: String,
+) -> Result<(SecretString, AdminSession), ServiceError> {
     let token = generate_token("lgses_");
     let now = Utc::now().naive_utc();
-    let session = AdminSession::new(token.expose_secret(), now + SESSION_LIFETIME);
+    let session = AdminSession::new(token.expose_secret(), now + SESSION_LIFETIME, actor);
     let row = AdminSessionRow {
         token_hash: session.token_hash.clone(),
         created_at: now,
         expires_at: session.expires_at,
+        actor: session.actor.clone(),
     };
     ctx.db_write(move |conn| {
         db::admin_sessions::delete_expired(conn, now)?;
         db::admin_sessions::insert(conn, &row)
     })
     .await?;
-    tracing::info!("admin signed in");
-    ctx.audit
-        .record(AuditEvent::new("admin_signed_in", ADMIN_TOKEN))
-        .await;
     Ok((token, session))
 }
 
@@ -86,7 +100,7 @@ pub async fn find(ctx: &Context, token: &str) -> Result<Option<AdminSession>, Se
     let row = ctx
         .db_read(move |conn| db::admin_sessions::find_live(conn, &hash, now))
         .await?;
-    Ok(row.map(|row| AdminSession::new(token, row.expires_at)))
+    Ok(row.map(|row| AdminSession::new(token, row.expires_at, row.actor)))
 }
 
 /// Ends the session: its cookie signs no one in afterwards.
@@ -112,8 +126,8 @@ mod tests {
 
     #[test]
     fn csrf_tokens_are_bound_to_their_session_and_differ_from_the_stored_hash() {
-        let a = AdminSession::new("lgses_a", Utc::now().naive_utc());
-        let b = AdminSession::new("lgses_b", Utc::now().naive_utc());
+        let a = AdminSession::new("lgses_a", Utc::now().naive_utc(), ADMIN_TOKEN.into());
+        let b = AdminSession::new("lgses_b", Utc::now().naive_utc(), ADMIN_TOKEN.into());
         assert!(a.csrf_matches(a.csrf_token()));
         assert!(!a.csrf_matches(b.csrf_token()));
         assert!(!a.csrf_matches(""));

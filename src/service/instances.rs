@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use chrono::{NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::audit::{ADMIN_TOKEN, AuditEvent};
+use super::audit::AuditEvent;
 use super::registration::{Registration, open_client_secret};
 use super::{Context, FieldError, ServiceError, field, required, revocation};
 use crate::crypto::SealedColumn;
@@ -54,7 +54,11 @@ pub struct LastCheck {
     pub at: NaiveDateTime,
 }
 
-pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, ServiceError> {
+pub async fn register(
+    ctx: &Context,
+    form: InstanceForm,
+    actor: &str,
+) -> Result<Instance, ServiceError> {
     let mut errors = Vec::new();
     let name = required(&mut errors, "name", form.name, |v| InstanceName::parse(&v));
     let base_url = required(&mut errors, "base_url", form.base_url, |v| {
@@ -119,7 +123,7 @@ pub async fn register(ctx: &Context, form: InstanceForm) -> Result<Instance, Ser
         return Err(already_registered(&name));
     }
     tracing::info!(instance.name = %name, instance.base_url = %base_url, "instance registered");
-    let event = AuditEvent::new("instance_registered", ADMIN_TOKEN)
+    let event = AuditEvent::new("instance_registered", actor)
         .instance(name.as_str())
         .detail(base_url.as_str());
     ctx.audit.record(event).await;
@@ -140,6 +144,7 @@ pub async fn change(
     ctx: &Context,
     name: &str,
     form: InstanceForm,
+    actor: &str,
 ) -> Result<Instance, ServiceError> {
     let mut row = find(ctx, name).await?;
     let mut errors = Vec::new();
@@ -221,7 +226,7 @@ pub async fn change(
     }
     tracing::info!(instance.name = %row.name, "instance changed");
     ctx.audit
-        .record(AuditEvent::new("instance_changed", ADMIN_TOKEN).instance(&row.name))
+        .record(AuditEvent::new("instance_changed", actor).instance(&row.name))
         .await;
     to_instance(ctx, row)
 }
@@ -256,13 +261,13 @@ pub async fn check(ctx: &Context, name: &str) -> Result<(CheckReport, Instance),
 
 /// Revokes the instance's connections at GitLab, then removes it and them. Nothing is removed
 /// while a grant may still live at GitLab.
-pub async fn remove(ctx: &Context, name: &str) -> Result<(), ServiceError> {
+pub async fn remove(ctx: &Context, name: &str, actor: &str) -> Result<(), ServiceError> {
     let row = find(ctx, name).await?;
     let instance_id = row.id.clone();
     let held = ctx
         .db_read(move |conn| db::connections::for_instance(conn, &instance_id))
         .await?;
-    revocation::revoke_all(ctx, held, ADMIN_TOKEN).await?;
+    revocation::revoke_all(ctx, held, actor).await?;
     let (instance_id, owned) = (row.id.clone(), name.to_owned());
     ctx.db_write(move |conn| {
         db::connections::delete_for_instance(conn, &instance_id)?;
@@ -271,7 +276,7 @@ pub async fn remove(ctx: &Context, name: &str) -> Result<(), ServiceError> {
     .await?;
     tracing::info!(instance.name = %name, "instance removed");
     ctx.audit
-        .record(AuditEvent::new("instance_removed", ADMIN_TOKEN).instance(name))
+        .record(AuditEvent::new("instance_removed", actor).instance(name))
         .await;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod access_grants;
 pub mod admin_sessions;
+pub mod admin_sign_in;
 pub mod audit;
 pub mod connect;
 pub mod connection_tokens;
@@ -33,7 +34,7 @@ use url::Url;
 pub use crate::oauth::{CheckStep, StepStatus};
 pub use error::{FieldError, ServiceError};
 
-use crate::config::{OutboundSettings, RefresherSettings};
+use crate::config::{GitLabSignIn, OutboundSettings, RefresherSettings};
 use crate::crypto::{MasterKey, Sealer, ServiceTokenKeys, TokenHash};
 use crate::db::{DbConnection, DbPool};
 use crate::domain::{InstanceName, Invalid};
@@ -62,6 +63,9 @@ pub struct Context {
     /// The URL GitLab and browsers reach labgate at.
     pub public_url: Url,
     pub outbound: OutboundSettings,
+    /// Who may sign in to the admin pages with GitLab, through which instance; `None`: only
+    /// the admin token signs in.
+    pub gitlab_sign_in: Option<Arc<GitLabSignIn>>,
     /// Numeric project ids the proxy has asked GitLab about.
     pub project_ids: Arc<proxy::ProjectIds>,
 }

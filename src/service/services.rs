@@ -5,7 +5,7 @@ use chrono::Utc;
 use diesel::Connection;
 use secrecy::SecretString;
 
-use super::audit::{ADMIN_TOKEN, AuditEvent};
+use super::audit::AuditEvent;
 use super::principal::{Service, to_service};
 use super::{
     Context, FieldError, ServiceError, access_grants, field, required, revocation, webhooks,
@@ -37,6 +37,7 @@ pub struct ServiceForm {
 pub async fn create(
     ctx: &Context,
     form: ServiceForm,
+    actor: &str,
 ) -> Result<(Service, SecretString), ServiceError> {
     let mut errors = Vec::new();
     let name = required(&mut errors, "name", form.name.clone(), |n| {
@@ -105,7 +106,7 @@ pub async fn create(
     }
     tracing::info!(service.name = %name, "service created");
     ctx.audit
-        .record(AuditEvent::new("service_created", ADMIN_TOKEN).detail(name.as_str()))
+        .record(AuditEvent::new("service_created", actor).detail(name.as_str()))
         .await;
     Ok((to_service(row)?, secret))
 }
@@ -257,7 +258,12 @@ pub async fn get(ctx: &Context, name: &str) -> Result<Service, ServiceError> {
 /// every process (what handouts remember is outdated by the write), live access grants the
 /// new policy no longer covers end at once, and tokens minted through an identity no longer
 /// listed are refused.
-pub async fn change(ctx: &Context, name: &str, form: ServiceForm) -> Result<Service, ServiceError> {
+pub async fn change(
+    ctx: &Context,
+    name: &str,
+    form: ServiceForm,
+    actor: &str,
+) -> Result<Service, ServiceError> {
     let mut row = find(ctx, name).await?;
     let mut errors = Vec::new();
     if form.name.as_deref().is_some_and(|new| new != row.name) {
@@ -310,9 +316,9 @@ pub async fn change(ctx: &Context, name: &str, form: ServiceForm) -> Result<Serv
         return Err(not_found(name));
     }
     let service = to_service(row)?;
-    let ended = access_grants::end_outside_policy(ctx, &service).await?;
+    let ended = access_grants::end_outside_policy(ctx, &service, actor).await?;
     tracing::info!(service.name = %name, grants.ended = ended, "service changed");
-    let event = AuditEvent::new("service_changed", ADMIN_TOKEN).detail(format!(
+    let event = AuditEvent::new("service_changed", actor).detail(format!(
         "{name}: instances {}, scopes {}, projects {}, max_access {}, identities {}",
         service.instances,
         service.scopes,
@@ -357,13 +363,13 @@ pub async fn list(ctx: &Context) -> Result<Vec<Service>, ServiceError> {
 
 /// Revokes the service's connections at GitLab, then deletes it and them; its tokens stop
 /// working at once.
-pub async fn delete(ctx: &Context, name: &str) -> Result<(), ServiceError> {
+pub async fn delete(ctx: &Context, name: &str, actor: &str) -> Result<(), ServiceError> {
     let row = find(ctx, name).await?;
     let service_id = row.id.clone();
     let held = ctx
         .db_read(move |conn| db::connections::for_service(conn, &service_id))
         .await?;
-    revocation::revoke_all(ctx, held, ADMIN_TOKEN).await?;
+    revocation::revoke_all(ctx, held, actor).await?;
     let (service_id, owned) = (row.id, name.to_owned());
     ctx.db_write(move |conn| {
         db::connections::delete_for_service(conn, &service_id)?;
@@ -372,7 +378,7 @@ pub async fn delete(ctx: &Context, name: &str) -> Result<(), ServiceError> {
     .await?;
     tracing::info!(service.name = %name, "service deleted");
     ctx.audit
-        .record(AuditEvent::new("service_deleted", ADMIN_TOKEN).detail(name))
+        .record(AuditEvent::new("service_deleted", actor).detail(name))
         .await;
     Ok(())
 }
@@ -382,6 +388,7 @@ pub async fn delete(ctx: &Context, name: &str) -> Result<(), ServiceError> {
 pub async fn rotate_secret(
     ctx: &Context,
     name: &str,
+    actor: &str,
 ) -> Result<(Service, SecretString), ServiceError> {
     let secret = generate_token("lgsec_");
     let (owned, hash, now) = (
@@ -401,7 +408,7 @@ pub async fn rotate_secret(
         .ok_or_else(|| not_found(name))?;
     tracing::info!(service.name = %name, "service secret rotated");
     ctx.audit
-        .record(AuditEvent::new("service_secret_rotated", ADMIN_TOKEN).detail(name))
+        .record(AuditEvent::new("service_secret_rotated", actor).detail(name))
         .await;
     Ok((to_service(row)?, secret))
 }

@@ -21,18 +21,18 @@ use crate::helpers::{ConnectWorld, GitLabWorld, TestApp};
 use crate::support::database::Backend;
 use crate::support::{CLIENT_SECRET, PUBLIC_URL};
 
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 /// chromedriver on a free loopback port, in a process group of its own that is killed, with
 /// the browsers it started, when this is dropped.
-struct ChromeDriver {
+pub(crate) struct ChromeDriver {
     child: Child,
     port: u16,
     profile: TempDir,
 }
 
 impl ChromeDriver {
-    fn start(binary: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn start(binary: &Path) -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = {
             use std::os::unix::process::CommandExt;
@@ -62,7 +62,7 @@ impl ChromeDriver {
         Ok(driver)
     }
 
-    async fn browser(&self) -> anyhow::Result<Client> {
+    pub(crate) async fn browser(&self) -> anyhow::Result<Client> {
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".to_owned(),
@@ -70,6 +70,8 @@ impl ChromeDriver {
                 "args": [
                     "--headless",
                     "--no-sandbox",
+                    // The fake GitLab's certificate comes from a throwaway test CA.
+                    "--ignore-certificate-errors",
                     "--disable-gpu",
                     "--disable-background-networking",
                     "--disable-component-update",
@@ -99,7 +101,7 @@ impl Drop for ChromeDriver {
     }
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
@@ -117,7 +119,7 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
-async fn screenshot(browser: &Client, name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) async fn screenshot(browser: &Client, name: &str) -> anyhow::Result<PathBuf> {
     let path = artifacts_dir().join(name);
     std::fs::write(&path, browser.screenshot().await?)?;
     println!("screenshot: {}", path.display());

@@ -13,6 +13,8 @@ mod helpers;
 
 mod admin_auth;
 mod admin_browser;
+mod admin_browser_gitlab;
+mod admin_gitlab_sign_in;
 mod admin_pages;
 mod connect_flow;
 mod crash;

@@ -82,10 +82,10 @@ async fn list(
 }
 
 async fn revoke(
-    _: Posted,
+    posted: Posted,
     ctx: web::Data<Context>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    access_grants::end(&ctx, GrantOwner::Admin, &id).await?;
+    access_grants::end(&ctx, GrantOwner::Admin(&posted.session.actor), &id).await?;
     Ok(see_other("/admin/access-grants?done=revoked"))
 }

@@ -12,7 +12,6 @@ use super::layout::{Errors, Input, Section, badge, next_page_link, page, respond
 use super::session::SignedIn;
 use crate::domain::{ConnectionStatus, Page};
 use crate::service::admin_sessions::AdminSession;
-use crate::service::audit::ADMIN_TOKEN;
 use crate::service::connections::{self, ConnectionQuery, ConnectionView};
 use crate::service::{Context, ServiceError, instances, revocation};
 
@@ -233,11 +232,11 @@ async fn revoke_confirmation(
 }
 
 async fn revoke(
-    _: super::session::Posted,
+    posted: super::session::Posted,
     ctx: web::Data<Context>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    revocation::revoke(&ctx, &id, ADMIN_TOKEN).await?;
+    revocation::revoke(&ctx, &id, &posted.session.actor).await?;
     Ok(super::session::see_other(
         "/admin/connections?status=revoked",
     ))

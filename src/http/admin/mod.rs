@@ -9,6 +9,7 @@ mod audit;
 mod connections;
 mod error;
 mod form;
+mod gitlab_sign_in;
 mod instances;
 mod layout;
 mod services;
@@ -18,6 +19,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpResponse, ResponseError, web};
 
 pub(super) use error::PageError;
+pub(super) use gitlab_sign_in::callback as gitlab_sign_in_callback;
 use session::{SignedIn, see_other};
 
 /// No script or style but labgate's own, no framing, no form sent elsewhere.
@@ -39,6 +41,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/", web::get().to(home))
             .configure(assets::routes)
             .configure(session::routes)
+            .configure(gitlab_sign_in::routes)
             .configure(instances::routes)
             .configure(services::routes)
             .configure(connections::routes)

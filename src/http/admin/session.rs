@@ -23,11 +23,11 @@ use crate::service::admin_sessions::{self, AdminSession, SESSION_LIFETIME};
 use crate::service::{Context, ServiceError};
 
 /// Holds the session token. Path-scoped to the admin pages, so the API never receives it.
-const SESSION_COOKIE: &str = "labgate_admin";
+pub(super) const SESSION_COOKIE: &str = "labgate_admin";
 /// Holds a random value the sign-in form must repeat (no session exists yet to bind it to).
 const SIGN_IN_COOKIE: &str = "labgate_sign_in";
 const SIGN_IN_FORM_LIFETIME_SECONDS: i64 = 3600;
-const HOME: &str = "/admin/instances";
+pub(super) const HOME: &str = "/admin/instances";
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -122,7 +122,7 @@ fn context(req: &HttpRequest) -> Result<web::Data<Context>, PageError> {
 }
 
 /// Only a path of the admin pages may be returned to after sign-in: no open redirect.
-fn safe_next(next: &str) -> bool {
+pub(super) fn safe_next(next: &str) -> bool {
     (next == "/admin" || next.starts_with("/admin/"))
         && next.len() <= 512
         && !next.contains("//")
@@ -256,6 +256,12 @@ fn sign_in_form(
             h1 { "Sign in to labgate" }
             @if let Some(notice) = notice { div.panel.ok role="status" { (notice) } }
             @for message in &errors.general { div.panel.bad role="alert" { (message) } }
+            @if ctx.gitlab_sign_in.is_some() {
+                p {
+                    a.button.primary href=(gitlab_sign_in_href(next)) { "Sign in with GitLab" }
+                }
+                p.hint { "Or, as break-glass, with the admin token:" }
+            }
             form method="post" action="/admin/sign-in" {
                 input type="hidden" name="csrf" value=(nonce);
                 @if let Some(next) = next { input type="hidden" name="next" value=(next); }
@@ -286,7 +292,7 @@ fn sign_in_form(
 }
 
 /// HttpOnly, SameSite=Strict, Secure when labgate is reached over https, and expiring.
-fn cookie(
+pub(super) fn cookie(
     ctx: &Context,
     name: &'static str,
     value: &str,
@@ -300,6 +306,17 @@ fn cookie(
         .secure(ctx.public_url.scheme() == "https")
         .max_age(max_age)
         .finish()
+}
+
+/// The "Sign in with GitLab" link, carrying where to go afterwards.
+fn gitlab_sign_in_href(next: Option<&str>) -> String {
+    match next {
+        Some(next) => format!(
+            "/admin/sign-in/gitlab?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        ),
+        None => "/admin/sign-in/gitlab".to_owned(),
+    }
 }
 
 pub(super) fn see_other(location: &str) -> HttpResponse {

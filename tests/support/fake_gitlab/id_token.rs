@@ -46,6 +46,9 @@ pub(super) fn id_token(state: &State, nonce: Option<&str>) -> String {
         now()
     };
     let mut claims = user_claims();
+    claims["preferred_username"] = json!(state.behaviour.username);
+    claims["nickname"] = json!(state.behaviour.username);
+    claims["groups_direct"] = json!(state.behaviour.groups_direct);
     if state.behaviour.id_token_without_username {
         let claims = claims.as_object_mut().unwrap();
         claims.remove("preferred_username");

@@ -79,6 +79,10 @@ pub(crate) struct Behaviour {
     /// ID tokens without `preferred_username` and `nickname`, both optional in OpenID Connect;
     /// userinfo still names the person.
     pub id_token_without_username: bool,
+    /// Who signs in at the authorize page: `preferred_username` and `nickname` in ID tokens.
+    pub username: String,
+    /// The ID token's `groups_direct`: full paths of the person's groups.
+    pub groups_direct: Vec<String>,
 }
 
 /// Every pair issued, found by either of its tokens: a refresh storm looks tokens up by the
@@ -214,6 +218,8 @@ impl FakeGitLab {
                 commit_delay: Duration::ZERO,
                 extra_granted_scope: None,
                 id_token_without_username: false,
+                username: user::USERNAME.to_owned(),
+                groups_direct: vec!["platform".to_owned()],
             },
             issuer,
             discovery,

@@ -112,7 +112,7 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
         ca_pem: Some(Some(values.ca_pem.clone())),
         scopes: Some(values.scopes.clone()),
     };
-    match instances::register(&ctx, input).await {
+    match instances::register(&ctx, input, &session.actor).await {
         Ok(instance) => Ok(see_other(&format!(
             "/admin/instances/{}?done=registered",
             instance.name
@@ -238,7 +238,7 @@ async fn update(
         ca_pem: Some(Some(values.ca_pem.clone()).filter(|pem| !pem.trim().is_empty())),
         scopes: Some(values.scopes.clone()),
     };
-    match instances::change(&ctx, &values.name, input).await {
+    match instances::change(&ctx, &values.name, input, &session.actor).await {
         Ok(instance) => Ok(see_other(&format!(
             "/admin/instances/{}?done=changed",
             instance.name
@@ -268,10 +268,10 @@ async fn delete_confirmation(
 }
 
 async fn delete(
-    _: Posted,
+    posted: Posted,
     ctx: web::Data<Context>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    instances::remove(&ctx, &name).await?;
+    instances::remove(&ctx, &name, &posted.session.actor).await?;
     Ok(see_other("/admin/instances?done=deleted"))
 }

@@ -111,7 +111,7 @@ async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse,
         // The webhooks are the API's to edit: a form leaves them as they are.
         webhooks: None,
     };
-    match services::create(&ctx, input).await {
+    match services::create(&ctx, input, &session.actor).await {
         Ok((service, secret)) => Ok(secret_page(
             &ctx,
             &session,
@@ -195,7 +195,7 @@ async fn edit(
         // The webhooks are the API's to edit: a form leaves them as they are.
         webhooks: None,
     };
-    match services::change(&ctx, &values.name, input).await {
+    match services::change(&ctx, &values.name, input, &session.actor).await {
         Ok(_) => Ok(see_other("/admin/services?done=changed")),
         Err(ServiceError::Invalid(fields)) => {
             let errors = form_errors(fields);
@@ -277,7 +277,7 @@ async fn rotate(
     name: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let session = posted.session;
-    let (service, secret) = services::rotate_secret(&ctx, &name).await?;
+    let (service, secret) = services::rotate_secret(&ctx, &name, &session.actor).await?;
     Ok(secret_page(
         &ctx,
         &session,
@@ -317,11 +317,11 @@ async fn delete_confirmation(
 }
 
 async fn delete(
-    _: Posted,
+    posted: Posted,
     ctx: web::Data<Context>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    services::delete(&ctx, &name).await?;
+    services::delete(&ctx, &name, &posted.session.actor).await?;
     Ok(see_other("/admin/services?done=deleted"))
 }
 

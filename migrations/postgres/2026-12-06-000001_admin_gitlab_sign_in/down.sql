@@ -1,0 +1,2 @@
+DROP TABLE admin_sign_ins;
+ALTER TABLE admin_sessions DROP COLUMN actor;
