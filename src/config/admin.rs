@@ -1,7 +1,17 @@
 //! `[admin] sign_in_instance`, `admin_groups`, `admin_users`: administrators sign in with
 //! GitLab through one registered instance, if they are among the named groups or users.
 
+use secrecy::SecretString;
+
 use super::{ConfigError, RawAdmin};
+
+/// The admin pages' and API's ways in: the admin token, and sign-in with GitLab.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub token: Option<SecretString>,
+    /// Sign-in with GitLab (`sign_in_instance`), and who may.
+    pub gitlab_sign_in: Option<GitLabSignIn>,
+}
 
 /// Who may sign in to the admin pages with GitLab, and through which instance.
 #[derive(Debug, Clone, PartialEq, Eq)]

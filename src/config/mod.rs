@@ -17,6 +17,7 @@ mod effective;
 mod secrets;
 mod unknown_keys;
 
+pub use admin::{AdminSettings, GitLabSignIn};
 use secrets::{admin_token, secret};
 use unknown_keys::UnknownKey;
 
@@ -69,15 +70,6 @@ pub struct SecuritySettings {
     pub previous_master_key: Option<SecretString>,
     pub generated_master_key_path: PathBuf,
 }
-
-#[derive(Debug, Clone)]
-pub struct AdminSettings {
-    pub token: Option<SecretString>,
-    /// Sign-in with GitLab (`sign_in_instance`), and who may.
-    pub gitlab_sign_in: Option<GitLabSignIn>,
-}
-
-pub use admin::GitLabSignIn;
 
 #[derive(Debug, Clone)]
 pub struct OutboundSettings {
