@@ -82,6 +82,27 @@ async fn deliveries(cw: &ConnectWorld) -> Vec<Value> {
         .clone()
 }
 
+/// The deliveries once `done` holds for them: the receiver sees an attempt a moment before
+/// the delivering task stores its outcome.
+async fn deliveries_when(
+    cw: &ConnectWorld,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let listed = deliveries(cw).await;
+        if done(&listed) {
+            return listed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {listed:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn each_change_sends_its_signed_event(backend: Backend) {
     let (cw, receiver) = world(backend).await;
 
@@ -174,8 +195,10 @@ async fn a_failing_receiver_gets_every_event_once_it_recovers(backend: Backend) 
             all.iter().filter(|r| !r.accepted).count() >= 2
         })
         .await;
-    let pending = deliveries(&cw).await;
-    assert_eq!(pending.len(), 2);
+    let pending = deliveries_when(&cw, "both failures stored", |listed| {
+        listed.len() == 2 && listed.iter().all(|d| d["last_error"].is_string())
+    })
+    .await;
     for delivery in &pending {
         assert_eq!(delivery["status"], "pending", "{delivery}");
         assert!(delivery["attempts"].as_i64().unwrap() >= 1);
