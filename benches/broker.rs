@@ -37,7 +37,7 @@ use chrono::{NaiveDateTime, TimeDelta, Utc};
 use diesel::Connection;
 use labgate::config::Settings;
 use labgate::db::{self, connections::ConnectionRow};
-use labgate::domain::{ConnectionStatus, ScopeSet, TokenLife};
+use labgate::domain::{ConnectionKind, ConnectionStatus, ScopeSet, TokenLife};
 use labgate::service::connection_tokens::{TokenKind, open_token, seal_token};
 use labgate::service::{Context, refresh};
 use labgate::startup::Application;
@@ -301,6 +301,10 @@ impl<'a> World<'a> {
                     refresh_lease_until: None,
                     refresh_in_flight_since: None,
                     status_reason: None,
+                    kind: ConnectionKind::OAuth,
+                    access_token_id: None,
+                    rotation_impossible: false,
+                    expiry_announced_at: None,
                     id,
                 }
             })

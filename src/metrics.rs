@@ -36,6 +36,12 @@ pub struct InstanceStatus {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HeldToken {
+    pub instance: String,
+    pub connection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Answered {
     pub method: String,
     /// The route's template (`/api/v1/connections/{id}`), never the path itself.
@@ -88,6 +94,7 @@ pub struct Metrics {
     connections: GaugeSet<InstanceStatus>,
     http_seconds: RouteLatency,
     clients_rejected: GaugeSet<Instance>,
+    access_token_days_left: GaugeSet<HeldToken>,
     pool_connections: Family<PoolState, Gauge>,
     audit_queue: Gauge,
     task_failures: Family<Task, Counter>,
@@ -133,6 +140,12 @@ impl Default for Metrics {
             "http_request_duration_seconds",
             "Time to the head of each HTTP answer, by method, route template and status",
             http_seconds.clone(),
+        );
+        let access_token_days_left = GaugeSet::<HeldToken>::default();
+        registry.register(
+            "access_token_days_left",
+            "Whole days until each access-token connection's token expires",
+            access_token_days_left.family.clone(),
         );
         let clients_rejected = GaugeSet::default();
         registry.register(
@@ -213,6 +226,7 @@ impl Default for Metrics {
             connections,
             http_seconds,
             clients_rejected,
+            access_token_days_left,
             pool_connections,
             audit_queue,
             task_failures,
@@ -349,6 +363,11 @@ impl Metrics {
             })
             .collect();
         self.clients_rejected.replace(series);
+    }
+
+    /// Sets the days left of every active access-token connection, replacing the last count.
+    pub fn set_access_token_days_left(&self, days_left: Vec<(HeldToken, i64)>) {
+        self.access_token_days_left.replace(days_left);
     }
 
     pub fn answered(&self, labels: &Answered, seconds: f64) {

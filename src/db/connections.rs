@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::{connections, instances, services};
-use crate::domain::ConnectionStatus;
+use crate::domain::{ConnectionKind, ConnectionStatus};
 
 diesel::allow_columns_to_appear_in_same_group_by_clause!(instances::name, connections::status);
 
@@ -33,8 +33,16 @@ pub struct ConnectionRow {
     pub status_reason: Option<String>,
     /// When the current access token was issued (labgate's clock, as the request left).
     pub token_issued_at: NaiveDateTime,
-    /// When the background refresher rotates it (`TokenLife::refresh_due_at`).
+    /// When the background refresher renews it (`ConnectionKind::renewal_due_at`).
     pub refresh_due_at: NaiveDateTime,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub kind: ConnectionKind,
+    /// GitLab's id of the access token held now (access-token connections).
+    pub access_token_id: Option<String>,
+    /// The access token held cannot rotate itself: it is announced before it expires instead.
+    pub rotation_impossible: bool,
+    /// When `connection.expiring` was written for the token held now.
+    pub expiry_announced_at: Option<NaiveDateTime>,
 }
 
 /// New tokens from a refresh, sealed for their row.
@@ -44,6 +52,8 @@ pub struct RefreshedTokens<'a> {
     pub issued_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub refresh_due_at: NaiveDateTime,
+    /// GitLab's id of a rotated access token (`None` for OAuth).
+    pub access_token_id: Option<&'a str>,
 }
 
 /// Filters of the admin listing; `None` matches everything.
@@ -107,7 +117,7 @@ pub fn for_instance(conn: &mut DbConnection, instance_id: &str) -> QueryResult<V
 }
 
 /// Active connections whose refresh is due by `now`, or whose last refresh's outcome is
-/// unknown, and that nobody is refreshing.
+/// unknown, and that nobody is refreshing; never access tokens that cannot rotate themselves.
 pub fn due_for_refresh(
     conn: &mut DbConnection,
     now: NaiveDateTime,
@@ -115,6 +125,7 @@ pub fn due_for_refresh(
 ) -> QueryResult<Vec<ConnectionRow>> {
     connections::table
         .filter(connections::status.eq(ConnectionStatus::Active.as_str()))
+        .filter(connections::rotation_impossible.eq(false))
         .filter(
             connections::refresh_due_at
                 .le(now)
@@ -191,6 +202,9 @@ pub fn store_refresh(
             connections::token_issued_at.eq(tokens.issued_at),
             connections::expires_at.eq(tokens.expires_at),
             connections::refresh_due_at.eq(tokens.refresh_due_at),
+            connections::access_token_id.eq(tokens.access_token_id),
+            // A new token: its own expiry is announced, if it must be.
+            connections::expiry_announced_at.eq(None::<NaiveDateTime>),
             connections::refreshed_at.eq(now),
             connections::updated_at.eq(now),
             connections::refresh_in_flight_since.eq(None::<NaiveDateTime>),
@@ -199,6 +213,25 @@ pub fn store_refresh(
         ))
         .execute(conn)
         .map(|n| n == 1)
+}
+
+/// Records that the access token held cannot rotate itself, and gives the lease back: nothing
+/// rotated. The refresher leaves the row alone from then on (it is announced before expiry).
+pub fn flag_rotation_impossible(conn: &mut DbConnection, id: &str, owner: &str) -> QueryResult<()> {
+    diesel::update(
+        connections::table
+            .find(id)
+            .filter(connections::refresh_lease_owner.eq(owner)),
+    )
+    .set((
+        connections::rotation_impossible.eq(true),
+        connections::refresh_due_at.eq(connections::expires_at),
+        connections::refresh_in_flight_since.eq(None::<NaiveDateTime>),
+        connections::refresh_lease_owner.eq(None::<String>),
+        connections::refresh_lease_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)
+    .map(drop)
 }
 
 /// Gives the lease back; clears the in-flight marker only when the outcome is known.
@@ -303,12 +336,30 @@ pub fn replace_grant(conn: &mut DbConnection, row: &ConnectionRow) -> QueryResul
             connections::token_issued_at.eq(row.token_issued_at),
             connections::expires_at.eq(row.expires_at),
             connections::refresh_due_at.eq(row.refresh_due_at),
+            connections::kind.eq(row.kind.as_str()),
+            connections::access_token_id.eq(&row.access_token_id),
+            connections::rotation_impossible.eq(row.rotation_impossible),
+            connections::expiry_announced_at.eq(row.expiry_announced_at),
             connections::status.eq(row.status.as_str()),
             connections::status_reason.eq(None::<String>),
             connections::updated_at.eq(row.updated_at),
         ))
         .execute(conn)
         .map(|n| n == 1)
+}
+
+/// One connection with the names of its instance and service.
+pub fn find_listed(
+    conn: &mut DbConnection,
+    id: &str,
+) -> QueryResult<Option<(ConnectionRow, String, String)>> {
+    connections::table
+        .inner_join(instances::table.on(instances::id.eq(connections::instance_id)))
+        .inner_join(services::table.on(services::id.eq(connections::service_id)))
+        .filter(connections::id.eq(id))
+        .select((ConnectionRow::as_select(), instances::name, services::name))
+        .first(conn)
+        .optional()
 }
 
 /// Connections with the names of their instance and service, newest first.

@@ -2,6 +2,7 @@
 //! functions that return `diesel::QueryResult`. Nothing here knows about HTTP.
 
 pub mod access_grants;
+pub mod access_token_expiry;
 pub mod admin_sessions;
 pub mod admin_sign_ins;
 pub mod audit;

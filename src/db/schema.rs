@@ -88,6 +88,10 @@ diesel::table! {
         status_reason -> Nullable<Text>,
         token_issued_at -> Timestamp,
         refresh_due_at -> Timestamp,
+        kind -> Text,
+        access_token_id -> Nullable<Text>,
+        rotation_impossible -> Bool,
+        expiry_announced_at -> Nullable<Timestamp>,
     }
 }
 

@@ -6,6 +6,7 @@
 mod api_route;
 mod base_url;
 mod ca_bundle;
+mod connection_kind;
 mod connection_status;
 mod git_route;
 mod names;
@@ -22,6 +23,7 @@ mod workload_identity;
 pub use api_route::{ApiCall, ApiTarget, ProjectRef, judge_api};
 pub use base_url::BaseUrl;
 pub use ca_bundle::CaBundle;
+pub use connection_kind::ConnectionKind;
 pub use connection_status::ConnectionStatus;
 pub use git_route::{GitCall, GitEndpoint, GitService, judge_git};
 pub use names::{InstanceName, ServiceName};

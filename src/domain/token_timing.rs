@@ -8,6 +8,8 @@ use chrono::{NaiveDateTime, TimeDelta};
 
 /// However short the lifetime, refresh at least this long before expiry.
 const MIN_MARGIN: TimeDelta = TimeDelta::seconds(60);
+/// An access token rotates once this much, or the last third of its life, is left.
+const ACCESS_TOKEN_MARGIN: TimeDelta = TimeDelta::days(7);
 
 /// A token's life as labgate knows it: from when it was issued (labgate's clock, the moment the
 /// request left, so never later than GitLab's own) to when it expires.
@@ -31,6 +33,16 @@ impl TokenLife {
         let spread_ms = (lifetime.num_milliseconds() / 10).max(1) as u64;
         let jitter = TimeDelta::milliseconds((stable_hash(spread_key) % spread_ms) as i64);
         (self.expires_at - margin - jitter).max(self.issued_at)
+    }
+
+    /// When labgate rotates a GitLab access token (SPEC): once a third of its lifetime or 7 days
+    /// are left, whichever comes first, but never in the first half of its life, so that a
+    /// token shorter than two weeks does not rotate again as soon as it is made. Access tokens
+    /// live days, not minutes: no spread is needed.
+    pub fn rotation_due_at(&self) -> NaiveDateTime {
+        let lifetime = self.lifetime();
+        let margin = (lifetime / 3).max(ACCESS_TOKEN_MARGIN).min(lifetime / 2);
+        self.expires_at - margin
     }
 }
 
@@ -75,6 +87,26 @@ mod tests {
                     "{seconds} s token {id:?}: due {left} ms before expiry"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn an_access_token_rotates_with_a_third_or_a_week_left_never_in_its_first_half() {
+        let day = 86_400;
+        for (days, left) in [
+            (365, 365 * day / 3),
+            (30, 10 * day),
+            (21, 7 * day),
+            (14, 7 * day),
+            (10, 5 * day),
+            (1, day / 2),
+        ] {
+            let life = life(days * day);
+            assert_eq!(
+                (life.expires_at - life.rotation_due_at()).num_seconds(),
+                left,
+                "{days} days"
+            );
         }
     }
 

@@ -184,6 +184,8 @@ pub enum EventType {
     ConnectionCreated,
     ConnectionReauthorizationRequired,
     ConnectionRevoked,
+    /// An access token that cannot rotate itself expires within 7 days.
+    ConnectionExpiring,
 }
 
 impl EventType {
@@ -192,6 +194,7 @@ impl EventType {
             Self::ConnectionCreated => "connection.created",
             Self::ConnectionReauthorizationRequired => "connection.reauthorization_required",
             Self::ConnectionRevoked => "connection.revoked",
+            Self::ConnectionExpiring => "connection.expiring",
         }
     }
 }
@@ -207,11 +210,13 @@ pub struct ConnectionEvent {
     pub subject: String,
     pub status: String,
     pub reason: Option<String>,
+    /// When the token expires (`connection.expiring`).
+    pub expires_at: Option<NaiveDateTime>,
 }
 
 impl ConnectionEvent {
     /// The JSON body: `{id, type, created_at, data: {connection_id, instance, subject, status,
-    /// reason?}}`.
+    /// reason?, expires_at?}}`.
     pub fn body(&self) -> String {
         let mut data = json!({
             "connection_id": self.connection_id,
@@ -222,14 +227,22 @@ impl ConnectionEvent {
         if let Some(reason) = &self.reason {
             data["reason"] = json!(reason);
         }
+        if let Some(expires_at) = self.expires_at {
+            data["expires_at"] = json!(rfc3339(expires_at));
+        }
         json!({
             "id": self.id,
             "type": self.kind.as_str(),
-            "created_at": self.created_at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "created_at": rfc3339(self.created_at),
             "data": data,
         })
         .to_string()
     }
+}
+
+fn rfc3339(at: NaiveDateTime) -> String {
+    at.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Where a delivery stands.
@@ -374,13 +387,18 @@ mod tests {
             subject: "alice".into(),
             status: "revoked".into(),
             reason: None,
+            expires_at: None,
         };
         let body: Value = serde_json::from_str(&event.body()).unwrap();
         assert_eq!(body["type"], "connection.revoked");
+        assert!(body["data"].get("expires_at").is_none());
         assert_eq!(body["created_at"], "2025-12-04T03:59:29Z");
         assert!(body["data"].get("reason").is_none());
         event.reason = Some("invalid_grant".into());
         let body: Value = serde_json::from_str(&event.body()).unwrap();
         assert_eq!(body["data"]["reason"], "invalid_grant");
+        event.expires_at = Some(event.created_at);
+        let body: Value = serde_json::from_str(&event.body()).unwrap();
+        assert_eq!(body["data"]["expires_at"], "2025-12-04T03:59:29Z");
     }
 }

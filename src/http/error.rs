@@ -117,6 +117,9 @@ impl From<ServiceError> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, code, detail)
             }
             ServiceError::NotConnected(detail) => Self::not_found("not_connected", detail),
+            ServiceError::TokenRejected(detail) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "token_rejected", detail)
+            }
             ServiceError::ReauthorizationRequired(detail) => {
                 Self::new(StatusCode::CONFLICT, "reauthorization_required", detail)
             }

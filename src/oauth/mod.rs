@@ -1,6 +1,7 @@
 //! Talking to GitLab instances: one HTTP client per instance with that instance's trust roots,
 //! and the check that proves an instance is reachable and is the GitLab it claims to be.
 
+mod access_tokens;
 mod check;
 mod client;
 mod discovery;
@@ -12,6 +13,10 @@ mod tls;
 mod webhook_client;
 mod workload_token;
 
+pub use access_tokens::{
+    AccessTokenInfo, CANNOT_ROTATE, Described, TokenOwner, describe_access_token, next_expiry,
+    revoke_access_token, rotate_access_token, access_token_owner,
+};
 pub use check::{
     CLIENT_REJECTED, CheckReport, CheckStep, ClientToCheck, StepStatus, check_instance,
 };

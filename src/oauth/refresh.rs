@@ -22,6 +22,8 @@ pub enum RefreshOutcome {
         access_token: SecretString,
         refresh_token: SecretString,
         life: TokenLife,
+        /// GitLab's id of a rotated access token; OAuth tokens have none.
+        token_id: Option<String>,
     },
     /// The refresh token is dead: used, revoked, or its application deleted.
     InvalidGrant,
@@ -81,18 +83,8 @@ impl GitLabApp<'_> {
             Err(e) => return RefreshOutcome::Unknown(e.to_string()),
         };
         let status = response.status();
-        *request_id = response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() <= 128)
-            .map(str::to_owned);
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-            .map(std::time::Duration::from_secs);
+        *request_id = self::request_id(response.headers());
+        let retry_after = retry_after(response.headers());
         let body = match response.bytes().await {
             Ok(body) => body,
             Err(e) => return RefreshOutcome::Unknown(format!("the answer broke off ({e})")),
@@ -108,6 +100,7 @@ impl GitLabApp<'_> {
                             tokens.expires_in(),
                             tokens.extra_fields().extra_fields().created_at,
                         ),
+                        token_id: None,
                     },
                     None => RefreshOutcome::Unknown("the answer holds no refresh token".into()),
                 },
@@ -148,4 +141,22 @@ impl GitLabApp<'_> {
             other => Err(format!("token info answered HTTP {other}")),
         }
     }
+}
+
+/// GitLab's `X-Request-Id`, to find a request in GitLab's logs.
+pub(super) fn request_id(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
+        .map(str::to_owned)
+}
+
+/// A `Retry-After` in seconds.
+pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .map(std::time::Duration::from_secs)
 }

@@ -1,9 +1,11 @@
-//! A connection's two GitLab tokens, sealed at rest and bound to their row.
+//! A connection's two GitLab tokens, sealed at rest and bound to their row. An access-token
+//! connection seals an empty refresh token: every sealed column opens alike (key rotation).
 
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::crypto::{SealedColumn, Sealer};
 use crate::db::connections::ConnectionRow;
+use crate::domain::ConnectionKind;
 
 /// Which of a connection's tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +15,15 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
+    /// The token GitLab revokes a connection's grant by: an OAuth grant's refresh token (which
+    /// ends its access token too), or the access token itself.
+    pub fn revoking(kind: ConnectionKind) -> Self {
+        match kind {
+            ConnectionKind::OAuth => Self::Refresh,
+            ConnectionKind::AccessToken => Self::Access,
+        }
+    }
+
     fn column(self) -> SealedColumn {
         match self {
             Self::Access => SealedColumn::ConnectionAccessToken,

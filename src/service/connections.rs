@@ -10,7 +10,8 @@ use super::webhooks::outbox;
 use super::{Context, FieldError, ServiceError};
 use crate::db::{self, connections::ConnectionFilter, connections::ConnectionRow};
 use crate::domain::{
-    ConnectionStatus, EventType, Page, Paged, ScopeSet, created_key, parse_created_key,
+    ConnectionKind, ConnectionStatus, EventType, Page, Paged, ScopeSet, TokenLife, created_key,
+    parse_created_key,
 };
 use crate::oauth::Grant;
 
@@ -21,13 +22,17 @@ pub struct ConnectionView {
     pub service: String,
     pub instance: String,
     pub subject: String,
+    pub kind: ConnectionKind,
     pub scopes: ScopeSet,
     pub status: ConnectionStatus,
     /// Why a connection stopped being usable, e.g. `invalid_grant` or `refresh_response_lost`.
     pub status_reason: Option<String>,
     pub gitlab_user_id: String,
     pub gitlab_username: String,
+    /// When the token held expires (an OAuth token: hours; an access token: its expiry date).
     pub expires_at: NaiveDateTime,
+    /// An access token that cannot rotate itself: it must be replaced before it expires.
+    pub rotation_impossible: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub refreshed_at: Option<NaiveDateTime>,
@@ -46,18 +51,56 @@ pub struct ConnectionQuery {
 
 pub(super) struct StoredGrant {
     pub connection_id: String,
-    /// The refresh token of the grant this one replaced, to revoke at GitLab.
-    pub replaced_refresh_token: Option<SecretString>,
+    /// What the grant this one replaced held, to revoke at GitLab.
+    pub replaced: Option<ReplacedGrant>,
 }
 
-/// Stores a fresh grant for (service, instance, subject, granted scopes), sealed and bound to
-/// its row. Connecting again for the same key replaces the tokens in the same row; of two
+/// The credential of a replaced grant that GitLab revokes: an OAuth grant's refresh token, or
+/// an access token.
+pub(super) struct ReplacedGrant {
+    pub kind: ConnectionKind,
+    pub token: SecretString,
+}
+
+/// What a connection holds, from the connect flow (OAuth) or given as an access token.
+pub(super) struct HeldGrant {
+    pub kind: ConnectionKind,
+    pub access_token: SecretString,
+    /// Empty for access tokens, which have none.
+    pub refresh_token: SecretString,
+    pub life: TokenLife,
+    pub scopes: ScopeSet,
+    pub user_id: String,
+    pub username: String,
+    /// GitLab's id of an access token.
+    pub access_token_id: Option<String>,
+    pub rotation_impossible: bool,
+}
+
+impl From<Grant> for HeldGrant {
+    fn from(grant: Grant) -> Self {
+        Self {
+            kind: ConnectionKind::OAuth,
+            scopes: ScopeSet::granted(&grant.scopes),
+            access_token: grant.access_token,
+            refresh_token: grant.refresh_token,
+            life: grant.life,
+            user_id: grant.user_id,
+            username: grant.username,
+            access_token_id: None,
+            rotation_impossible: false,
+        }
+    }
+}
+
+/// Stores a grant for (service, instance, subject, granted scopes), sealed and bound to its
+/// row. Connecting again for the same key replaces the tokens in the same row; of two
 /// completions racing for one key, the later one replaces the earlier, whose grant is returned
 /// for revocation.
 pub(super) async fn store_grant(
     ctx: &Context,
     key: GrantKey<'_>,
-    grant: Grant,
+    grant: HeldGrant,
 ) -> Result<StoredGrant, ServiceError> {
     let sealer = ctx.sealer.clone();
     let (service_id, instance_id, instance_name, subject) = (
@@ -66,7 +109,7 @@ pub(super) async fn store_grant(
         key.instance_name.to_owned(),
         key.subject.to_owned(),
     );
-    let scopes = ScopeSet::granted(&grant.scopes).to_string();
+    let scopes = grant.scopes.to_string();
     ctx.db_write(move |conn| {
         let mut attempt = || {
             conn.write_transaction(|conn| {
@@ -81,7 +124,12 @@ pub(super) async fn store_grant(
                 let id = existing
                     .as_ref()
                     .map_or_else(|| uuid::Uuid::new_v4().to_string(), |row| row.id.clone());
-                let refresh_due_at = grant.life.refresh_due_at(&id);
+                // A token that cannot rotate itself is never due: it serves until it expires.
+                let refresh_due_at = if grant.rotation_impossible {
+                    grant.life.expires_at
+                } else {
+                    grant.kind.renewal_due_at(&grant.life, &id)
+                };
                 let row = ConnectionRow {
                     access_token_sealed: seal_token(
                         &sealer,
@@ -113,18 +161,25 @@ pub(super) async fn store_grant(
                     refresh_lease_until: None,
                     refresh_in_flight_since: None,
                     status_reason: None,
+                    kind: grant.kind,
+                    access_token_id: grant.access_token_id.clone(),
+                    rotation_impossible: grant.rotation_impossible,
+                    expiry_announced_at: None,
                 };
-                db::instances::record_token_lifetime(
-                    conn,
-                    &instance_id,
-                    grant.life.lifetime().num_seconds(),
-                )?;
-                let replaced_refresh_token = match existing {
+                if grant.kind == ConnectionKind::OAuth {
+                    db::instances::record_token_lifetime(
+                        conn,
+                        &instance_id,
+                        grant.life.lifetime().num_seconds(),
+                    )?;
+                }
+                let replaced = match existing {
                     Some(old) => {
                         db::connections::replace_grant(conn, &row)?;
-                        open_token(&sealer, &old, TokenKind::Refresh)
+                        open_token(&sealer, &old, TokenKind::revoking(old.kind))
                             .map_err(|e| tracing::warn!(error.cause = %e, "the replaced grant cannot be revoked"))
                             .ok()
+                            .map(|token| ReplacedGrant { kind: old.kind, token })
                     }
                     None => {
                         db::connections::insert(conn, &row)?;
@@ -142,11 +197,12 @@ pub(super) async fn store_grant(
                         subject: &subject,
                         status: ConnectionStatus::Active,
                         reason: None,
+                        expires_at: None,
                     },
                 )?;
                 Ok(StoredGrant {
                     connection_id: row.id,
-                    replaced_refresh_token,
+                    replaced,
                 })
             })
         };
@@ -201,27 +257,42 @@ pub async fn list(
         .await?;
     let views = rows
         .into_iter()
-        .map(|(row, instance, service)| ConnectionView {
-            id: row.id,
-            service,
-            instance,
-            subject: row.subject,
-            scopes: ScopeSet::granted(row.scopes.split_whitespace()),
-            status: row.status,
-            status_reason: row.status_reason,
-            gitlab_user_id: row.gitlab_user_id,
-            gitlab_username: row.gitlab_username,
-            expires_at: row.expires_at,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            refreshed_at: row.refreshed_at,
-        })
+        .map(|(row, instance, service)| to_view(row, instance, service))
         .collect();
     Ok(Paged::of(
         views,
         limit.unwrap_or(i64::MAX),
         |view: &ConnectionView| created_key(view.created_at, &view.id),
     ))
+}
+
+/// One connection as administrators see it.
+pub async fn view(ctx: &Context, id: &str) -> Result<ConnectionView, ServiceError> {
+    let owned = id.to_owned();
+    ctx.db_read(move |conn| db::connections::find_listed(conn, &owned))
+        .await?
+        .map(|(row, instance, service)| to_view(row, instance, service))
+        .ok_or_else(|| ServiceError::NotFound(format!("no connection has the id {id:?}")))
+}
+
+fn to_view(row: ConnectionRow, instance: String, service: String) -> ConnectionView {
+    ConnectionView {
+        id: row.id,
+        service,
+        instance,
+        subject: row.subject,
+        kind: row.kind,
+        scopes: ScopeSet::granted(row.scopes.split_whitespace()),
+        status: row.status,
+        status_reason: row.status_reason,
+        gitlab_user_id: row.gitlab_user_id,
+        gitlab_username: row.gitlab_username,
+        expires_at: row.expires_at,
+        rotation_impossible: row.rotation_impossible,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        refreshed_at: row.refreshed_at,
+    }
 }
 
 /// How many connections an instance holds in one status.

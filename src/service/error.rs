@@ -38,6 +38,9 @@ pub enum ServiceError {
     /// No connection can serve the request: the person must connect first.
     #[error("{0}")]
     NotConnected(String),
+    /// GitLab refuses the access token given (unknown, revoked or expired). Nothing was stored.
+    #[error("{0}")]
+    TokenRejected(String),
     /// The grant is dead; the person must connect again.
     #[error("{0}")]
     ReauthorizationRequired(String),

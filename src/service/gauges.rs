@@ -6,10 +6,12 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
+
 use super::{Context, ServiceError};
 use crate::db;
 use crate::domain::ConnectionStatus;
-use crate::metrics::InstanceStatus;
+use crate::metrics::{HeldToken, InstanceStatus};
 
 /// How often the keeper looks for a change: the most a recount lags one.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -33,17 +35,33 @@ pub async fn keep_current(ctx: Context) {
     }
 }
 
-/// Sets the connections gauge (every registered instance in every status, zeros included) and
-/// the gauge of instances whose OAuth client GitLab rejects.
+/// Sets the connections gauge (every registered instance in every status, zeros included), the
+/// gauge of instances whose OAuth client GitLab rejects, and the days each access token has left.
 async fn recount(ctx: &Context) -> Result<(), ServiceError> {
-    let (standing, counted) = ctx
+    let (standing, counted, expiries) = ctx
         .db_read(|conn| {
             let standing = db::instances::client_standing(conn)?;
             let counted = db::connections::count_by_instance_and_status(conn, None)?;
-            Ok((standing, counted))
+            let expiries = db::access_token_expiry::expiries(conn)?;
+            Ok((standing, counted, expiries))
         })
         .await?;
     ctx.metrics.set_clients_rejected(&standing);
+    let now = Utc::now().naive_utc();
+    let days_left = expiries
+        .into_iter()
+        .map(|(instance, connection, expires_at)| {
+            let days = (expires_at - now).num_days().max(0);
+            (
+                HeldToken {
+                    instance,
+                    connection,
+                },
+                days,
+            )
+        })
+        .collect();
+    ctx.metrics.set_access_token_days_left(days_left);
     let series = standing
         .iter()
         .flat_map(|(instance, _)| ConnectionStatus::ALL.map(|status| (instance, status.as_str())))

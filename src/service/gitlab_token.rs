@@ -15,7 +15,7 @@ use super::refresh::{self, Purpose, RefreshError};
 use super::{Context, FieldError, ServiceError};
 use crate::config::RefresherSettings;
 use crate::db::{self, connections::ConnectionRow, instances::InstanceSummary};
-use crate::domain::{ConnectionStatus, InstanceName, ScopeSet, Subject};
+use crate::domain::{ConnectionKind, ConnectionStatus, InstanceName, ScopeSet, Subject};
 
 /// However little a caller asks for, a token handed out lives at least this long.
 const MIN_VALIDITY_SECONDS: i64 = 60;
@@ -147,6 +147,9 @@ pub(super) async fn fresh_token(
         beyond_lifetime(&ctx.refresher, chosen, need)?;
     }
     let need_until = Utc::now().naive_utc() + need;
+    if chosen.rotation_impossible {
+        expiring_without_rotation(chosen, need_until, subject.as_str(), &instance.name)?;
+    }
     let refreshed;
     let row = if refresh::satisfies(&ctx.refresher, chosen, need_until, Purpose::Handout) {
         chosen
@@ -171,7 +174,8 @@ pub(super) async fn fresh_token(
 
 /// After GitLab refused a token labgate still counts as valid (revoked early, or dead before
 /// its recorded expiry): a refresh now, through the usual single flight, unless one has
-/// already replaced that token by the time the lease is taken.
+/// already replaced that token by the time the lease is taken. An access token is never
+/// rotated for this.
 pub(super) async fn replace_refused(
     ctx: &Context,
     connection_id: &str,
@@ -182,6 +186,12 @@ pub(super) async fn replace_refused(
         .db_read(move |conn| db::connections::find(conn, &id))
         .await?
         .ok_or_else(|| ServiceError::NotConnected("the connection is gone".into()))?;
+    if row.kind == ConnectionKind::AccessToken {
+        // Refused, an access token was revoked, or rotated by whoever else holds it: rotating
+        // it now would present a dead token, and GitLab revokes the whole family of a token
+        // rotated twice. The retry uses the token as stored now (a rotation here included).
+        return Ok(());
+    }
     // Beyond what the refused token can give: only a newer token satisfies it.
     let need_until = refresh::valid_until(&ctx.refresher, &row) + TimeDelta::seconds(1);
     let subject = row.subject.clone();
@@ -207,8 +217,37 @@ fn refresh_failure(error: RefreshError, subject: &str, instance: &str) -> Servic
         RefreshError::Gone => {
             ServiceError::NotConnected(format!("{subject} is not connected to {instance}"))
         }
+        RefreshError::CannotRotate => ServiceError::ReauthorizationRequired(format!(
+            "{subject}'s access token on {instance} cannot rotate itself (it has neither api nor \
+             self_rotate) and will not stay valid long enough: give labgate a new token"
+        )),
         RefreshError::Storage(e) => e,
     }
+}
+
+/// An access token that cannot rotate itself serves until its expiry and no longer: a request
+/// for more validity is refused, and once it is (nearly) expired, a new token must be given.
+fn expiring_without_rotation(
+    row: &ConnectionRow,
+    need_until: NaiveDateTime,
+    subject: &str,
+    instance: &str,
+) -> Result<(), ServiceError> {
+    let now = Utc::now().naive_utc();
+    if need_until <= row.expires_at {
+        return Ok(());
+    }
+    if row.expires_at - now < TimeDelta::seconds(MIN_VALIDITY_SECONDS) {
+        return Err(refresh_failure(RefreshError::CannotRotate, subject, instance));
+    }
+    let message = format!(
+        "this connection's access token expires in {} s and cannot rotate itself; ask for less",
+        (row.expires_at - now).num_seconds()
+    );
+    Err(ServiceError::Invalid(vec![FieldError::new(
+        "min_valid_for",
+        message,
+    )]))
 }
 
 /// Refuses a validity that no token of this connection can be promised: GitLab issues it

@@ -2,6 +2,8 @@
 //! output or a `ServiceError`; storage runs on blocking threads, never on the async workers.
 
 pub mod access_grants;
+pub mod access_token_connections;
+pub mod access_token_expiry;
 pub mod admin_sessions;
 pub mod admin_sign_in;
 pub mod audit;

@@ -4,11 +4,13 @@ use chrono::Utc;
 
 use super::audit::AuditEvent;
 use super::connection_tokens::{TokenKind, open_token};
+use super::connections::ReplacedGrant;
 use super::registration::Registration;
 use super::webhooks::outbox;
 use super::{Context, ServiceError, refresh};
 use crate::db::{self, connections::ConnectionRow, instances::InstanceRow};
-use crate::domain::{ConnectionStatus, EventType};
+use crate::domain::{ConnectionKind, ConnectionStatus, EventType};
+use crate::oauth::revoke_access_token;
 
 /// `status_reason` of a revoked connection: labgate stopped handing it out; GitLab has, or has
 /// not yet, revoked its grant.
@@ -88,6 +90,7 @@ async fn revoke_row(
                     subject: &holder.2,
                     status: revoked,
                     reason: None,
+                    expires_at: None,
                 };
                 outbox::record(conn, &change)?;
             }
@@ -99,8 +102,11 @@ async fn revoke_row(
     let http = registration
         .http_client(ctx)
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
-    let refresh_token = open_token(&ctx.sealer, &row, TokenKind::Refresh)?;
-    registration.app().revoke(&http, &refresh_token).await.map_err(|e| ServiceError::GitLabUnavailable {
+    let held = ReplacedGrant {
+        kind: row.kind,
+        token: open_token(&ctx.sealer, &row, TokenKind::revoking(row.kind))?,
+    };
+    revoke_at_gitlab(&registration, &http, instance, &held).await.map_err(|e| ServiceError::GitLabUnavailable {
         detail: format!("the connection is revoked in labgate, but GitLab could not revoke its grant ({e}): try again"),
         retry_after: std::time::Duration::from_secs(30),
     })?;
@@ -117,4 +123,37 @@ async fn revoke_row(
         .scopes(&row.scopes);
     ctx.audit.record(event).await;
     Ok(())
+}
+
+/// Revokes a grant at GitLab: RFC 7009 for OAuth, `DELETE /personal_access_tokens/self` for an
+/// access token.
+async fn revoke_at_gitlab(
+    registration: &Registration,
+    http: &reqwest::Client,
+    instance: &InstanceRow,
+    held: &ReplacedGrant,
+) -> Result<(), String> {
+    match held.kind {
+        ConnectionKind::OAuth => registration
+            .app()
+            .revoke(http, &held.token)
+            .await
+            .map_err(|e| e.to_string()),
+        ConnectionKind::AccessToken => {
+            revoke_access_token(http, &instance.base_url, &held.token).await
+        }
+    }
+}
+
+/// Revokes the grant a new one replaced: dead weight at GitLab now, so revoking it is courtesy,
+/// not correctness, and a failure is only logged.
+pub(super) async fn revoke_replaced(
+    registration: &Registration,
+    http: &reqwest::Client,
+    instance: &InstanceRow,
+    replaced: ReplacedGrant,
+) {
+    if let Err(e) = revoke_at_gitlab(registration, http, instance, &replaced).await {
+        tracing::warn!(instance.name = %instance.name, error.cause = %e, "revoking the replaced grant failed");
+    }
 }

@@ -91,6 +91,11 @@ fn describe_service_error(error: &ServiceError) -> (StatusCode, &'static str, St
         ServiceError::NotConnected(detail) => {
             (StatusCode::NOT_FOUND, "Not connected", detail.clone())
         }
+        ServiceError::TokenRejected(detail) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "GitLab refuses the token",
+            detail.clone(),
+        ),
         ServiceError::ReauthorizationRequired(detail) => (
             StatusCode::CONFLICT,
             "The person must connect again",

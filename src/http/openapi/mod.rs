@@ -37,6 +37,7 @@ use super::{
         deliveries::list,
         connect::create,
         connections::list,
+        connections::add_access_token,
         connections::revoke,
         connections::refreshes,
         credentials::fetch,

@@ -115,15 +115,33 @@ pub(crate) struct Connection {
     service: String,
     instance: String,
     subject: String,
+    /// `oauth` (a connect flow's grant) or `access_token` (a personal, project or group token).
+    kind: String,
     scopes: Vec<String>,
     /// `active`, `reauthorization_required` or `revoked`.
     status: String,
     status_reason: Option<String>,
     gitlab: GitLabUser<'static>,
+    /// When the token held now expires.
     expires_at: String,
+    /// An access token without `api` or `self_rotate`: labgate cannot rotate it, and announces
+    /// its expiry (`connection.expiring`) 7 days ahead instead.
+    rotation_impossible: bool,
     created_at: String,
     updated_at: String,
     refreshed_at: Option<String>,
+}
+
+/// A GitLab access token to hold as a connection. Write-only: no answer shows it again.
+#[derive(ToSchema, Serialize)]
+pub(crate) struct AccessTokenConnectionRequest {
+    /// The service the connection is for: required from the administrator, left out by a
+    /// service (its own).
+    service: Option<String>,
+    instance: String,
+    subject: String,
+    /// A personal, project or group access token.
+    access_token: String,
 }
 
 #[derive(ToSchema, Serialize)]

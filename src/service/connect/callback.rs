@@ -12,7 +12,7 @@ use crate::domain::ScopeSet;
 use crate::oauth::GitLabError;
 use crate::service::audit::AuditEvent;
 use crate::service::registration::Registration;
-use crate::service::{Context, connections};
+use crate::service::{Context, connections, revocation};
 
 /// Parameters GitLab sends back to the callback.
 #[derive(Debug, Default)]
@@ -203,15 +203,12 @@ async fn complete(
         instance_name: &instance.name,
         subject: &session.subject,
     };
-    let stored = connections::store_grant(ctx, key, grant)
+    let stored = connections::store_grant(ctx, key, grant.into())
         .await
         .map_err(internal)?;
-    let reconnected = stored.replaced_refresh_token.is_some();
-    if let Some(old_refresh_token) = stored.replaced_refresh_token {
-        // The old grant is dead weight at GitLab now; revoking it is courtesy, not correctness.
-        if let Err(e) = registration.app().revoke(&http, &old_refresh_token).await {
-            tracing::warn!(instance.name = %instance.name, error.cause = %e, "revoking the replaced grant failed");
-        }
+    let reconnected = stored.replaced.is_some();
+    if let Some(replaced) = stored.replaced {
+        revocation::revoke_replaced(&registration, &http, instance, replaced).await;
     }
     tracing::info!(instance.name = %instance.name, connection.id = %stored.connection_id, "connection stored");
     let kind = if reconnected {

@@ -7,12 +7,13 @@ use chrono::{NaiveDateTime, TimeDelta, Utc};
 
 use super::coordination::{Lease, Leased, Mark};
 use super::ledger::{Attempt, AttemptOutcome};
-use super::unknown_outcome::{Earlier, settle_earlier, settle_time};
+use super::renewal::Renewable;
+use super::unknown_outcome::{settle_earlier, settle_time};
 use super::verdict::{reauthorize, record_failure};
 use super::{DEFAULT_RETRY_AFTER, RefreshError, unavailable, usable};
 use crate::db::{self, connections::ConnectionRow, connections::RefreshedTokens};
-use crate::domain::TokenLife;
-use crate::oauth::{CLIENT_REJECTED, RefreshOutcome};
+use crate::domain::{ConnectionKind, TokenLife};
+use crate::oauth::{CANNOT_ROTATE, CLIENT_REJECTED, RefreshOutcome};
 use crate::service::connection_tokens::{TokenKind, open_token, seal_token};
 use crate::service::registration::Registration;
 use crate::service::{Context, ServiceError};
@@ -52,19 +53,19 @@ pub(super) async fn refresh_with_lease(
         }
     };
 
+    let renewable = Renewable {
+        row: &row,
+        instance: &instance,
+        registration: &registration,
+        http: &http,
+        access_token: &access_token,
+        refresh_token: &refresh_token,
+    };
     if let Mark::Earlier(since) = mark {
-        let earlier = Earlier {
-            since,
-            row: &row,
-            instance: &instance,
-            registration: &registration,
-            http: &http,
-            access_token: &access_token,
-        };
-        settle_earlier(&lease, earlier).await?;
+        settle_earlier(&lease, since, &renewable).await?;
     }
     let (started, started_at) = (Instant::now(), Utc::now().naive_utc());
-    let reply = registration.app().refresh(&http, &refresh_token).await;
+    let reply = renewable.renew().await;
     let seconds = started.elapsed().as_secs_f64();
     let attempt = Attempt {
         connection_id: id.to_owned(),
@@ -77,15 +78,18 @@ pub(super) async fn refresh_with_lease(
             access_token,
             refresh_token,
             life,
+            token_id,
         } => {
+            // The instance's OAuth token lifetime; an access token's is its own.
+            let oauth_lifetime_changed = row.kind == ConnectionKind::OAuth
+                && instance.token_lifetime_seconds != Some(life.lifetime().num_seconds());
             let pair = NewPair {
                 access: seal_token(&ctx.sealer, id, TokenKind::Access, &access_token),
                 refresh: seal_token(&ctx.sealer, id, TokenKind::Refresh, &refresh_token),
                 life,
-                refresh_due_at: life.refresh_due_at(id),
-                lifetime_changed_on: (instance.token_lifetime_seconds
-                    != Some(life.lifetime().num_seconds()))
-                .then(|| instance.id.clone()),
+                refresh_due_at: row.kind.renewal_due_at(&life, id),
+                token_id,
+                lifetime_changed_on: oauth_lifetime_changed.then(|| instance.id.clone()),
             };
             let stored = store_new_pair(&lease, pair).await;
             ctx.metrics.refresh(&instance.name, "ok", seconds);
@@ -143,6 +147,20 @@ pub(super) async fn refresh_with_lease(
                 retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
                 "GitLab is throttling refreshes (429)".into(),
             ))
+        }
+        RefreshOutcome::Refused(reason) if reason == CANNOT_ROTATE => {
+            ctx.metrics.refresh(&instance.name, "unavailable", seconds);
+            let detail = "GitLab refused the rotation: the token has neither api nor self_rotate";
+            attempt
+                .record(ctx, AttemptOutcome::Unavailable, Some(detail.into()))
+                .await;
+            record_failure(ctx, &row, &instance.name, detail).await;
+            let (flagged_id, owner) = (id.to_owned(), ctx.refreshes.owner.clone());
+            ctx.db_write(move |conn| {
+                db::connections::flag_rotation_impossible(conn, &flagged_id, &owner)
+            })
+            .await?;
+            Err(RefreshError::CannotRotate)
         }
         RefreshOutcome::NotSent(reason) | RefreshOutcome::Refused(reason) => {
             ctx.metrics.refresh(&instance.name, "unavailable", seconds);
@@ -205,6 +223,8 @@ struct NewPair {
     refresh: Vec<u8>,
     life: TokenLife,
     refresh_due_at: NaiveDateTime,
+    /// GitLab's id of a rotated access token.
+    token_id: Option<String>,
     /// The instance, when the lifetime GitLab granted differs from the one it recorded last.
     lifetime_changed_on: Option<String>,
 }
@@ -239,6 +259,7 @@ async fn store_new_pair(lease: &Lease<'_>, pair: NewPair) -> Result<Stored, Refr
                     issued_at: pair_now.life.issued_at,
                     expires_at: pair_now.life.expires_at,
                     refresh_due_at: pair_now.refresh_due_at,
+                    access_token_id: pair_now.token_id.as_deref(),
                 };
                 let now = Utc::now().naive_utc();
                 if !db::connections::store_refresh(conn, &stored_id, &owner, tokens, now)? {

@@ -18,7 +18,8 @@
 //!
 //! Rooms: `ensure` (the entry: a token valid long enough, refreshing first), `coordination`
 //! (per-process locks and the row's lease), `exchange` (asking GitLab and storing the pair),
-//! `unknown_outcome` (settling a refresh whose answer was lost), `verdict` (recording a dead
+//! `renewal` (what a refresh is for each kind of connection: an OAuth refresh, or an access
+//! token's self-rotation), `unknown_outcome` (settling a refresh whose answer was lost), `verdict` (recording a dead
 //! or failed refresh), `sweeper` (the background refresher), `timing` (when a token is due).
 
 mod backoff;
@@ -26,6 +27,7 @@ mod coordination;
 mod ensure;
 mod exchange;
 mod ledger;
+mod renewal;
 mod sweeper;
 mod timing;
 mod unknown_outcome;
@@ -59,6 +61,9 @@ pub enum RefreshError {
     },
     /// The connection is revoked or gone.
     Gone,
+    /// An access token that cannot rotate itself (neither `api` nor `self_rotate`) would have
+    /// to: it serves until its expiry, then a new one must be given.
+    CannotRotate,
     Storage(ServiceError),
 }
 

@@ -7,11 +7,12 @@ use futures_util::StreamExt;
 use super::ensure::ensure_fresh;
 use super::{Purpose, RefreshError};
 use crate::db;
-use crate::service::{Context, ServiceError};
+use crate::service::{Context, ServiceError, access_token_expiry};
 
 /// One sweep of the background refresher: refreshes active connections whose refresh is due
 /// (each token's own `refresh_due_at`), and settles earlier unknown outcomes, at most
-/// `concurrency` at a time, skipping instances in back-off. Returns how many were refreshed.
+/// `concurrency` at a time, skipping instances in back-off; then announces access tokens that
+/// cannot rotate themselves and expire soon. Returns how many were refreshed.
 pub async fn sweep(ctx: &Context) -> Result<usize, ServiceError> {
     let settings = ctx.refresher.clone();
     let now = Utc::now().naive_utc();
@@ -40,6 +41,9 @@ pub async fn sweep(ctx: &Context) -> Result<usize, ServiceError> {
         .filter(|refreshed| std::future::ready(*refreshed))
         .count()
         .await;
+    if let Err(e) = access_token_expiry::announce_expiring(ctx).await {
+        tracing::warn!(error.cause = %e, "could not announce expiring access tokens");
+    }
     // The rotation ledger keeps each connection's newest attempts only.
     if let Err(e) = ctx.db_write(db::refresh_attempts::trim).await {
         tracing::warn!(error.cause = %e, "could not trim the rotation ledger");

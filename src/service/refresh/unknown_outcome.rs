@@ -1,19 +1,19 @@
 //! Settling a refresh whose outcome is unknown (a timeout, a broken answer, a 5xx, a crash):
 //! never a blind retry. Once GitLab has surely finished with the request, labgate asks whether
-//! the old access token still works; only then may a refresh be sent again.
+//! the old access token still works; only then may a refresh be sent again. The same holds for
+//! an access token's self-rotation.
 
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
-use secrecy::SecretString;
 
 use super::coordination::Lease;
 use super::ledger::{Attempt, AttemptOutcome};
 use super::verdict::reauthorize;
 use super::{DEFAULT_RETRY_AFTER, RefreshError, unavailable};
-use crate::db::{self, connections::ConnectionRow, instances::InstanceRow};
+use super::renewal::Renewable;
+use crate::db;
 use crate::service::Context;
-use crate::service::registration::Registration;
 
 /// A token that dies within this much of its recorded expiry may merely have expired: GitLab
 /// judges expiry by its own clock, which may run ahead of labgate's.
@@ -24,30 +24,15 @@ pub(super) fn settle_time(ctx: &Context) -> Duration {
     ctx.outbound.request_timeout * 2
 }
 
-/// An earlier refresh of this row whose outcome is unknown, and what is needed to ask GitLab.
-pub(super) struct Earlier<'a> {
-    pub(super) since: NaiveDateTime,
-    pub(super) row: &'a ConnectionRow,
-    pub(super) instance: &'a InstanceRow,
-    pub(super) registration: &'a Registration,
-    pub(super) http: &'a reqwest::Client,
-    pub(super) access_token: &'a SecretString,
-}
-
-/// Holding the lease: decides whether the earlier refresh rotated the pair. `Ok`: a refresh may
-/// be sent, and the row is marked in flight for it; otherwise the verdict, recorded.
+/// Holding the lease: decides whether the earlier refresh (of the row `renewable` holds, marked
+/// `since`) rotated the token. `Ok`: a refresh may be sent, and the row is marked in flight for
+/// it; otherwise the verdict, recorded.
 pub(super) async fn settle_earlier(
     lease: &Lease<'_>,
-    earlier: Earlier<'_>,
+    since: NaiveDateTime,
+    renewable: &Renewable<'_>,
 ) -> Result<(), RefreshError> {
-    let Earlier {
-        since,
-        row,
-        instance,
-        registration,
-        http,
-        access_token,
-    } = earlier;
+    let (row, instance) = (renewable.row, renewable.instance);
     let (ctx, id) = (lease.ctx, lease.id);
     let waited = (Utc::now().naive_utc() - since)
         .to_std()
@@ -59,11 +44,7 @@ pub(super) async fn settle_earlier(
             reason: "the outcome of the last refresh is not known yet".into(),
         });
     }
-    match registration
-        .app()
-        .access_token_alive(http, access_token)
-        .await
-    {
+    match renewable.still_accepted().await {
         Ok(true) => {}
         // Dead well before its expiry: GitLab rotated the pair and its answer was lost.
         Ok(false) if row.expires_at - EXPIRY_SLACK > Utc::now().naive_utc() => {

@@ -42,6 +42,7 @@ pub(super) async fn reauthorize(
                         subject: &subject,
                         status,
                         reason: Some(&code_owned),
+                        expires_at: None,
                     };
                     outbox::record(conn, &change)?;
                 }

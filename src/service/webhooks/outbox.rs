@@ -1,7 +1,7 @@
 //! Writing events to the outbox, inside the transaction of the change that causes them: the
 //! event exists exactly when the change does. One row per webhook of the connection's service.
 
-use chrono::Utc;
+use chrono::{NaiveDateTime, Utc};
 use diesel::QueryResult;
 
 use crate::db::{self, DbConnection, webhook_deliveries::DeliveryRow};
@@ -16,6 +16,8 @@ pub(crate) struct Change<'a> {
     pub subject: &'a str,
     pub status: ConnectionStatus,
     pub reason: Option<&'a str>,
+    /// When the token expires, for `connection.expiring`.
+    pub expires_at: Option<NaiveDateTime>,
 }
 
 /// Queues the event for every webhook of the service; call it on the connection that makes
@@ -35,6 +37,7 @@ pub(crate) fn record(conn: &mut DbConnection, change: &Change<'_>) -> QueryResul
         subject: change.subject.to_owned(),
         status: change.status.as_str().to_owned(),
         reason: change.reason.map(str::to_owned),
+        expires_at: change.expires_at,
     };
     let body = event.body();
     let rows: Vec<DeliveryRow> = hooks

@@ -1,0 +1,216 @@
+//! Connections that hold a GitLab access token (personal, project or group) given by an
+//! administrator or by a service for its own subjects. GitLab is asked about the token
+//! before anything is stored; the token is sealed like every token and never shown again.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::audit::AuditEvent;
+use super::connections::{self, ConnectionView, GrantKey, HeldGrant};
+use super::gitlab_token::{self, Wanted};
+use super::principal::{Service, SubjectBinding, to_service};
+use super::registration::Registration;
+use super::{Context, FieldError, ServiceError, required, revocation};
+use crate::db;
+use crate::domain::{ConnectionKind, InstanceName, Invalid, ScopeSet, ServiceName, Subject};
+use crate::oauth::{Described, access_token_owner, describe_access_token};
+
+/// GitLab's tokens are a few dozen characters; anything this long is not one.
+const MAX_TOKEN_LENGTH: usize = 1024;
+
+/// Who gives the token: an administrator (for any service, named in the form), or a service
+/// for its own subjects.
+pub enum Giver<'a> {
+    Admin { actor: &'a str },
+    Service(&'a Service, &'a SubjectBinding),
+}
+
+/// The request as typed.
+#[derive(Default)]
+pub struct AccessTokenForm {
+    /// Which service the connection is for: the administrator names it; a service may not.
+    pub service: Option<String>,
+    pub instance: Option<String>,
+    pub subject: Option<String>,
+    pub access_token: Option<SecretString>,
+}
+
+struct Parsed {
+    service: Option<ServiceName>,
+    instance: InstanceName,
+    subject: Subject,
+    token: SecretString,
+}
+
+/// Checks the token with GitLab (`/personal_access_tokens/self`, `/user`) and stores it as an
+/// `access_token` connection of (service, instance, subject, the token's scopes). A connection
+/// already held for that key is replaced, and its old grant revoked at GitLab.
+pub async fn add(
+    ctx: &Context,
+    giver: Giver<'_>,
+    form: AccessTokenForm,
+) -> Result<ConnectionView, ServiceError> {
+    let parsed = parse(form, matches!(giver, Giver::Admin { .. }))?;
+    let (service, actor) = match giver {
+        Giver::Admin { actor } => {
+            let name = parsed.service.clone().map(|n| n.as_str().to_owned());
+            (service_named(ctx, name.unwrap_or_default()).await?, actor.to_owned())
+        }
+        Giver::Service(service, binding) => {
+            binding.allows(&parsed.subject)?;
+            (service.clone(), format!("service:{}", service.name))
+        }
+    };
+    let wanted = Wanted {
+        instance: &parsed.instance,
+        subject: &parsed.subject,
+        scopes: None,
+        min_valid_for: 0,
+    };
+    gitlab_token::within_policy(&service, &wanted)?;
+    let name = parsed.instance.as_str().to_owned();
+    let instance = ctx
+        .db_read(move |conn| db::instances::find_by_name(conn, &name))
+        .await?
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "no instance is registered under the name {}",
+                parsed.instance
+            ))
+        })?;
+    let registration = Registration::of(ctx, &instance)?;
+    let http = registration
+        .http_client(ctx)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
+    let unavailable = |detail: String| ServiceError::GitLabUnavailable {
+        detail,
+        retry_after: std::time::Duration::from_secs(30),
+    };
+    let base_url = instance.base_url.as_str();
+    let info = match describe_access_token(&http, base_url, &parsed.token).await {
+        Ok(Described::Live(info)) => info,
+        Ok(Described::Rejected) => return Err(rejected()),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let owner = access_token_owner(&http, base_url, &parsed.token)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(rejected)?;
+    let scopes = ScopeSet::granted(&info.scopes);
+    let beyond = scopes.beyond_policy(&service.scopes);
+    if !beyond.is_empty() {
+        return Err(ServiceError::Forbidden {
+            code: "scope_not_allowed",
+            detail: format!(
+                "the token carries {}, more than service {:?} may receive: give a narrower token",
+                beyond.join(", "),
+                service.name.as_str()
+            ),
+        });
+    }
+    let grant = HeldGrant {
+        kind: ConnectionKind::AccessToken,
+        access_token: parsed.token,
+        refresh_token: SecretString::from(String::new()),
+        life: info.life,
+        scopes: scopes.clone(),
+        user_id: owner.user_id.clone(),
+        username: owner.username.clone(),
+        access_token_id: Some(info.id.clone()),
+        rotation_impossible: !info.can_rotate(),
+    };
+    let key = GrantKey {
+        service_id: &service.id,
+        instance_id: &instance.id,
+        instance_name: &instance.name,
+        subject: parsed.subject.as_str(),
+    };
+    let stored = connections::store_grant(ctx, key, grant).await?;
+    let replaced = stored.replaced.is_some();
+    if let Some(old) = stored.replaced {
+        revocation::revoke_replaced(&registration, &http, &instance, old).await;
+    }
+    let kind = if replaced {
+        "connection_reconnected"
+    } else {
+        "connection_created"
+    };
+    let event = AuditEvent::new(kind, actor)
+        .instance(&instance.name)
+        .subject(parsed.subject.as_str())
+        .connection(&stored.connection_id)
+        .scopes(scopes.to_string())
+        .detail(format!(
+            "access token {} of GitLab user @{}, expires {}",
+            info.id,
+            owner.username,
+            info.life.expires_at.date()
+        ));
+    ctx.audit.record(event).await;
+    connections::view(ctx, &stored.connection_id).await
+}
+
+fn rejected() -> ServiceError {
+    ServiceError::TokenRejected(
+        "GitLab refuses this access token (unknown, revoked or expired): nothing was stored".into(),
+    )
+}
+
+fn parse(form: AccessTokenForm, by_admin: bool) -> Result<Parsed, ServiceError> {
+    let mut errors = Vec::new();
+    let service = match (by_admin, form.service) {
+        (true, service) => required(&mut errors, "service", service, |v| {
+            ServiceName::parse(&v)
+        }),
+        (false, None) => None,
+        (false, Some(_)) => {
+            errors.push(FieldError::new(
+                "service",
+                "is the calling service itself: leave it out",
+            ));
+            None
+        }
+    };
+    let instance = required(&mut errors, "instance", form.instance, |v| {
+        InstanceName::parse(&v)
+    });
+    let subject = required(&mut errors, "subject", form.subject, |v| Subject::parse(&v));
+    let token = required(&mut errors, "access_token", form.access_token, check_token);
+    match (instance, subject, token) {
+        (Some(instance), Some(subject), Some(token)) if errors.is_empty() => Ok(Parsed {
+            service,
+            instance,
+            subject,
+            token,
+        }),
+        _ => Err(ServiceError::Invalid(errors)),
+    }
+}
+
+/// A token as GitLab could have issued it: never judged by its prefix, which GitLab lets
+/// administrators change, and never repeated in the refusal.
+fn check_token(token: SecretString) -> Result<SecretString, Invalid> {
+    let text = token.expose_secret();
+    if text.is_empty() {
+        return Err(Invalid::new("must not be empty"));
+    }
+    if text.len() > MAX_TOKEN_LENGTH {
+        return Err(Invalid::new(format!(
+            "is longer than {MAX_TOKEN_LENGTH} characters: not a GitLab token"
+        )));
+    }
+    if !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Invalid::new(
+            "holds spaces or characters GitLab tokens never hold",
+        ));
+    }
+    Ok(token)
+}
+
+async fn service_named(ctx: &Context, name: String) -> Result<Service, ServiceError> {
+    let looked_up = name.clone();
+    let row = ctx
+        .db_read(move |conn| db::services::find_by_name(conn, &looked_up))
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no service is named {name:?}")))?;
+    to_service(row)
+}
