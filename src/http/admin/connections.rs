@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::error::PageError;
 use super::layout::{Errors, Input, Section, badge, next_page_link, page, respond, when};
 use super::session::SignedIn;
-use crate::domain::{ConnectionStatus, Page};
+use crate::domain::{ConnectionKind, ConnectionStatus, Page};
 use crate::service::admin_sessions::AdminSession;
 use crate::service::connections::{self, ConnectionQuery, ConnectionView};
 use crate::service::{Context, ServiceError, instances, revocation};
@@ -102,6 +102,7 @@ async fn list(
     let status_error = errors.on("status");
     let body = html! {
         h1 { "Connections" }
+        p { a href="/admin/connections/access-token" { "Add an access token…" } }
         form.filters method="get" action="/admin/connections" role="search" {
             div.field {
                 label for="instance" { "Instance" }
@@ -139,7 +140,7 @@ async fn list(
             p.muted { (found.len()) " connection" @if found.len() != 1 { "s" } }
             table {
                 thead { tr {
-                    th { "Status" } th { "Instance" } th { "Subject" } th { "GitLab user" }
+                    th { "Status" } th { "Kind" } th { "Instance" } th { "Subject" } th { "GitLab user" }
                     th { "Scopes" } th { "Token expires" } th { "Last refresh" } th { "Connected" }
                     // The revoke column (issue 4): see `revoke_control`.
                     th {}
@@ -148,6 +149,10 @@ async fn list(
                     @for connection in &found {
                         tr {
                             td { (badge(connection.status.as_str())) }
+                            td {
+                                (kind_label(connection.kind))
+                                @if connection.rotation_impossible { " " (badge("cannot_rotate")) }
+                            }
                             td { a href={ "/admin/instances/" (connection.instance) } { (connection.instance) } }
                             td { code { (connection.subject) } }
                             td { "@" (connection.gitlab_username) " " span.muted { "(id " (connection.gitlab_user_id) ")" } }
@@ -178,6 +183,13 @@ async fn list(
         code,
         page("Connections", Some(&session), Section::Connections, body),
     ))
+}
+
+fn kind_label(kind: ConnectionKind) -> &'static str {
+    match kind {
+        ConnectionKind::OAuth => "OAuth",
+        ConnectionKind::AccessToken => "access token",
+    }
 }
 
 /// A revoke link for a connection GitLab has not revoked yet; it leads to a confirmation.

@@ -4,6 +4,7 @@
 //! and add no second path to the data.
 
 mod access_grants;
+mod access_tokens;
 mod assets;
 mod audit;
 mod connections;
@@ -44,6 +45,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             .configure(gitlab_sign_in::routes)
             .configure(instances::routes)
             .configure(services::routes)
+            .configure(access_tokens::routes)
             .configure(connections::routes)
             .configure(access_grants::routes)
             .configure(audit::routes)
