@@ -76,6 +76,15 @@ pub struct GitLabApp<'a> {
     pub redirect_url: &'a str,
 }
 
+/// A redeemed authorization code whose ID token was verified, and who it names.
+pub(super) struct VerifiedCode<AC: AdditionalClaims> {
+    pub(super) response: GitLabTokenResponse<AC>,
+    pub(super) user_id: String,
+    pub(super) username: String,
+    /// The ID token's claims beyond the standard ones.
+    pub(super) extra: AC,
+}
+
 /// Where to send the browser, and what the callback must match.
 pub struct AuthorizationRequest {
     pub url: Url,
@@ -204,6 +213,46 @@ impl GitLabApp<'_> {
         nonce: &str,
         requested: &ScopeSet,
     ) -> Result<Grant, GitLabError> {
+        let sent_at = Utc::now();
+        let VerifiedCode {
+            response,
+            user_id,
+            username,
+            ..
+        } = self
+            .redeem_code::<EmptyAdditionalClaims>(http, code, pkce_verifier, nonce)
+            .await?;
+        let refresh_token = response
+            .refresh_token()
+            .ok_or_else(|| GitLabError::Refused("GitLab issued no refresh token".into()))?;
+        Ok(Grant {
+            access_token: SecretString::from(response.access_token().secret().clone()),
+            refresh_token: SecretString::from(refresh_token.secret().clone()),
+            life: token_life(
+                sent_at,
+                response.expires_in(),
+                response.extra_fields().extra_fields().created_at,
+            ),
+            scopes: response.scopes().map_or_else(
+                || requested.iter().map(str::to_owned).collect(),
+                |granted| granted.iter().map(|s| s.to_string()).collect(),
+            ),
+            user_id,
+            username,
+        })
+    }
+
+    /// Exchanges the code (PKCE), verifies the ID token (signature from the JWKS, issuer,
+    /// audience, expiry, nonce) and learns who signed in: `preferred_username`, else
+    /// `nickname`, else userinfo (both claims are optional in OpenID Connect). `AC` reads the
+    /// ID token's claims beyond the standard ones.
+    pub(super) async fn redeem_code<AC: AdditionalClaims + Clone>(
+        &self,
+        http: &reqwest::Client,
+        code: &str,
+        pkce_verifier: &SecretString,
+        nonce: &str,
+    ) -> Result<VerifiedCode<AC>, GitLabError> {
         let jwks_url = JsonWebKeySetUrl::new(self.discovery.jwks_uri.clone())
             .map_err(|e| GitLabError::Configuration(e.to_string()))?;
         let keys = CoreJsonWebKeySet::fetch_async(&jwks_url, http)
@@ -211,8 +260,7 @@ impl GitLabApp<'_> {
             .map_err(|e| {
                 GitLabError::Unavailable(format!("fetching GitLab's signing keys failed: {e}"))
             })?;
-        let client = self.client(keys)?;
-        let sent_at = Utc::now();
+        let client = self.client_reading::<AC>(keys)?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| GitLabError::Configuration(e.to_string()))?
@@ -222,7 +270,6 @@ impl GitLabApp<'_> {
             .request_async(http)
             .await
             .map_err(token_error)?;
-
         let id_token = response.id_token().ok_or_else(|| {
             GitLabError::IdToken("GitLab sent no ID token although openid was granted".into())
         })?;
@@ -232,7 +279,6 @@ impl GitLabApp<'_> {
         let named = claims.preferred_username().map(|u| u.as_str().to_owned());
         let username = match named.or_else(|| nickname(claims.nickname())) {
             Some(username) => username,
-            // Both claims are optional in OpenID Connect; userinfo names the person too.
             None => {
                 let userinfo: CoreUserInfoClaims = client
                     .user_info(
@@ -257,23 +303,11 @@ impl GitLabApp<'_> {
                     })?
             }
         };
-        let refresh_token = response
-            .refresh_token()
-            .ok_or_else(|| GitLabError::Refused("GitLab issued no refresh token".into()))?;
-        Ok(Grant {
-            access_token: SecretString::from(response.access_token().secret().clone()),
-            refresh_token: SecretString::from(refresh_token.secret().clone()),
-            life: token_life(
-                sent_at,
-                response.expires_in(),
-                response.extra_fields().extra_fields().created_at,
-            ),
-            scopes: response.scopes().map_or_else(
-                || requested.iter().map(str::to_owned).collect(),
-                |granted| granted.iter().map(|s| s.to_string()).collect(),
-            ),
+        Ok(VerifiedCode {
             user_id: claims.subject().as_str().to_owned(),
             username,
+            extra: claims.additional_claims().clone(),
+            response,
         })
     }
 
