@@ -19,6 +19,7 @@ mod admin_pages;
 mod connect_flow;
 mod crash;
 mod credentials;
+mod fake_gitlab_access_tokens;
 mod instance_checks;
 mod instances;
 mod key_rotation;

@@ -1,10 +1,11 @@
 //! A slice of GitLab's REST API under `/api/v4`, routed as Grape routes it: the raw path is
 //! split at `/` first, then each parameter is percent-decoded once, so `/projects/:id` takes a
-//! numeric id or a URL-encoded full path (`group%2Fapp`). Only OAuth access tokens
-//! (`Authorization: Bearer`) authenticate; `api` or `read_api` is needed (`read_api` for
-//! `GET`/`HEAD` only) and `/user` also takes `read_user`. Every request is recorded in `Seen`,
-//! whatever it gets back, and every answer sets a session cookie, as a careless proxy would
-//! pass on.
+//! numeric id or a URL-encoded full path (`group%2Fapp`). OAuth access tokens (`Authorization:
+//! Bearer`) and access tokens (`PRIVATE-TOKEN` or `Bearer`, see `access_tokens`) authenticate;
+//! `api` or `read_api` is needed (`read_api` for `GET`/`HEAD` only) and `/user` also takes
+//! `read_user`; `/user` is the token's own user, and a bot sees only its own projects. Every
+//! request is recorded in `Seen`, whatever it gets back, and every answer sets a session
+//! cookie, as a careless proxy would pass on.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +16,10 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
+use super::access_token_api::unauthorized;
+use super::access_tokens::{AccessTokenRecord, Refusal, TokenOwner, bearer, private_token};
 use super::repos::Project;
-use super::{SUB_PATH, Shared, State, bearer_record, random_hex, user};
+use super::{SUB_PATH, Shared, State, random_hex, user};
 
 /// One request the API received, as it arrived.
 #[derive(Clone, Debug)]
@@ -28,7 +31,8 @@ pub(crate) struct ApiRequest {
     pub private_token: Option<String>,
     pub job_token: Option<String>,
     pub cookie: Option<String>,
-    /// The OAuth access token it was made with, when the `Authorization` header held a bearer.
+    /// The token it was made with, when the `Authorization` header held a bearer (an OAuth
+    /// access token, or an access token).
     pub token: Option<String>,
     pub status: u16,
 }
@@ -57,12 +61,21 @@ impl Hold {
 /// Everything under `{SUB_PATH}/api/`.
 pub(super) async fn api(state: Shared, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let mut state = state.lock().unwrap();
+    let mut seen = arrived(&req);
+    let response = with_session_cookie(answer(&mut state, &req, &body));
+    seen.status = response.status().as_u16();
+    state.seen.api_requests.push(seen);
+    response
+}
+
+/// A request to the API as it arrived, its status not known yet.
+pub(super) fn arrived(req: &HttpRequest) -> ApiRequest {
     let header = |name: &str| {
         req.headers()
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
-    let mut seen = ApiRequest {
+    ApiRequest {
         method: req.method().to_string(),
         path_and_query: req
             .uri()
@@ -75,8 +88,11 @@ pub(super) async fn api(state: Shared, req: HttpRequest, body: web::Bytes) -> Ht
         cookie: header("cookie"),
         token: header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned)),
         status: 0,
-    };
-    let mut response = answer(&mut state, &req, &body);
+    }
+}
+
+/// Rails' session cookie, set on every API answer.
+pub(super) fn with_session_cookie(mut response: HttpResponse) -> HttpResponse {
     response.headers_mut().insert(
         actix_web::http::header::SET_COOKIE,
         format!(
@@ -86,8 +102,6 @@ pub(super) async fn api(state: Shared, req: HttpRequest, body: web::Bytes) -> Ht
         .parse()
         .unwrap(),
     );
-    seen.status = response.status().as_u16();
-    state.seen.api_requests.push(seen);
     response
 }
 
@@ -99,11 +113,11 @@ fn answer(state: &mut State, req: &HttpRequest, body: &[u8]) -> HttpResponse {
     let segments: Vec<&str> = route.split('/').collect();
     let method = req.method().clone();
     let reading = method == Method::GET || method == Method::HEAD;
-    let scopes = match bearer_record(state, req) {
-        Some(record) => record.scopes.clone(),
-        None => return json(401, json!({"message": "401 Unauthorized"})),
+    let caller = match api_caller(state, req) {
+        Ok(caller) => caller,
+        Err(refusal) => return unauthorized(refusal),
     };
-    let has = |scope: &str| scopes.iter().any(|s| s == scope);
+    let has = |scope: &str| caller.scopes.iter().any(|s| s == scope);
     let allowed = has("api")
         || (reading && has("read_api"))
         || (reading && segments == ["user"] && has("read_user"));
@@ -119,15 +133,74 @@ fn answer(state: &mut State, req: &HttpRequest, body: &[u8]) -> HttpResponse {
         );
     }
     match (reading, segments.as_slice()) {
-        (true, ["user"]) => json(200, user::api_user()),
+        (true, ["user"]) => json(200, caller.user_json()),
         (true, ["projects"]) => {
             let base = state.issuer.clone();
-            let all: Vec<Value> = state.projects.all().iter().map(|p| p.json(&base)).collect();
+            let projects = state.projects.all().iter();
+            let seen = projects.filter(|p| caller.owner.sees(&p.path_with_namespace));
+            let all: Vec<Value> = seen.map(|p| p.json(&base)).collect();
             json(200, json!(all))
         }
         (true, ["groups" | "users" | "search" | "snippets", ..]) => json(200, json!([])),
-        (_, ["projects", id, rest @ ..]) => project(state, req, &decode(id), rest, body),
+        (_, ["projects", id, rest @ ..]) => project(state, req, &caller, &decode(id), rest, body),
         _ => not_found("404 Not Found"),
+    }
+}
+
+/// Whom a request to the API or git acts for, and with which scopes.
+pub(super) struct Caller {
+    pub scopes: Vec<String>,
+    pub owner: TokenOwner,
+    /// The access token's name: a bot user is named after it.
+    name: String,
+}
+
+impl Caller {
+    /// `GET /api/v4/user`: the token's own user.
+    pub(super) fn user_json(&self) -> Value {
+        match &self.owner {
+            TokenOwner::Person => user::api_user(),
+            TokenOwner::Bot { id, username, .. } => json!({
+                "id": id, "username": username, "name": self.name, "state": "active", "bot": true,
+            }),
+        }
+    }
+}
+
+/// The caller of an `/api/v4` request: an OAuth access token as `Authorization: Bearer` (as
+/// before access tokens), else an access token from `PRIVATE-TOKEN` or the bearer. Refused:
+/// GitLab's 401 answers.
+pub(super) fn api_caller(state: &mut State, req: &HttpRequest) -> Result<Caller, Refusal> {
+    let bearer = bearer(req);
+    if let Some(token) = &bearer
+        && let Some(record) = state.tokens.find(token).filter(|t| &t.access == token)
+    {
+        return match record.is_live() {
+            true => Ok(Caller {
+                scopes: record.scopes.clone(),
+                owner: TokenOwner::Person,
+                name: String::new(),
+            }),
+            false => Err(Refusal::Unknown),
+        };
+    }
+    let token = private_token(req).or(bearer).ok_or(Refusal::Unknown)?;
+    let index = state.access_tokens.authenticate(&token)?;
+    Ok(caller(state.access_tokens.get(index)))
+}
+
+/// The caller of a git request whose Basic password is `password`, when it is a live access
+/// token (GitLab's `personal_access_token_check`, whatever the user name).
+pub(super) fn git_caller(state: &mut State, password: &str) -> Option<Caller> {
+    let index = state.access_tokens.authenticate(password).ok()?;
+    Some(caller(state.access_tokens.get(index)))
+}
+
+fn caller(record: &AccessTokenRecord) -> Caller {
+    Caller {
+        scopes: record.scopes.clone(),
+        owner: record.owner.clone(),
+        name: record.name.clone(),
     }
 }
 
@@ -135,13 +208,18 @@ fn answer(state: &mut State, req: &HttpRequest, body: &[u8]) -> HttpResponse {
 fn project(
     state: &mut State,
     req: &HttpRequest,
+    caller: &Caller,
     id: &str,
     rest: &[&str],
     body: &[u8],
 ) -> HttpResponse {
     let base = state.issuer.clone();
     let (hold, broken) = (state.hold.clone(), state.break_large_bodies);
-    let Some(project) = state.projects.find_mut(id) else {
+    let Some(project) = state
+        .projects
+        .find_mut(id)
+        .filter(|p| caller.owner.sees(&p.path_with_namespace))
+    else {
         return not_found("404 Project Not Found");
     };
     let method = req.method();
@@ -291,7 +369,7 @@ fn decode(raw: &str) -> String {
     percent_decode_str(raw).decode_utf8_lossy().into_owned()
 }
 
-fn json(status: u16, body: Value) -> HttpResponse {
+pub(super) fn json(status: u16, body: Value) -> HttpResponse {
     HttpResponseBuilder::new(actix_web::http::StatusCode::from_u16(status).unwrap()).json(body)
 }
 

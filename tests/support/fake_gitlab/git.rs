@@ -1,4 +1,4 @@
-//! Git over HTTPS at the fake GitLab: an OAuth access token as the Basic password, then
+//! Git over HTTPS at the fake GitLab: an OAuth or GitLab access token as the Basic password, then
 //! `git http-backend` as a CGI program over the repositories handed to `serve_git` (or made by
 //! `create_repository`); clone and push, protocol v0 and v2, each request recorded.
 
@@ -7,6 +7,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use super::access_tokens::TokenOwner;
+use super::api::git_caller;
 use super::{SUB_PATH, Shared};
 
 /// One git request over HTTPS, as it arrived.
@@ -33,10 +35,11 @@ impl GitRequest {
     }
 }
 
-/// Git over HTTPS as GitLab does it: Basic auth whose password is an OAuth access token with
-/// a repository scope (the user name is ignored), then `git http-backend` as a CGI program.
-/// Pulls take `api`, `read_api`, `read_repository` or `write_repository`; pushes only `api`
-/// or `write_repository` (otherwise 403, as GitLab's access check answers).
+/// Git over HTTPS as GitLab does it: Basic auth whose password is an OAuth access token or a
+/// live access token (personal, project, group) with a repository scope (the user name is
+/// ignored), then `git http-backend` as a CGI program. Pulls take `api`, `read_api`,
+/// `read_repository` or `write_repository`; pushes only `api` or `write_repository`
+/// (otherwise 403, as GitLab's access check answers); a bot's token finds only its projects.
 pub(super) async fn git_over_http(
     state: Shared,
     req: HttpRequest,
@@ -78,15 +81,27 @@ async fn answer(
     seen: &mut GitRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (root, scopes, moved) = {
-        let state = state.lock().unwrap();
-        let scopes = seen.password.as_ref().and_then(|token| {
+    let (root, scopes, visible, moved) = {
+        let mut state = state.lock().unwrap();
+        let oauth = seen.password.as_ref().and_then(|token| {
             state
                 .tokens
                 .find(token)
                 .filter(|t| &t.access == token && t.is_live())
-                .map(|t| t.scopes.clone())
+                .map(|t| (t.scopes.clone(), TokenOwner::Person))
         });
+        let password = seen.password.as_deref().unwrap_or_default();
+        let caller =
+            oauth.or_else(|| git_caller(&mut state, password).map(|c| (c.scopes, c.owner)));
+        let (scopes, owner) = caller.unwrap_or((Vec::new(), TokenOwner::Person));
+        let project = seen
+            .path
+            .split_once(".git/")
+            .map(|(p, _)| p.trim_start_matches('/'));
+        let visible = owner == TokenOwner::Person
+            || project
+                .and_then(|p| state.projects.find(p))
+                .is_some_and(|p| owner.sees(&p.path_with_namespace));
         // A project moved since keeps answering at its old path.
         let moved = seen.path.split_once(".git/").and_then(|(project, rest)| {
             let now = state
@@ -94,7 +109,7 @@ async fn answer(
                 .current_path(project.trim_start_matches('/'))?;
             Some(format!("/{now}.git/{rest}"))
         });
-        (state.git_root.clone(), scopes.unwrap_or_default(), moved)
+        (state.git_root.clone(), scopes, visible, moved)
     };
     let Some(root) = root else {
         return HttpResponse::NotFound().finish();
@@ -104,6 +119,11 @@ async fn answer(
         return HttpResponse::Unauthorized()
             .insert_header(("WWW-Authenticate", "Basic realm=\"GitLab\""))
             .body("HTTP Basic: Access denied.\n");
+    }
+    if !visible {
+        return HttpResponse::NotFound().content_type("text/plain").body(
+            "The project you were looking for could not be found or you don't have permission to view it.\n",
+        );
     }
     if seen.is_push() && !has(&["api", "write_repository"]) {
         return HttpResponse::Forbidden()

@@ -11,10 +11,15 @@
 //! - `api`: a slice of the REST API under `/api/v4` (Grape's routing of `/projects/:id` by numeric
 //!   id or URL-encoded path, issues with GitLab's pagination headers, raw files, members, `/user`,
 //!   and the cross-project lists), strict about OAuth scopes, recording every request it gets;
-//! - `git`: git over HTTPS with an OAuth access token, through `git http-backend`: clone and
+//! - `git`: git over HTTPS with an OAuth or access token, through `git http-backend`: clone and
 //!   push (protocol v0 and v2), push only with `api` or `write_repository`, every request recorded;
-//! - `repos`: the projects this GitLab knows, and bare repositories made for them.
+//! - `repos`: the projects this GitLab knows, and bare repositories made for them;
+//! - `access_tokens`: personal, project and group access tokens (`glpat-…`), accepted by the API
+//!   and git as GitLab accepts them; `access_token_api`: `personal_access_tokens/self` and its
+//!   rotation (old token revoked at once, family revoked on reuse), with the faults it can meet.
 
+mod access_token_api;
+mod access_tokens;
 mod api;
 mod ci_token;
 mod discovery;
@@ -37,6 +42,11 @@ use rand::RngCore;
 use super::certs::ServerCert;
 use super::jwt::KeySet;
 
+pub(crate) use access_token_api::RotationFault;
+#[allow(unused_imports)] // the types of what helpers return: named by the tests that need them
+pub(crate) use access_tokens::{
+    AccessTokenInfo, AccessTokenRequest, AccessTokenSeen, AccessTokenSpec, TokenOwner,
+};
 pub(crate) use api::{ApiRequest, Hold};
 pub(crate) use discovery::Discovery;
 pub(crate) use git::GitRequest;
@@ -83,6 +93,14 @@ pub(crate) struct Behaviour {
     pub username: String,
     /// The ID token's `groups_direct`: full paths of the person's groups.
     pub groups_direct: Vec<String>,
+    /// How an access token's self-rotation fails (until set back to `None`).
+    pub rotation_fault: RotationFault,
+    /// How long a self-rotation takes to answer, after committing: a client gone meanwhile
+    /// never learns the new token, and the old one is dead.
+    pub rotation_delay: Duration,
+    /// How long GitLab works on a self-rotation before it commits (it commits even if the
+    /// client has gone meanwhile; `AccessTokenSeen::rotations_in_progress` counts these).
+    pub rotation_commit_delay: Duration,
 }
 
 /// Every pair issued, found by either of its tokens: a refresh storm looks tokens up by the
@@ -170,6 +188,8 @@ struct State {
     behaviour: Behaviour,
     codes: HashMap<String, oauth::CodeGrant>,
     tokens: Tokens,
+    /// Personal, project and group access tokens, and what happened to them.
+    access_tokens: access_tokens::AccessTokens,
     seen: Seen,
     /// Where `serve_git` keeps bare repositories, as `group/project.git`.
     git_root: Option<std::path::PathBuf>,
@@ -220,12 +240,16 @@ impl FakeGitLab {
                 id_token_without_username: false,
                 username: user::USERNAME.to_owned(),
                 groups_direct: vec!["platform".to_owned()],
+                rotation_fault: RotationFault::None,
+                rotation_delay: Duration::ZERO,
+                rotation_commit_delay: Duration::ZERO,
             },
             issuer,
             discovery,
             app,
             codes: HashMap::new(),
             tokens: Tokens::default(),
+            access_tokens: access_tokens::AccessTokens::default(),
             seen: Seen::default(),
             git_root: None,
             git_dir: None,
@@ -252,6 +276,10 @@ impl FakeGitLab {
                         .route("/oauth/token/info", web::get().to(oauth::token_info))
                         .route("/oauth/discovery/keys", web::get().to(id_token::keys))
                         .route("/oauth/userinfo", web::get().to(user::userinfo))
+                        .route(
+                            "/api/v4/personal_access_tokens/{rest:.*}",
+                            web::route().to(access_token_api::endpoint),
+                        )
                         .route("/api/{tail:.*}", web::route().to(api::api))
                         .route(
                             "/{repository:.+\\.git}/{rest:.*}",
