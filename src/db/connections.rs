@@ -86,6 +86,20 @@ pub fn find_for_grant(
         .optional()
 }
 
+/// Connections not revoked that hold the access token GitLab knows by `token_id`.
+pub fn holding_access_token(
+    conn: &mut DbConnection,
+    instance_id: &str,
+    token_id: &str,
+) -> QueryResult<Vec<ConnectionRow>> {
+    connections::table
+        .filter(connections::instance_id.eq(instance_id))
+        .filter(connections::access_token_id.eq(token_id))
+        .filter(connections::status.ne(ConnectionStatus::Revoked.as_str()))
+        .select(ConnectionRow::as_select())
+        .load(conn)
+}
+
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ConnectionRow>> {
     connections::table
         .find(id)

@@ -45,6 +45,8 @@ pub enum Described {
     Live(AccessTokenInfo),
     /// Unknown, revoked or expired (401).
     Rejected,
+    /// A token GitLab knows, but not an access token: an OAuth token (400).
+    NotAnAccessToken,
 }
 
 #[derive(Deserialize)]
@@ -98,7 +100,7 @@ pub async fn describe_access_token(
 ) -> Result<Described, String> {
     let response = http
         .get(api_url(base_url, "personal_access_tokens/self"))
-        .header("PRIVATE-TOKEN", token.expose_secret())
+        .bearer_auth(token.expose_secret())
         .send()
         .await
         .map_err(|e| {
@@ -112,6 +114,7 @@ pub async fn describe_access_token(
             .map(|answer| Described::Live(answer.info()))
             .ok_or_else(|| "GitLab's answer about the access token is not understood".into()),
         401 => Ok(Described::Rejected),
+        400 => Ok(Described::NotAnAccessToken),
         status => Err(format!(
             "GitLab answered HTTP {status} about the access token"
         )),
@@ -126,7 +129,7 @@ pub async fn access_token_owner(
 ) -> Result<Option<TokenOwner>, String> {
     let response = http
         .get(api_url(base_url, "user"))
-        .header("PRIVATE-TOKEN", token.expose_secret())
+        .bearer_auth(token.expose_secret())
         .send()
         .await
         .map_err(|e| {
@@ -174,7 +177,7 @@ pub async fn rotate_access_token(
 ) -> RefreshReply {
     let sent = http
         .post(api_url(base_url, "personal_access_tokens/self/rotate"))
-        .header("PRIVATE-TOKEN", token.expose_secret())
+        .bearer_auth(token.expose_secret())
         .form(&[("expires_at", expires_on.format("%Y-%m-%d").to_string())])
         .send()
         .await;
@@ -239,7 +242,7 @@ pub async fn revoke_access_token(
 ) -> Result<(), String> {
     let response = http
         .delete(api_url(base_url, "personal_access_tokens/self"))
-        .header("PRIVATE-TOKEN", token.expose_secret())
+        .bearer_auth(token.expose_secret())
         .send()
         .await
         .map_err(|e| {

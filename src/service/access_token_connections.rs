@@ -92,6 +92,13 @@ pub async fn add(
     let info = match describe_access_token(&http, base_url, &parsed.token).await {
         Ok(Described::Live(info)) => info,
         Ok(Described::Rejected) => return Err(rejected()),
+        Ok(Described::NotAnAccessToken) => {
+            return Err(ServiceError::TokenRejected(
+                "GitLab says this is not an access token (an OAuth token?): people connect \
+                 their accounts through connect links instead; nothing was stored"
+                    .into(),
+            ));
+        }
         Err(e) => return Err(unavailable(e)),
     };
     let owner = access_token_owner(&http, base_url, &parsed.token)
@@ -109,6 +116,23 @@ pub async fn add(
                 service.name.as_str()
             ),
         });
+    }
+    // Two connections holding one token would each rotate it, and GitLab revokes the whole
+    // family of a token rotated twice.
+    let (instance_id, token_id) = (instance.id.clone(), info.id.clone());
+    let holders = ctx
+        .db_read(move |conn| db::connections::holding_access_token(conn, &instance_id, &token_id))
+        .await?;
+    if let Some(other) = holders.iter().find(|row| {
+        !(row.service_id == service.id
+            && row.subject == parsed.subject.as_str()
+            && row.scopes == scopes.to_string())
+    }) {
+        return Err(ServiceError::Conflict(format!(
+            "connection {} already holds this access token: one token, one connection (each \
+             would rotate it, and GitLab revokes a token family rotated twice)",
+            other.id
+        )));
     }
     let grant = HeldGrant {
         kind: ConnectionKind::AccessToken,

@@ -151,6 +151,20 @@ async fn tokens_gitlab_refuses_store_nothing(backend: Backend) {
         assert!(!problem.to_string().contains(token.as_str()), "{problem}");
     }
     assert!(listed(&cw).await.is_empty());
+    // An OAuth token is not an access token: GitLab says so, labgate repeats it.
+    cw.connect("user-1", json!({})).await;
+    let oauth_token = gitlab.issued_tokens()[0].clone();
+    let body = json!({"service": "ci-bot", "instance": "corp", "subject": "bot", "access_token": oauth_token});
+    let response = give(&cw, &cw.app.admin_token, &body).await;
+    let problem = expect_problem(response, 422, "token_rejected").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not an access token"),
+        "{problem}"
+    );
+    assert_eq!(listed(&cw).await.len(), 1, "only the OAuth connection");
     assert_eq!(gitlab.access_token_rotations(), 0);
 }
 
@@ -324,6 +338,20 @@ async fn giving_a_token_again_replaces_the_old_one_and_revokes_it(backend: Backe
         .token(json!({"instance": "corp", "subject": "release-bot"}))
         .await;
     assert_eq!(fetched, second);
+    assert_eq!(listed(&cw).await.len(), 1);
+    // One token, one connection: a second holder would rotate it too, and GitLab revokes a
+    // family whose token is rotated twice.
+    let body = json!({"service": "ci-bot", "instance": "corp", "subject": "other-bot", "access_token": second});
+    let response = give(&cw, &cw.app.admin_token, &body).await;
+    let problem = expect_problem(response, 409, "conflict").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains(after["id"].as_str().unwrap()),
+        "{problem}"
+    );
+    assert!(!problem.to_string().contains(&second));
     assert_eq!(listed(&cw).await.len(), 1);
     let audit = cw.app.get_json("/api/v1/audit?limit=5").await;
     let replaced = audit["events"]

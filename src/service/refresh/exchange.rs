@@ -130,11 +130,21 @@ pub(super) async fn refresh_with_lease(
         RefreshOutcome::InvalidGrant => {
             ctx.metrics
                 .refresh(&instance.name, "invalid_grant", seconds);
-            let reason = "GitLab refused the refresh token (invalid_grant)";
+            // The same verdict for both kinds: the token that renews the grant is dead.
+            let (code, reason) = match row.kind {
+                ConnectionKind::OAuth => (
+                    "invalid_grant",
+                    "GitLab refused the refresh token (invalid_grant)",
+                ),
+                ConnectionKind::AccessToken => (
+                    "token_rejected",
+                    "GitLab refused the access token's rotation (revoked or expired): give labgate a new token",
+                ),
+            };
             attempt
                 .record(ctx, AttemptOutcome::InvalidGrant, None)
                 .await;
-            Err(reauthorize(ctx, &lease, &row, &instance.name, "invalid_grant", reason).await)
+            Err(reauthorize(ctx, &lease, &row, &instance.name, code, reason).await)
         }
         RefreshOutcome::Throttled { retry_after } => {
             ctx.metrics.refresh(&instance.name, "unavailable", seconds);
