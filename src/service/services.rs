@@ -362,7 +362,8 @@ pub async fn list(ctx: &Context) -> Result<Vec<Service>, ServiceError> {
 }
 
 /// Revokes the service's connections at GitLab, then deletes it and them; its tokens stop
-/// working at once.
+/// working at once. Its pending webhook deliveries (the revocations' events among them) keep
+/// their secrets and are still delivered.
 pub async fn delete(ctx: &Context, name: &str, actor: &str) -> Result<(), ServiceError> {
     let row = find(ctx, name).await?;
     let service_id = row.id.clone();
@@ -370,13 +371,18 @@ pub async fn delete(ctx: &Context, name: &str, actor: &str) -> Result<(), Servic
         .db_read(move |conn| db::connections::for_service(conn, &service_id))
         .await?;
     revocation::revoke_all(ctx, held, actor).await?;
-    let (service_id, owned) = (row.id, name.to_owned());
-    ctx.db_write(move |conn| {
-        db::connections::delete_for_service(conn, &service_id)?;
-        db::services::delete(conn, &owned)
-    })
-    .await?;
-    tracing::info!(service.name = %name, "service deleted");
+    let (service_id, owned, sealer) = (row.id, name.to_owned(), ctx.sealer.clone());
+    let kept = ctx
+        .db_write(move |conn| {
+            conn.write_transaction(|conn| {
+                db::connections::delete_for_service(conn, &service_id)?;
+                let kept = webhooks::outbox::keep_for_deleted_service(conn, &sealer, &service_id)?;
+                db::services::delete(conn, &owned)?;
+                Ok::<_, diesel::result::Error>(kept)
+            })
+        })
+        .await?;
+    tracing::info!(service.name = %name, deliveries.pending = kept, "service deleted");
     ctx.audit
         .record(AuditEvent::new("service_deleted", actor).detail(name))
         .await;

@@ -3,6 +3,7 @@
 //! secret never shown.
 
 mod receiver;
+mod service_deletion;
 mod validation;
 
 use std::time::Duration;
