@@ -2,6 +2,7 @@
 //! failure without loss or duplicates, by one process at a time; the fields checked, the
 //! secret never shown.
 
+mod admin_form;
 mod receiver;
 mod service_deletion;
 mod validation;

@@ -1,6 +1,6 @@
-//! `/admin/services`: the list, creating a service (its secret shown once), editing its policy,
-//! rotating the secret, deleting. Every change goes through `service::services`, as the admin
-//! API's do.
+//! `/admin/services`: the list, creating a service (its secret shown once), editing its policy
+//! and webhooks, rotating the secret, deleting. Every change goes through `service::services`,
+//! as the admin API's do.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -9,15 +9,17 @@ use serde::Deserialize;
 
 mod deliveries;
 mod views;
+mod webhook_fields;
 
 use super::error::PageError;
 use super::form::FormData;
 use super::layout::{Errors, Section, csrf, ok, page};
 use super::session::{Posted, SignedIn, see_other};
+use crate::domain::WebhookSecrets;
 use crate::service::principal::Service;
 use crate::service::services::{self, ServiceForm};
 use crate::service::{Context, FieldError, ServiceError};
-use views::{ALL_INSTANCES, Values, edit_page, secret_page, services_page};
+use views::{ALL_INSTANCES, Values, edit_page, secret_page, services_page, webhook_urls};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -113,6 +115,7 @@ async fn edit_form(
         } else {
             serde_json::to_string_pretty(&service.identities.to_json()).unwrap_or_default()
         },
+        webhooks: webhook_urls(&ctx, &service).await?,
     };
     edit_page(&ctx, &session, StatusCode::OK, &values, &Errors::default()).await
 }
@@ -145,6 +148,7 @@ fn posted_service(
     editing: Option<String>,
 ) -> (Values, Result<ServiceForm, Refusal>) {
     let creating = editing.is_none();
+    let (webhooks, webhook_list) = webhook_fields::posted(form);
     let mut values = Values {
         name: editing.unwrap_or_else(|| form.text("name").trim().to_owned()),
         instances: every_instance_alone(form.all("instances")),
@@ -153,6 +157,7 @@ fn posted_service(
         projects: form.text("projects"),
         max_access: form.given("max_access").unwrap_or_default(),
         identities: form.text("identities"),
+        webhooks,
     };
     let mut projects = Some(form.words("projects"));
     // As the API: a new service sent without these fields takes the defaults.
@@ -180,8 +185,10 @@ fn posted_service(
         max_access: Some(values.max_access.clone()),
         // As the API: a form sent without the field keeps (or, new, has none of) them.
         identities,
-        // The webhooks are the API's to edit: a form leaves them as they are.
-        webhooks: None,
+        // Likewise the webhooks; the pages never show a secret, so a stored URL listed without
+        // one keeps its own.
+        webhooks: webhook_list,
+        webhook_secrets: WebhookSecrets::KeepStored,
     };
     (values, Ok(input))
 }
