@@ -30,6 +30,8 @@ pub enum SealedColumn {
     AdminSignInPkceVerifier,
     /// The secret a service's webhook deliveries are signed with.
     WebhookSecret,
+    /// That secret, kept by a pending delivery when its service is deleted.
+    DeliverySecret,
     /// The key that signs service tokens, kept in `labgate_meta`.
     MetaValue,
 }
@@ -43,6 +45,7 @@ impl SealedColumn {
             Self::ConnectSessionPkceVerifier => ("connect_sessions", "pkce_verifier"),
             Self::AdminSignInPkceVerifier => ("admin_sign_ins", "pkce_verifier"),
             Self::WebhookSecret => ("service_webhooks", "secret"),
+            Self::DeliverySecret => ("webhook_deliveries", "secret"),
             Self::MetaValue => ("labgate_meta", "value"),
         }
     }

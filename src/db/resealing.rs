@@ -5,17 +5,20 @@
 use diesel::prelude::*;
 
 use super::DbConnection;
-use super::schema::{admin_sign_ins, connect_sessions, connections, instances, service_webhooks};
+use super::schema::{
+    admin_sign_ins, connect_sessions, connections, instances, service_webhooks, webhook_deliveries,
+};
 use crate::crypto::SealedColumn;
 
 /// The sealed columns kept in their own tables (`labgate_meta`'s sealed value is done apart).
-pub const TABLE_COLUMNS: [SealedColumn; 6] = [
+pub const TABLE_COLUMNS: [SealedColumn; 7] = [
     SealedColumn::InstanceClientSecret,
     SealedColumn::ConnectionAccessToken,
     SealedColumn::ConnectionRefreshToken,
     SealedColumn::ConnectSessionPkceVerifier,
     SealedColumn::AdminSignInPkceVerifier,
     SealedColumn::WebhookSecret,
+    SealedColumn::DeliverySecret,
 ];
 
 /// Up to `limit` rows of `column` with an id after `after`, in id order: (id, sealed value).
@@ -66,6 +69,16 @@ pub fn page(
             .order(service_webhooks::id)
             .limit(limit)
             .select((service_webhooks::id, service_webhooks::secret_sealed))
+            .load(conn),
+        C::DeliverySecret => webhook_deliveries::table
+            .filter(webhook_deliveries::id.gt(after))
+            .filter(webhook_deliveries::secret_sealed.is_not_null())
+            .order(webhook_deliveries::id)
+            .limit(limit)
+            .select((
+                webhook_deliveries::id,
+                webhook_deliveries::secret_sealed.assume_not_null(),
+            ))
             .load(conn),
         C::MetaValue => Ok(Vec::new()),
     }
@@ -122,6 +135,13 @@ pub fn replace(
                 .filter(service_webhooks::secret_sealed.eq(old)),
         )
         .set(service_webhooks::secret_sealed.eq(new))
+        .execute(conn)?,
+        C::DeliverySecret => diesel::update(
+            webhook_deliveries::table
+                .filter(webhook_deliveries::id.eq(id))
+                .filter(webhook_deliveries::secret_sealed.eq(old)),
+        )
+        .set(webhook_deliveries::secret_sealed.eq(new))
         .execute(conn)?,
         C::MetaValue => 0,
     };

@@ -175,7 +175,7 @@ diesel::table! {
         id -> Text,
         event_id -> Text,
         event_type -> Text,
-        service_id -> Text,
+        service_id -> Nullable<Text>,
         url -> Text,
         body -> Text,
         status -> Text,
@@ -186,6 +186,7 @@ diesel::table! {
         lease_until -> Nullable<Timestamp>,
         delivered_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        secret_sealed -> Nullable<Binary>,
     }
 }
 

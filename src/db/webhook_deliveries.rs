@@ -1,5 +1,7 @@
 //! `webhook_deliveries`: the outbox. One row per (event, webhook URL), written with the change
-//! that caused the event; a process delivers a row only while it holds the row's lease.
+//! that caused the event; a process delivers a row only while it holds the row's lease. A
+//! deleted service's pending rows outlive it: they keep their webhook's secret and lose only
+//! their `service_id`.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -14,7 +16,8 @@ pub struct DeliveryRow {
     pub id: String,
     pub event_id: String,
     pub event_type: String,
-    pub service_id: String,
+    /// `None` once the service is deleted.
+    pub service_id: Option<String>,
     pub url: String,
     /// The exact bytes sent, and signed.
     pub body: String,
@@ -26,6 +29,9 @@ pub struct DeliveryRow {
     pub lease_until: Option<NaiveDateTime>,
     pub delivered_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
+    /// The webhook's secret, kept when the service was deleted, sealed as
+    /// `SealedColumn::DeliverySecret` of this row; `None` while the service lists the webhook.
+    pub secret_sealed: Option<Vec<u8>>,
 }
 
 /// What one attempt changed.
@@ -151,4 +157,56 @@ pub fn count_pending(conn: &mut DbConnection) -> QueryResult<i64> {
         .filter(deliveries::status.eq(DeliveryStatus::Pending.as_str()))
         .count()
         .get_result(conn)
+}
+
+/// The secret a deleted service's delivery kept, if any.
+pub fn kept_secret(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Vec<u8>>> {
+    deliveries::table
+        .find(id)
+        .select(deliveries::secret_sealed)
+        .first(conn)
+        .optional()
+        .map(Option::flatten)
+}
+
+/// A service's pending deliveries: (id, URL).
+pub fn pending_of_service(
+    conn: &mut DbConnection,
+    service_id: &str,
+) -> QueryResult<Vec<(String, String)>> {
+    deliveries::table
+        .filter(deliveries::service_id.eq(service_id))
+        .filter(deliveries::status.eq(DeliveryStatus::Pending.as_str()))
+        .select((deliveries::id, deliveries::url))
+        .load(conn)
+}
+
+/// Keeps a pending delivery's secret in its row, for when its service is gone.
+pub fn keep_secret(conn: &mut DbConnection, id: &str, sealed: &[u8]) -> QueryResult<()> {
+    diesel::update(deliveries::table.find(id))
+        .set(deliveries::secret_sealed.eq(sealed))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Removes a service's deliveries that are over (delivered, or failed for good).
+pub fn delete_finished_of_service(conn: &mut DbConnection, service_id: &str) -> QueryResult<usize> {
+    diesel::delete(
+        deliveries::table
+            .filter(deliveries::service_id.eq(service_id))
+            .filter(deliveries::status.ne(DeliveryStatus::Pending.as_str())),
+    )
+    .execute(conn)
+}
+
+/// Removes the delivery if it is over and its service is gone: nobody can list it any more.
+pub fn delete_if_finished_orphan(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    diesel::delete(
+        deliveries::table
+            .find(id)
+            .filter(deliveries::service_id.is_null())
+            .filter(deliveries::status.ne(DeliveryStatus::Pending.as_str())),
+    )
+    .execute(conn)
+    .map(|n| n == 1)
 }

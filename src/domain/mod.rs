@@ -35,8 +35,8 @@ pub use service_policy::{InstanceAccess, ReturnOrigin};
 pub use subject::Subject;
 pub use token_timing::TokenLife;
 pub use webhook::{
-    ConnectionEvent, DeliveryStatus, EventType, MAX_ATTEMPTS, Webhook, WebhookRefusals,
-    WebhookSecret, WebhookUrl, next_retry, parse_webhooks,
+    ConnectionEvent, DeliveryStatus, EventType, MAX_ATTEMPTS, MAX_WEBHOOKS, Webhook,
+    WebhookRefusals, WebhookSecret, WebhookSecrets, WebhookUrl, next_retry, parse_webhooks,
 };
 pub use workload_identity::{
     AcceptedClaims, ClaimMatch, ClaimRefusal, IdentityIssuer, WorkloadIdentities, WorkloadIdentity,

@@ -12,7 +12,7 @@ use url::{Host, Url};
 use super::Invalid;
 
 /// At most this many webhooks per service.
-const MAX_WEBHOOKS: usize = 10;
+pub const MAX_WEBHOOKS: usize = 10;
 const MIN_SECRET_CHARS: usize = 16;
 const MAX_SECRET_CHARS: usize = 1024;
 
@@ -87,14 +87,29 @@ impl fmt::Debug for WebhookSecret {
 #[derive(Debug, Clone)]
 pub struct Webhook {
     pub url: WebhookUrl,
-    pub secret: WebhookSecret,
+    /// `None` only where the list may keep stored secrets (`WebhookSecrets::KeepStored`).
+    pub secret: Option<WebhookSecret>,
+}
+
+/// Whether each webhook of a list must carry its secret.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WebhookSecrets {
+    /// The API: every webhook with its secret.
+    #[default]
+    Required,
+    /// The admin pages, which never show a secret: a webhook listed without one keeps the
+    /// secret stored for its URL (a URL not stored needs its secret all the same).
+    KeepStored,
 }
 
 /// Why parts of a webhook list were refused: the place (`webhooks[0].url`) and the reason.
 pub type WebhookRefusals = Vec<(String, Invalid)>;
 
 /// Parses the API's `webhooks` array, naming every refused part by its place.
-pub fn parse_webhooks(value: &Value) -> Result<Vec<Webhook>, WebhookRefusals> {
+pub fn parse_webhooks(
+    value: &Value,
+    secrets: WebhookSecrets,
+) -> Result<Vec<Webhook>, WebhookRefusals> {
     let Value::Array(items) = value else {
         return Err(refused(
             "webhooks",
@@ -132,11 +147,17 @@ pub fn parse_webhooks(value: &Value) -> Result<Vec<Webhook>, WebhookRefusals> {
                 .map_err(|e| refusals.push((format!("{place}.url"), e)))
                 .ok()
         });
-        let secret = text(fields, &place, "secret", &mut refusals).and_then(|secret| {
-            WebhookSecret::parse(secret)
-                .map_err(|e| refusals.push((format!("{place}.secret"), e)))
-                .ok()
-        });
+        let kept = secrets == WebhookSecrets::KeepStored && !fields.contains_key("secret");
+        let secret = if kept {
+            Some(None)
+        } else {
+            text(fields, &place, "secret", &mut refusals).and_then(|secret| {
+                WebhookSecret::parse(secret)
+                    .map(Some)
+                    .map_err(|e| refusals.push((format!("{place}.secret"), e)))
+                    .ok()
+            })
+        };
         if let Some(url) = &url
             && parsed.iter().any(|hook| hook.url == *url)
         {
@@ -327,12 +348,16 @@ mod tests {
 
     #[test]
     fn every_refused_part_is_named_and_no_value_repeated() {
-        let refused = parse_webhooks(&json!([
-            {"url": "http://hooks.corp.example/", "secret": "short-one"},
-            {"secret": "0123456789abcdef", "extra": 1},
-            {"url": "https://a.example/", "secret": "0123456789abcdef"},
-            {"url": "https://a.example/", "secret": "0123456789abcdef"},
-        ]))
+        let refused = parse_webhooks(
+            &json!([
+                {"url": "http://hooks.corp.example/", "secret": "short-one"},
+                {"secret": "0123456789abcdef", "extra": 1},
+                {"url": "https://a.example/", "secret": "0123456789abcdef"},
+                {"url": "https://a.example/", "secret": "0123456789abcdef"},
+                {"url": "https://b.example/"},
+            ]),
+            WebhookSecrets::Required,
+        )
         .unwrap_err();
         let places: Vec<&str> = refused.iter().map(|(place, _)| place.as_str()).collect();
         assert_eq!(
@@ -342,12 +367,46 @@ mod tests {
                 "webhooks[0].secret",
                 "webhooks[1].extra",
                 "webhooks[1].url",
-                "webhooks[3].url"
+                "webhooks[3].url",
+                "webhooks[4].secret"
             ]
         );
         assert!(refused.iter().all(|(_, why)| !why.0.contains("short-one")));
-        assert!(parse_webhooks(&json!({"url": "x"})).is_err());
-        assert_eq!(parse_webhooks(&json!([])).unwrap().len(), 0);
+        assert!(parse_webhooks(&json!({"url": "x"}), WebhookSecrets::Required).is_err());
+        assert_eq!(
+            parse_webhooks(&json!([]), WebhookSecrets::Required)
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_list_that_keeps_stored_secrets_may_leave_them_out_but_not_break_them() {
+        let parsed = parse_webhooks(
+            &json!([
+                {"url": "https://a.example/"},
+                {"url": "https://b.example/", "secret": "0123456789abcdef"},
+            ]),
+            WebhookSecrets::KeepStored,
+        )
+        .unwrap();
+        assert!(parsed[0].secret.is_none());
+        assert!(parsed[1].secret.is_some());
+        let refused = parse_webhooks(
+            &json!([{"url": "https://a.example/", "secret": "short-one"}, {"secret": 7}]),
+            WebhookSecrets::KeepStored,
+        )
+        .unwrap_err();
+        let places: Vec<&str> = refused.iter().map(|(place, _)| place.as_str()).collect();
+        assert_eq!(
+            places,
+            [
+                "webhooks[0].secret",
+                "webhooks[1].url",
+                "webhooks[1].secret"
+            ]
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::bodies::ServiceBody;
 use super::fields::Fields;
 use super::paging::PageQuery;
 use super::{ApiError, method_not_allowed};
+use crate::domain::WebhookSecrets;
 use crate::service::Context;
 use crate::service::audit::ADMIN_TOKEN;
 use crate::service::principal::Service;
@@ -159,6 +160,8 @@ fn service_form(body: Value) -> Result<ServiceForm, ApiError> {
         max_access: fields.text("max_access"),
         identities: fields.value("identities"),
         webhooks: fields.value("webhooks"),
+        // Each webhook with its secret: the list given replaces the stored one.
+        webhook_secrets: WebhookSecrets::Required,
     };
     fields.finish()?;
     Ok(form)

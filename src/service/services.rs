@@ -14,7 +14,8 @@ use crate::crypto::{TokenHash, generate_token};
 use crate::db::{self, services::ServiceRow};
 use crate::domain::{
     Access, IdentityIssuer, InstanceAccess, InstanceName, Page, Paged, ProjectPatterns,
-    ReturnOrigin, ScopeSet, ServiceName, Webhook, WorkloadIdentities, parse_webhooks,
+    ReturnOrigin, ScopeSet, ServiceName, Webhook, WebhookSecrets, WorkloadIdentities,
+    parse_webhooks,
 };
 
 /// Service fields as typed, before parsing.
@@ -32,6 +33,8 @@ pub struct ServiceForm {
     pub identities: Option<serde_json::Value>,
     /// Where its connection events go (the API's JSON array); replaces the list when given.
     pub webhooks: Option<serde_json::Value>,
+    /// Whether a webhook listed without its secret keeps the stored one.
+    pub webhook_secrets: WebhookSecrets,
 }
 
 pub async fn create(
@@ -53,6 +56,10 @@ pub async fn create(
     .collect();
     errors.extend(missing);
     let policy = parse_policy(&mut errors, form);
+    let (id, now) = (uuid::Uuid::new_v4().to_string(), Utc::now().naive_utc());
+    // A new service has no webhook stored: each needs its secret.
+    let listed = policy.webhooks.as_deref().unwrap_or_default();
+    let hooks = webhooks::sealed_rows(&ctx.sealer, &id, listed, &[], now, &mut errors);
     let (Some(name), Some(instances), Some(scopes)) = (name, policy.instances, policy.scopes)
     else {
         return Err(ServiceError::Invalid(errors));
@@ -66,12 +73,10 @@ pub async fn create(
     let origins = policy.origins.unwrap_or_default();
     let projects = policy.projects.unwrap_or_default();
     let max_access = policy.max_access.unwrap_or(Access::Read);
-    let webhooks = policy.webhooks.unwrap_or_default();
 
     let secret = generate_token("lgsec_");
-    let now = Utc::now().naive_utc();
     let row = ServiceRow {
-        id: uuid::Uuid::new_v4().to_string(),
+        id,
         name: name.to_string(),
         client_id: format!("lgcli_{}", uuid::Uuid::new_v4().simple()),
         secret_hash: TokenHash::of_secret(&secret).to_hex(),
@@ -86,7 +91,6 @@ pub async fn create(
         identities: identities.to_stored(),
     };
     let stored = row.clone();
-    let hooks = webhooks::sealed_rows(&ctx.sealer, &row.id, &webhooks, now);
     let inserted = ctx
         .db_write(move |conn| {
             conn.transaction(|conn| {
@@ -161,7 +165,7 @@ fn parse_policy(errors: &mut Vec<FieldError>, form: ServiceForm) -> PolicyChange
             .ok()
     });
     let webhooks = form.webhooks.and_then(|v| {
-        parse_webhooks(&v)
+        parse_webhooks(&v, form.webhook_secrets)
             .map_err(|refused| {
                 errors.extend(
                     refused
@@ -273,6 +277,24 @@ pub async fn change(
         ));
     }
     let policy = parse_policy(&mut errors, form);
+    let now = Utc::now().naive_utc();
+    let hooks = match &policy.webhooks {
+        Some(listed) => {
+            let service_id = row.id.clone();
+            let stored = ctx
+                .db_read(move |conn| db::webhooks::for_service(conn, &service_id))
+                .await?;
+            Some(webhooks::sealed_rows(
+                &ctx.sealer,
+                &row.id,
+                listed,
+                &stored,
+                now,
+                &mut errors,
+            ))
+        }
+        None => None,
+    };
     if !errors.is_empty() {
         return Err(ServiceError::Invalid(errors));
     }
@@ -296,11 +318,8 @@ pub async fn change(
         ensure_issuers_registered(ctx, &identities).await?;
         row.identities = identities.to_stored();
     }
-    row.updated_at = Utc::now().naive_utc();
+    row.updated_at = now;
     let stored = row.clone();
-    let hooks = policy
-        .webhooks
-        .map(|hooks| webhooks::sealed_rows(&ctx.sealer, &row.id, &hooks, row.updated_at));
     if !ctx
         .db_write(move |conn| {
             conn.transaction(|conn| {
@@ -362,7 +381,8 @@ pub async fn list(ctx: &Context) -> Result<Vec<Service>, ServiceError> {
 }
 
 /// Revokes the service's connections at GitLab, then deletes it and them; its tokens stop
-/// working at once.
+/// working at once. Its pending webhook deliveries (the revocations' events among them) keep
+/// their secrets and are still delivered.
 pub async fn delete(ctx: &Context, name: &str, actor: &str) -> Result<(), ServiceError> {
     let row = find(ctx, name).await?;
     let service_id = row.id.clone();
@@ -370,13 +390,18 @@ pub async fn delete(ctx: &Context, name: &str, actor: &str) -> Result<(), Servic
         .db_read(move |conn| db::connections::for_service(conn, &service_id))
         .await?;
     revocation::revoke_all(ctx, held, actor).await?;
-    let (service_id, owned) = (row.id, name.to_owned());
-    ctx.db_write(move |conn| {
-        db::connections::delete_for_service(conn, &service_id)?;
-        db::services::delete(conn, &owned)
-    })
-    .await?;
-    tracing::info!(service.name = %name, "service deleted");
+    let (service_id, owned, sealer) = (row.id, name.to_owned(), ctx.sealer.clone());
+    let kept = ctx
+        .db_write(move |conn| {
+            conn.write_transaction(|conn| {
+                db::connections::delete_for_service(conn, &service_id)?;
+                let kept = webhooks::outbox::keep_for_deleted_service(conn, &sealer, &service_id)?;
+                db::services::delete(conn, &owned)?;
+                Ok::<_, diesel::result::Error>(kept)
+            })
+        })
+        .await?;
+    tracing::info!(service.name = %name, deliveries.pending = kept, "service deleted");
     ctx.audit
         .record(AuditEvent::new("service_deleted", actor).detail(name))
         .await;

@@ -105,24 +105,36 @@ async fn deliver_one(
     owner: &str,
     row: DeliveryRow,
 ) -> Result<(), ServiceError> {
-    let (service_id, url) = (row.service_id.clone(), row.url.clone());
-    let found = ctx
+    let (service_id, url, id) = (row.service_id.clone(), row.url.clone(), row.id.clone());
+    let (hook, kept, service) = ctx
         .db_read(move |conn| {
-            let hook = db::webhooks::find(conn, &service_id, &url)?;
-            let service = db::services::find_by_id(conn, &service_id)?.map(|s| s.name);
-            Ok((hook, service))
+            let (hook, service) = match &service_id {
+                Some(service_id) => (
+                    db::webhooks::find(conn, service_id, &url)?,
+                    db::services::find_by_id(conn, service_id)?.map(|s| s.name),
+                ),
+                None => (None, None),
+            };
+            // Read after the webhook: a service deleted meanwhile left the secret in the row.
+            let kept = db::webhook_deliveries::kept_secret(conn, &id)?;
+            Ok((hook, kept, service))
         })
         .await?;
-    let (hook, service) = found;
-    let attempt = match hook {
-        None => Attempt::Gone,
-        Some(hook) => match ctx.sealer.open(
+    let secret = match (hook, kept) {
+        (Some(hook), _) => Some(ctx.sealer.open(
             SealedColumn::WebhookSecret.of(&hook.id),
             &hook.secret_sealed,
-        ) {
-            Err(e) => Attempt::Failed(format!("the webhook's secret does not open: {e}")),
-            Ok(secret) => send(client, &row, secret.expose_secret()).await,
-        },
+        )),
+        (None, Some(kept)) => Some(
+            ctx.sealer
+                .open(SealedColumn::DeliverySecret.of(&row.id), &kept),
+        ),
+        (None, None) => None,
+    };
+    let attempt = match secret {
+        None => Attempt::Gone,
+        Some(Err(e)) => Attempt::Failed(format!("the webhook's secret does not open: {e}")),
+        Some(Ok(secret)) => send(client, &row, secret.expose_secret()).await,
     };
     let service = service.unwrap_or_else(|| "deleted".to_owned());
     record(ctx, owner, &row, attempt, &service).await
@@ -191,7 +203,9 @@ async fn record(
             next_attempt_at,
             delivered_at,
         };
-        db::webhook_deliveries::record_attempt(conn, &id, &owner, &record)
+        db::webhook_deliveries::record_attempt(conn, &id, &owner, &record)?;
+        // A deleted service's delivery is listed nowhere: once over, it goes.
+        db::webhook_deliveries::delete_if_finished_orphan(conn, &id)
     })
     .await?;
     Ok(())

@@ -1,9 +1,12 @@
 //! Writing events to the outbox, inside the transaction of the change that causes them: the
 //! event exists exactly when the change does. One row per webhook of the connection's service.
+//! A service deleted leaves its pending rows behind, each with its webhook's secret.
 
 use chrono::{NaiveDateTime, Utc};
 use diesel::QueryResult;
+use secrecy::ExposeSecret;
 
+use crate::crypto::{SealedColumn, Sealer};
 use crate::db::{self, DbConnection, webhook_deliveries::DeliveryRow};
 use crate::domain::{ConnectionEvent, ConnectionStatus, DeliveryStatus, EventType};
 
@@ -46,7 +49,7 @@ pub(crate) fn record(conn: &mut DbConnection, change: &Change<'_>) -> QueryResul
             id: uuid::Uuid::new_v4().to_string(),
             event_id: event.id.clone(),
             event_type: change.kind.as_str().to_owned(),
-            service_id: change.service_id.to_owned(),
+            service_id: Some(change.service_id.to_owned()),
             url: hook.url,
             body: body.clone(),
             status: DeliveryStatus::Pending.as_str().to_owned(),
@@ -57,8 +60,44 @@ pub(crate) fn record(conn: &mut DbConnection, change: &Change<'_>) -> QueryResul
             lease_until: None,
             delivered_at: None,
             created_at: now,
+            secret_sealed: None,
         })
         .collect();
     db::webhook_deliveries::insert_all(conn, &rows)?;
     Ok(rows.len())
+}
+
+/// Readies a service's deliveries for its deletion, inside the deleting transaction: each pending
+/// one keeps its webhook's secret, sealed for its own row (deleting the service then unlinks it,
+/// and it is delivered as before); those already over are removed, as nobody can list them any
+/// more. Returns how many pending deliveries kept their secret.
+pub(crate) fn keep_for_deleted_service(
+    conn: &mut DbConnection,
+    sealer: &Sealer,
+    service_id: &str,
+) -> QueryResult<usize> {
+    let hooks = db::webhooks::for_service(conn, service_id)?;
+    let mut kept = 0;
+    for (id, url) in db::webhook_deliveries::pending_of_service(conn, service_id)? {
+        // Without its webhook (no longer listed) it fails as it would have.
+        let Some(hook) = hooks.iter().find(|hook| hook.url == url) else {
+            continue;
+        };
+        let secret = match sealer.open(
+            SealedColumn::WebhookSecret.of(&hook.id),
+            &hook.secret_sealed,
+        ) {
+            Ok(secret) => secret,
+            Err(e) => {
+                // It would not open for the delivery either: without it, the delivery fails.
+                tracing::warn!(delivery.id = %id, error.cause = %e, "a webhook's secret does not open");
+                continue;
+            }
+        };
+        let sealed = sealer.seal(SealedColumn::DeliverySecret.of(&id), secret.expose_secret());
+        db::webhook_deliveries::keep_secret(conn, &id, &sealed)?;
+        kept += 1;
+    }
+    db::webhook_deliveries::delete_finished_of_service(conn, service_id)?;
+    Ok(kept)
 }

@@ -2,7 +2,9 @@
 //! failure without loss or duplicates, by one process at a time; the fields checked, the
 //! secret never shown.
 
+mod admin_form;
 mod receiver;
+mod service_deletion;
 mod validation;
 
 use std::time::Duration;

@@ -108,11 +108,17 @@ impl Receiver {
 
     /// Waits for an accepted event of `kind` about `connection_id`, within 5 s; returns it.
     pub async fn event(&self, kind: &str, connection_id: &str) -> Received {
+        self.event_within(Duration::from_secs(5), kind, connection_id)
+            .await
+    }
+
+    /// Waits for an accepted event of `kind` about `connection_id`, within `limit`; returns it.
+    pub async fn event_within(&self, limit: Duration, kind: &str, connection_id: &str) -> Received {
         let is_it = |r: &Received| {
             let body = r.json();
             r.accepted && body["type"] == kind && body["data"]["connection_id"] == connection_id
         };
-        self.wait_for(Duration::from_secs(5), kind, |all| all.iter().any(is_it))
+        self.wait_for(limit, kind, |all| all.iter().any(is_it))
             .await;
         self.received().into_iter().find(is_it).unwrap()
     }

@@ -47,7 +47,7 @@ pub(super) async fn list(
         p { a href="/admin/services" { "← Services" } }
         h2 { "Webhooks" }
         @if urls.is_empty() {
-            p.muted { "No webhook: set " code { "webhooks" } " with " code { "PATCH /api/v1/services/" (service.name.as_str()) } "." }
+            p.muted { "No webhook: add one on the service's " a href={ "/admin/services/" (service.name.as_str()) "/edit" } { "Edit" } " page." }
         } @else {
             ul { @for url in &urls { li { code { (url) } } } }
         }

@@ -1,6 +1,6 @@
-//! `/admin/services`: the list, creating a service (its secret shown once), editing its policy,
-//! rotating the secret, deleting. Every change goes through `service::services`, as the admin
-//! API's do.
+//! `/admin/services`: the list, creating a service (its secret shown once), editing its policy
+//! and webhooks, rotating the secret, deleting. Every change goes through `service::services`,
+//! as the admin API's do.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -9,14 +9,17 @@ use serde::Deserialize;
 
 mod deliveries;
 mod views;
+mod webhook_fields;
 
 use super::error::PageError;
+use super::form::FormData;
 use super::layout::{Errors, Section, csrf, ok, page};
 use super::session::{Posted, SignedIn, see_other};
+use crate::domain::WebhookSecrets;
 use crate::service::principal::Service;
 use crate::service::services::{self, ServiceForm};
 use crate::service::{Context, FieldError, ServiceError};
-use views::{ALL_INSTANCES, Values, edit_page, secret_page, services_page};
+use views::{ALL_INSTANCES, Values, edit_page, secret_page, services_page, webhook_urls};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -78,66 +81,20 @@ async fn list(
 
 async fn create(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse, PageError> {
     let Posted { session, form } = posted;
-    let values = Values {
-        name: form.text("name").trim().to_owned(),
-        instances: every_instance_alone(form.all("instances")),
-        scopes: form.all("scopes"),
-        return_origins: form.text("return_origins"),
-        projects: form
-            .get("projects")
-            .map_or_else(|| "**".to_owned(), str::to_owned),
-        max_access: form
-            .given("max_access")
-            .unwrap_or_else(|| "read".to_owned()),
-        identities: form.text("identities"),
+    let (values, input) = posted_service(&form, None);
+    let (status, errors) = match input {
+        Err(refused) => refused,
+        Ok(input) => match services::create(&ctx, input, &session.actor).await {
+            Ok((service, secret)) => {
+                let status = StatusCode::CREATED;
+                return Ok(secret_page(
+                    &ctx, &session, status, "created", &service, &secret,
+                ));
+            }
+            Err(e) => refusal(e)?,
+        },
     };
-    let identities = match form.get("identities").map(identities_input).transpose() {
-        Ok(identities) => identities,
-        Err(errors) => {
-            let status = StatusCode::UNPROCESSABLE_ENTITY;
-            return services_page(&ctx, &session, status, None, &values, &errors).await;
-        }
-    };
-    let input = ServiceForm {
-        name: Some(values.name.clone()).filter(|n| !n.is_empty()),
-        instances: Some(values.instances.clone()),
-        scopes: Some(values.scopes.clone()),
-        return_origins: Some(form.words("return_origins")),
-        // As the API: a form sent without these fields takes the defaults.
-        projects: form.get("projects").map(|_| form.words("projects")),
-        max_access: Some(values.max_access.clone()),
-        // As the API: a form sent without the field keeps (or, new, has none of) them.
-        identities,
-        // The webhooks are the API's to edit: a form leaves them as they are.
-        webhooks: None,
-    };
-    match services::create(&ctx, input, &session.actor).await {
-        Ok((service, secret)) => Ok(secret_page(
-            &ctx,
-            &session,
-            StatusCode::CREATED,
-            "created",
-            &service,
-            &secret,
-        )),
-        Err(ServiceError::Invalid(fields)) => {
-            services_page(
-                &ctx,
-                &session,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                &values,
-                &form_errors(fields),
-            )
-            .await
-        }
-        Err(ServiceError::Conflict(message)) => {
-            let mut errors = Errors::default();
-            errors.general.push(message);
-            services_page(&ctx, &session, StatusCode::CONFLICT, None, &values, &errors).await
-        }
-        Err(other) => Err(other.into()),
-    }
+    services_page(&ctx, &session, status, None, &values, &errors).await
 }
 
 async fn edit_form(
@@ -158,6 +115,7 @@ async fn edit_form(
         } else {
             serde_json::to_string_pretty(&service.identities.to_json()).unwrap_or_default()
         },
+        webhooks: webhook_urls(&ctx, &service).await?,
     };
     edit_page(&ctx, &session, StatusCode::OK, &values, &Errors::default()).await
 }
@@ -168,47 +126,85 @@ async fn edit(
     name: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let Posted { session, form } = posted;
-    let values = Values {
-        name: name.into_inner(),
+    let (values, input) = posted_service(&form, Some(name.into_inner()));
+    let (status, errors) = match input {
+        Err(refused) => refused,
+        Ok(input) => match services::change(&ctx, &values.name, input, &session.actor).await {
+            Ok(_) => return Ok(see_other("/admin/services?done=changed")),
+            Err(e) => refusal(e)?,
+        },
+    };
+    edit_page(&ctx, &session, status, &values, &errors).await
+}
+
+/// Why a form saved nothing: its status, and the errors shown on it again.
+type Refusal = (StatusCode, Errors);
+
+/// What the create form (`editing` `None`) or the edit form of the service named `editing`
+/// posted: the values to show again, and the service layer's input unless the identities box
+/// does not hold JSON.
+fn posted_service(
+    form: &FormData,
+    editing: Option<String>,
+) -> (Values, Result<ServiceForm, Refusal>) {
+    let creating = editing.is_none();
+    let (webhooks, webhook_list) = webhook_fields::posted(form);
+    let mut values = Values {
+        name: editing.unwrap_or_else(|| form.text("name").trim().to_owned()),
         instances: every_instance_alone(form.all("instances")),
         scopes: form.all("scopes"),
         return_origins: form.text("return_origins"),
         projects: form.text("projects"),
         max_access: form.given("max_access").unwrap_or_default(),
         identities: form.text("identities"),
+        webhooks,
     };
+    let mut projects = Some(form.words("projects"));
+    // As the API: a new service sent without these fields takes the defaults.
+    if creating {
+        let defaults = Values::default();
+        if form.get("projects").is_none() {
+            (values.projects, projects) = (defaults.projects, None);
+        }
+        if values.max_access.is_empty() {
+            values.max_access = defaults.max_access;
+        }
+    }
     let identities = match form.get("identities").map(identities_input).transpose() {
         Ok(identities) => identities,
-        Err(errors) => {
-            let status = StatusCode::UNPROCESSABLE_ENTITY;
-            return edit_page(&ctx, &session, status, &values, &errors).await;
-        }
+        Err(errors) => return (values, Err((StatusCode::UNPROCESSABLE_ENTITY, errors))),
     };
     let input = ServiceForm {
-        name: None,
+        name: creating
+            .then(|| values.name.clone())
+            .filter(|n| !n.is_empty()),
         instances: Some(values.instances.clone()),
         scopes: Some(values.scopes.clone()),
         return_origins: Some(form.words("return_origins")),
-        projects: Some(form.words("projects")),
+        projects,
         max_access: Some(values.max_access.clone()),
+        // As the API: a form sent without the field keeps (or, new, has none of) them.
         identities,
-        // The webhooks are the API's to edit: a form leaves them as they are.
-        webhooks: None,
+        // Likewise the webhooks; the pages never show a secret, so a stored URL listed without
+        // one keeps its own.
+        webhooks: webhook_list,
+        webhook_secrets: WebhookSecrets::KeepStored,
     };
-    match services::change(&ctx, &values.name, input, &session.actor).await {
-        Ok(_) => Ok(see_other("/admin/services?done=changed")),
-        Err(ServiceError::Invalid(fields)) => {
-            let errors = form_errors(fields);
-            edit_page(
-                &ctx,
-                &session,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &values,
-                &errors,
-            )
-            .await
+    (values, Ok(input))
+}
+
+/// The service layer's refusal, shown on the form; any other error is a page of its own.
+fn refusal(error: ServiceError) -> Result<Refusal, PageError> {
+    match error {
+        ServiceError::Invalid(fields) => {
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, form_errors(fields)))
         }
-        Err(other) => Err(other.into()),
+        ServiceError::Conflict(message) => {
+            let mut errors = Errors::default();
+            errors.general.push(message);
+            Ok((StatusCode::CONFLICT, errors))
+        }
+        other => Err(other.into()),
     }
 }
 

@@ -11,14 +11,13 @@ use super::super::layout::{
     Errors, Input, Section, checkboxes, copyable, csrf, error_summary, page, radios, respond,
     textarea, when,
 };
+use super::webhook_fields::{shown_fields, webhook_fields};
 use crate::http::scopes::GITLAB_SCOPES;
-use crate::service::Context;
 use crate::service::admin_sessions::AdminSession;
-use crate::service::instances;
 use crate::service::principal::Service;
-use crate::service::services;
+use crate::service::{Context, instances, services, webhooks};
 
-pub(super) const FIELDS: &[&str] = &[
+const FIELDS: &[&str] = &[
     "name",
     "instances",
     "scopes",
@@ -43,6 +42,8 @@ pub(super) struct Values {
     pub(super) max_access: String,
     /// The workload identities as JSON; empty for none.
     pub(super) identities: String,
+    /// The webhooks' URLs, one per row; their secrets are never shown.
+    pub(super) webhooks: Vec<String>,
 }
 
 impl Default for Values {
@@ -56,6 +57,7 @@ impl Default for Values {
             projects: "**".to_owned(),
             max_access: "read".to_owned(),
             identities: String::new(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -89,14 +91,14 @@ pub(super) async fn services_page(
             }
         }
         h2 id="create" { "Create a service" }
-        (error_summary(errors, FIELDS))
+        (summary(values, errors))
         form method="post" action="/admin/services" {
             (csrf(session))
             (Input::text("name", "Name", &values.name)
                 .required()
                 .placeholder("ci-bot")
                 .render(errors))
-            (policy_fields(&instance_names, values, errors))
+            (policy_fields(&instance_names, values, &[], errors))
             button.primary type="submit" { "Create service" }
         }
     };
@@ -146,8 +148,31 @@ async fn instance_names(ctx: &Context) -> Result<Vec<String>, PageError> {
         .collect())
 }
 
-/// The policy's inputs, shared by the create and edit forms.
-fn policy_fields(instance_names: &[String], values: &Values, errors: &Errors) -> Markup {
+/// The webhook URLs stored for the service, in its order; never a secret.
+pub(super) async fn webhook_urls(
+    ctx: &Context,
+    service: &Service,
+) -> Result<Vec<String>, PageError> {
+    let mut urls = webhooks::urls_of(ctx, vec![service.id.clone()]).await?;
+    Ok(urls.remove(&service.id).unwrap_or_default())
+}
+
+/// What a refused form says at its top, about the fields it does not show beside an input.
+fn summary(values: &Values, errors: &Errors) -> Markup {
+    let webhook_names = shown_fields(values.webhooks.len());
+    let mut shown = FIELDS.to_vec();
+    shown.extend(webhook_names.iter().map(String::as_str));
+    error_summary(errors, &shown)
+}
+
+/// The policy's inputs, shared by the create and edit forms; `stored`: the webhook URLs whose
+/// secrets are kept when left empty.
+fn policy_fields(
+    instance_names: &[String],
+    values: &Values,
+    stored: &[String],
+    errors: &Errors,
+) -> Markup {
     let mut instance_options: Vec<(&str, &str)> = vec![(
         ALL_INSTANCES,
         "every instance, including ones registered later",
@@ -174,6 +199,7 @@ fn policy_fields(instance_names: &[String], values: &Values, errors: &Errors) ->
             code { r#"[{"issuer": "corp", "audience": "https://labgate.corp.example", "claims": {"project_path": "group/app", "ref_protected": "true"}, "subject_claim": "user_login"}]"# }
             ". Empty for none."
         }), errors))
+        (webhook_fields(&values.webhooks, stored, errors))
     }
 }
 
@@ -186,14 +212,15 @@ pub(super) async fn edit_page(
     errors: &Errors,
 ) -> Result<HttpResponse, PageError> {
     let instance_names = instance_names(ctx).await?;
+    let stored = webhook_urls(ctx, &services::get(ctx, &values.name).await?).await?;
     let name = values.name.as_str();
     let body = html! {
         h1 { "Edit service " (name) }
         p { "Its client ID, secret, tokens and connections are kept. Narrowing applies at the next request, and live access grants outside the new policy end at once." }
-        (error_summary(errors, FIELDS))
+        (summary(values, errors))
         form method="post" action={ "/admin/services/" (name) "/edit" } {
             (csrf(session))
-            (policy_fields(&instance_names, values, errors))
+            (policy_fields(&instance_names, values, &stored, errors))
             div.actions {
                 button.primary type="submit" { "Save" }
                 a href="/admin/services" { "Cancel" }
