@@ -91,22 +91,33 @@ fn api_url(base_url: &str, path: &str) -> String {
     format!("{}/api/v4/{path}", base_url.trim_end_matches('/'))
 }
 
-/// `GET /personal_access_tokens/self`. The error is a sentence for the caller; the cause (which
+/// Sends `request` with the token. The error is a sentence for the caller; the cause (which
 /// names GitLab's internal address) goes to the log only.
+async fn ask(
+    request: reqwest::RequestBuilder,
+    token: &SecretString,
+) -> Result<reqwest::Response, String> {
+    request
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .map_err(|e| {
+            tracing::warn!(error.cause = %e, "a request to GitLab with an access token failed");
+            "GitLab could not be reached; try again".to_owned()
+        })
+}
+
+/// `GET /personal_access_tokens/self`.
 pub async fn describe_access_token(
     http: &reqwest::Client,
     base_url: &str,
     token: &SecretString,
 ) -> Result<Described, String> {
-    let response = http
-        .get(api_url(base_url, "personal_access_tokens/self"))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(|e| {
-            tracing::warn!(error.cause = %e, "asking GitLab about an access token failed");
-            "GitLab could not be reached to check the access token; try again".to_owned()
-        })?;
+    let response = ask(
+        http.get(api_url(base_url, "personal_access_tokens/self")),
+        token,
+    )
+    .await?;
     match response.status().as_u16() {
         200 => body_within(response, ANSWER_LIMIT)
             .await
@@ -127,15 +138,7 @@ pub async fn access_token_owner(
     base_url: &str,
     token: &SecretString,
 ) -> Result<Option<TokenOwner>, String> {
-    let response = http
-        .get(api_url(base_url, "user"))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(|e| {
-            tracing::warn!(error.cause = %e, "asking GitLab whose access token it is failed");
-            "GitLab could not be reached to learn whose access token it is; try again".to_owned()
-        })?;
+    let response = ask(http.get(api_url(base_url, "user")), token).await?;
     match response.status().as_u16() {
         200 => body_within(response, ANSWER_LIMIT)
             .await
@@ -240,15 +243,11 @@ pub async fn revoke_access_token(
     base_url: &str,
     token: &SecretString,
 ) -> Result<(), String> {
-    let response = http
-        .delete(api_url(base_url, "personal_access_tokens/self"))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(|e| {
-            tracing::warn!(error.cause = %e, "revoking an access token failed");
-            "GitLab could not be reached".to_owned()
-        })?;
+    let response = ask(
+        http.delete(api_url(base_url, "personal_access_tokens/self")),
+        token,
+    )
+    .await?;
     match response.status().as_u16() {
         200..=299 | 401 => Ok(()),
         status => Err(format!("GitLab answered HTTP {status}")),
