@@ -101,7 +101,7 @@ impl Drop for ChromeDriver {
     }
 }
 
-pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
@@ -126,15 +126,24 @@ pub(crate) async fn screenshot(browser: &Client, name: &str) -> anyhow::Result<P
     Ok(path)
 }
 
-#[actix_web::test]
-async fn an_administrator_registers_an_instance_in_the_browser() {
-    let Some(chromedriver) = find_on_path("chromedriver") else {
+/// chromedriver's path; `None` (the test skips) when it is not installed, unless
+/// LABGATE_TEST_REQUIRE_BROWSER=1, when the test fails instead.
+pub(crate) fn chromedriver_or_skip() -> Option<PathBuf> {
+    let found = find_on_path("chromedriver");
+    if found.is_none() {
         assert!(
             std::env::var("LABGATE_TEST_REQUIRE_BROWSER").as_deref() != Ok("1"),
             "chromedriver is not installed but LABGATE_TEST_REQUIRE_BROWSER=1: \
              install it with `apt-get install -y chromium chromium-driver`"
         );
         eprintln!("skipped: install chromium chromium-driver to run the browser test");
+    }
+    found
+}
+
+#[actix_web::test]
+async fn an_administrator_registers_an_instance_in_the_browser() {
+    let Some(chromedriver) = chromedriver_or_skip() else {
         return;
     };
     // `corp` registered through the API, with two people connected, one needing attention;

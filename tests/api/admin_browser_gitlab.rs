@@ -10,7 +10,7 @@ use fantoccini::{Client, Locator};
 use labgate::config::GitLabSignIn;
 use serde_json::json;
 
-use crate::admin_browser::{ChromeDriver, WAIT, find_on_path, screenshot};
+use crate::admin_browser::{ChromeDriver, WAIT, chromedriver_or_skip, screenshot};
 use crate::helpers::{GitLabWorld, TestApp};
 use crate::support::certs::{TestCa, Validity};
 use crate::support::database::Backend;
@@ -18,12 +18,7 @@ use crate::support::fake_gitlab::{Application, Discovery, FakeGitLab, default_ap
 
 #[actix_web::test]
 async fn an_administrator_signs_in_with_gitlab_in_the_browser() {
-    let Some(chromedriver) = find_on_path("chromedriver") else {
-        assert!(
-            std::env::var("LABGATE_TEST_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "chromedriver is not installed but LABGATE_TEST_REQUIRE_BROWSER=1"
-        );
-        eprintln!("skipped: install chromium chromium-driver to run the browser test");
+    let Some(chromedriver) = chromedriver_or_skip() else {
         return;
     };
     let port = TcpListener::bind("127.0.0.1:0")

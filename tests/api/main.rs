@@ -14,6 +14,7 @@ mod helpers;
 mod access_tokens;
 mod admin_auth;
 mod admin_browser;
+mod admin_browser_access_token;
 mod admin_browser_gitlab;
 mod admin_gitlab_sign_in;
 mod admin_pages;

@@ -220,9 +220,14 @@ async fn revoke_confirmation(
     let body = html! {
         h1 { "Revoke " (connection.subject) "'s connection on " (connection.instance) "?" }
         div.panel.warn {
-            p { "labgate stops handing out its tokens at once, and asks GitLab to revoke the grant of @"
-                (connection.gitlab_username) " (" (connection.scopes.to_string()) "). "
-                "The person has to connect again to use " (connection.service) " with " (connection.instance) "." }
+            @match connection.kind {
+                ConnectionKind::OAuth => p { "labgate stops handing out its tokens at once, and asks GitLab to revoke the grant of @"
+                    (connection.gitlab_username) " (" (connection.scopes.to_string()) "). "
+                    "The person has to connect again to use " (connection.service) " with " (connection.instance) "." },
+                ConnectionKind::AccessToken => p { "labgate stops handing out the access token of @"
+                    (connection.gitlab_username) " (" (connection.scopes.to_string()) ") at once, and asks GitLab to revoke it. "
+                    (connection.service) " needs a new token to act for " (connection.subject) " again." },
+            }
         }
         div.actions {
             form method="post" action={ "/admin/connections/" (connection.id) "/revoke" } {
