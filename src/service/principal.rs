@@ -32,6 +32,9 @@ pub struct Service {
     pub secret_rotated_at: NaiveDateTime,
     /// The workload identities whose tokens it may exchange for service tokens.
     pub identities: WorkloadIdentities,
+    /// Their fingerprints (`identity_fingerprint`), in the same order: what a minted token
+    /// carries, compared at every call without hashing the identities again.
+    pub identity_fingerprints: Vec<String>,
 }
 
 /// A service token whose signature, issuer, audience and expiry are checked. Whether its
@@ -123,10 +126,7 @@ pub fn admit<'a>(
     }
     // An identity removed from the service retires the tokens minted through it.
     if let Some(minted_by) = &token.0.identity
-        && !service
-            .identities
-            .iter()
-            .any(|identity| &identity_fingerprint(identity) == minted_by)
+        && !service.identity_fingerprints.contains(minted_by)
     {
         return Err(ServiceError::Unauthenticated(
             "the service token was minted through a workload identity the service no longer trusts"
@@ -137,7 +137,11 @@ pub fn admit<'a>(
 }
 
 pub(super) fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
+    let identities = WorkloadIdentities::from_stored(&row.identities)
+        .context("stored workload identities")?;
     Ok(Service {
+        identity_fingerprints: identities.iter().map(identity_fingerprint).collect(),
+        identities,
         name: ServiceName::parse(&row.name).context("stored service name")?,
         instances: InstanceAccess::from_stored(&row.instances).context("stored instance access")?,
         scopes: ScopeSet::from_stored(&row.scopes).context("stored service scopes")?,
@@ -149,8 +153,6 @@ pub(super) fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
             .context("stored return origins")?,
         projects: ProjectPatterns::from_stored(&row.projects).context("stored project patterns")?,
         max_access: Access::parse(&row.max_access).context("stored maximum access")?,
-        identities: WorkloadIdentities::from_stored(&row.identities)
-            .context("stored workload identities")?,
         id: row.id,
         client_id: row.client_id,
         created_at: row.created_at,
