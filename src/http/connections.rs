@@ -10,8 +10,8 @@ use super::auth::{Admin, Caller};
 use super::fields::Fields;
 use super::paging::PageQuery;
 use super::{ApiError, method_not_allowed, timestamp};
-use crate::service::audit::ADMIN_TOKEN;
 use crate::service::access_token_connections::{self, AccessTokenForm, Giver};
+use crate::service::audit::ADMIN_TOKEN;
 use crate::service::connections::{self, ConnectionQuery, ConnectionView};
 use crate::service::{Context, revocation};
 

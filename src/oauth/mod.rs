@@ -14,8 +14,8 @@ mod webhook_client;
 mod workload_token;
 
 pub use access_tokens::{
-    AccessTokenInfo, CANNOT_ROTATE, Described, TokenOwner, describe_access_token, next_expiry,
-    revoke_access_token, rotate_access_token, access_token_owner,
+    AccessTokenInfo, CANNOT_ROTATE, Described, TokenOwner, access_token_owner,
+    describe_access_token, next_expiry, revoke_access_token, rotate_access_token,
 };
 pub use check::{
     CLIENT_REJECTED, CheckReport, CheckStep, ClientToCheck, StepStatus, check_instance,

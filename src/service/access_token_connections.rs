@@ -53,7 +53,10 @@ pub async fn add(
     let (service, actor) = match giver {
         Giver::Admin { actor } => {
             let name = parsed.service.clone().map(|n| n.as_str().to_owned());
-            (service_named(ctx, name.unwrap_or_default()).await?, actor.to_owned())
+            (
+                service_named(ctx, name.unwrap_or_default()).await?,
+                actor.to_owned(),
+            )
         }
         Giver::Service(service, binding) => {
             binding.allows(&parsed.subject)?;
@@ -158,9 +161,7 @@ fn rejected() -> ServiceError {
 fn parse(form: AccessTokenForm, by_admin: bool) -> Result<Parsed, ServiceError> {
     let mut errors = Vec::new();
     let service = match (by_admin, form.service) {
-        (true, service) => required(&mut errors, "service", service, |v| {
-            ServiceName::parse(&v)
-        }),
+        (true, service) => required(&mut errors, "service", service, |v| ServiceName::parse(&v)),
         (false, None) => None,
         (false, Some(_)) => {
             errors.push(FieldError::new(

@@ -238,7 +238,11 @@ fn expiring_without_rotation(
         return Ok(());
     }
     if row.expires_at - now < TimeDelta::seconds(MIN_VALIDITY_SECONDS) {
-        return Err(refresh_failure(RefreshError::CannotRotate, subject, instance));
+        return Err(refresh_failure(
+            RefreshError::CannotRotate,
+            subject,
+            instance,
+        ));
     }
     let message = format!(
         "this connection's access token expires in {} s and cannot rotate itself; ask for less",

@@ -34,7 +34,14 @@ struct Typed {
 }
 
 async fn form(session: SignedIn, ctx: web::Data<Context>) -> Result<HttpResponse, PageError> {
-    render(&ctx, &session, &Typed::default(), &Errors::default(), StatusCode::OK).await
+    render(
+        &ctx,
+        &session,
+        &Typed::default(),
+        &Errors::default(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 async fn add(posted: Posted, ctx: web::Data<Context>) -> Result<HttpResponse, PageError> {

@@ -7,7 +7,9 @@ use secrecy::SecretString;
 
 use crate::db::{connections::ConnectionRow, instances::InstanceRow};
 use crate::domain::{ConnectionKind, TokenLife};
-use crate::oauth::{Described, RefreshReply, describe_access_token, next_expiry, rotate_access_token};
+use crate::oauth::{
+    Described, RefreshReply, describe_access_token, next_expiry, rotate_access_token,
+};
 use crate::service::registration::Registration;
 
 /// A connection's tokens and where to renew them.

@@ -9,9 +9,9 @@ use chrono::{NaiveDateTime, TimeDelta, Utc};
 
 use super::coordination::Lease;
 use super::ledger::{Attempt, AttemptOutcome};
+use super::renewal::Renewable;
 use super::verdict::reauthorize;
 use super::{DEFAULT_RETRY_AFTER, RefreshError, unavailable};
-use super::renewal::Renewable;
 use crate::db;
 use crate::service::Context;
 
