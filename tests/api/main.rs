@@ -20,6 +20,7 @@ mod connect_flow;
 mod crash;
 mod credentials;
 mod fake_gitlab_access_tokens;
+mod fleet;
 mod instance_checks;
 mod instances;
 mod key_rotation;
