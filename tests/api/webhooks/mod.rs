@@ -2,7 +2,7 @@
 //! failure without loss or duplicates, by one process at a time; the fields checked, the
 //! secret never shown.
 
-mod receiver;
+pub(crate) mod receiver;
 mod validation;
 
 use std::time::Duration;
