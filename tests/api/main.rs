@@ -11,6 +11,7 @@ mod support;
 #[macro_use]
 mod helpers;
 
+mod access_token_crash;
 mod access_token_rotation;
 mod admin_auth;
 mod admin_browser;
