@@ -137,8 +137,8 @@ pub fn admit<'a>(
 }
 
 pub(super) fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
-    let identities = WorkloadIdentities::from_stored(&row.identities)
-        .context("stored workload identities")?;
+    let identities =
+        WorkloadIdentities::from_stored(&row.identities).context("stored workload identities")?;
     Ok(Service {
         identity_fingerprints: identities.iter().map(identity_fingerprint).collect(),
         identities,

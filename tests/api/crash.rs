@@ -3,8 +3,6 @@
 //! grace, so the one loss no broker can avoid is a kill between GitLab's commit and labgate's
 //! store; every other grant must survive, and no rotated refresh token may ever be sent again.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{TimeDelta, Utc};
@@ -16,8 +14,8 @@ use labgate::service::connection_tokens::{TokenKind, open_token};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use crate::fleet::Fleet;
 use crate::helpers::ConnectWorld;
-use crate::support::PUBLIC_URL;
 use crate::support::database::Backend;
 
 const PROCESSES: usize = 3;
@@ -52,7 +50,7 @@ async fn killed_processes_lose_no_grant_a_broker_could_keep() {
     }
     cw.world.gitlab.behave(|b| b.commit_delay = GITLAB_WORKS);
 
-    let mut fleet = Fleet::start(&cw).await;
+    let mut fleet = Fleet::start(&cw, PROCESSES).await;
     let started = Instant::now();
     let mut kills: Vec<u128> = Vec::new();
     let mut fetched = 0;
@@ -195,116 +193,4 @@ fn now_ms() -> u128 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis()
-}
-
-/// `labgate serve` processes sharing the test's database, key and admin token.
-struct Fleet {
-    env: Vec<(String, String)>,
-    processes: Vec<(u16, Child)>,
-}
-
-impl Fleet {
-    async fn start(cw: &ConnectWorld) -> Self {
-        let settings = &cw.app.settings;
-        let labgate::config::DatabaseUrl::Postgres(url) = &settings.database.url else {
-            unreachable!("the crash test runs on PostgreSQL");
-        };
-        let env = vec![
-            ("LABGATE__SERVER__PUBLIC_URL", PUBLIC_URL.to_owned()),
-            ("LABGATE__SERVER__WORKERS", "1".to_owned()),
-            ("LABGATE__DATABASE__URL", url.expose_secret().to_owned()),
-            (
-                "LABGATE__SECURITY__MASTER_KEY_FILE",
-                settings
-                    .security
-                    .generated_master_key_path
-                    .display()
-                    .to_string(),
-            ),
-            (
-                "LABGATE__ADMIN__TOKEN",
-                settings
-                    .admin
-                    .token
-                    .as_ref()
-                    .unwrap()
-                    .expose_secret()
-                    .to_owned(),
-            ),
-            ("LABGATE__OUTBOUND__CONNECT_TIMEOUT_SECONDS", "1".to_owned()),
-            ("LABGATE__OUTBOUND__REQUEST_TIMEOUT_SECONDS", "1".to_owned()),
-            ("LABGATE__REFRESHER__INTERVAL_SECONDS", "1".to_owned()),
-            ("RUST_LOG", "error".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let mut fleet = Self {
-            env,
-            processes: Vec::new(),
-        };
-        for _ in 0..PROCESSES {
-            let port = free_port();
-            let child = fleet.spawn(port).await;
-            fleet.processes.push((port, child));
-        }
-        fleet
-    }
-
-    fn address(&self, n: usize) -> String {
-        format!("http://127.0.0.1:{}", self.processes[n % PROCESSES].0)
-    }
-
-    async fn spawn(&self, port: u16) -> Child {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_labgate"))
-            .arg("serve")
-            .envs(self.env.iter().cloned())
-            .env("LABGATE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("labgate starts");
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let up = client
-                .get(format!("http://127.0.0.1:{port}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200);
-            if up {
-                return child;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("labgate did not start on port {port}");
-    }
-
-    /// SIGKILL, then the same process started again on the same port.
-    async fn kill_and_restart(&mut self, n: usize) {
-        let port = self.processes[n].0;
-        self.processes[n].1.kill().unwrap();
-        self.processes[n].1.wait().unwrap();
-        let child = self.spawn(port).await;
-        self.processes[n].1 = child;
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.processes {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

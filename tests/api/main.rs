@@ -11,6 +11,8 @@ mod support;
 #[macro_use]
 mod helpers;
 
+mod access_token_crash;
+mod access_token_rotation;
 mod access_tokens;
 mod admin_auth;
 mod admin_browser;
@@ -22,6 +24,7 @@ mod connect_flow;
 mod crash;
 mod credentials;
 mod fake_gitlab_access_tokens;
+mod fleet;
 mod instance_checks;
 mod instances;
 mod key_rotation;

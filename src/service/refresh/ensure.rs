@@ -50,6 +50,16 @@ pub async fn ensure_fresh(
             }
         });
         match task.await {
+            // GitLab refused the rotation and the token is now flagged as one that cannot
+            // rotate: never rotated, it serves until its expiry, which may be far enough.
+            Ok(Some(Err(RefreshError::CannotRotate))) if purpose == Purpose::Handout => {
+                let row = load(ctx, &id).await?;
+                return if satisfies(&ctx.refresher, &row, need_until, purpose) {
+                    Ok(row)
+                } else {
+                    Err(RefreshError::CannotRotate)
+                };
+            }
             Ok(Some(outcome)) => return outcome,
             Ok(None) => {}
             Err(e) => return Err(RefreshError::Storage(ServiceError::Internal(e.into()))),

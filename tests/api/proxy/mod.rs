@@ -8,8 +8,10 @@
 //! - `outages`: GitLab dying mid-stream or down; `audit`: each call audited and counted;
 //! - `moved`: projects moved since, still answering at their old paths;
 //! - `admin`: the admin pages list grants and revoke one;
-//! - `tools`: `labgate git-credential` for labgate's own `/git/` URLs.
+//! - `tools`: `labgate git-credential` for labgate's own `/git/` URLs;
+//! - `access_token`: git and the API on a connection that holds a project access token.
 
+mod access_token;
 mod admin;
 mod audit;
 mod ending;

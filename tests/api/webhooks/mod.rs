@@ -3,7 +3,7 @@
 //! secret never shown.
 
 mod admin_form;
-mod receiver;
+pub(crate) mod receiver;
 mod service_deletion;
 mod validation;
 
