@@ -10,9 +10,11 @@ use super::gitlab_token::{self, Wanted};
 use super::principal::{Service, SubjectBinding, to_service};
 use super::registration::Registration;
 use super::{Context, FieldError, ServiceError, required, revocation};
-use crate::db;
+use crate::db::{self, connections::ConnectionRow};
 use crate::domain::{ConnectionKind, InstanceName, Invalid, ScopeSet, ServiceName, Subject};
-use crate::oauth::{Described, access_token_owner, describe_access_token};
+use crate::oauth::{
+    AccessTokenInfo, Described, TokenOwner, access_token_owner, describe_access_token,
+};
 
 /// GitLab's tokens are a few dozen characters; anything this long is not one.
 const MAX_TOKEN_LENGTH: usize = 1024;
@@ -52,11 +54,8 @@ pub async fn add(
     let parsed = parse(form, matches!(giver, Giver::Admin { .. }))?;
     let (service, actor) = match giver {
         Giver::Admin { actor } => {
-            let name = parsed.service.clone().map(|n| n.as_str().to_owned());
-            (
-                service_named(ctx, name.unwrap_or_default()).await?,
-                actor.to_owned(),
-            )
+            let name = parsed.service.as_ref().map_or("", ServiceName::as_str);
+            (service_named(ctx, name).await?, actor.to_owned())
         }
         Giver::Service(service, binding) => {
             binding.allows(&parsed.subject)?;
@@ -84,27 +83,7 @@ pub async fn add(
     let http = registration
         .http_client(ctx)
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
-    let unavailable = |detail: String| ServiceError::GitLabUnavailable {
-        detail,
-        retry_after: std::time::Duration::from_secs(30),
-    };
-    let base_url = instance.base_url.as_str();
-    let info = match describe_access_token(&http, base_url, &parsed.token).await {
-        Ok(Described::Live(info)) => info,
-        Ok(Described::Rejected) => return Err(rejected()),
-        Ok(Described::NotAnAccessToken) => {
-            return Err(ServiceError::TokenRejected(
-                "GitLab says this is not an access token (an OAuth token?): people connect \
-                 their accounts through connect links instead; nothing was stored"
-                    .into(),
-            ));
-        }
-        Err(e) => return Err(unavailable(e)),
-    };
-    let owner = access_token_owner(&http, base_url, &parsed.token)
-        .await
-        .map_err(unavailable)?
-        .ok_or_else(rejected)?;
+    let (info, owner) = ask_gitlab(&http, &instance.base_url, &parsed.token).await?;
     let scopes = ScopeSet::granted(&info.scopes);
     let beyond = scopes.beyond_policy(&service.scopes);
     if !beyond.is_empty() {
@@ -117,23 +96,13 @@ pub async fn add(
             ),
         });
     }
-    // Two connections holding one token would each rotate it, and GitLab revokes the whole
-    // family of a token rotated twice.
-    let (instance_id, token_id) = (instance.id.clone(), info.id.clone());
-    let holders = ctx
-        .db_read(move |conn| db::connections::holding_access_token(conn, &instance_id, &token_id))
-        .await?;
-    if let Some(other) = holders.iter().find(|row| {
-        !(row.service_id == service.id
-            && row.subject == parsed.subject.as_str()
-            && row.scopes == scopes.to_string())
-    }) {
-        return Err(ServiceError::Conflict(format!(
-            "connection {} already holds this access token: one token, one connection (each \
-             would rotate it, and GitLab revokes a token family rotated twice)",
-            other.id
-        )));
-    }
+    let key = GrantKey {
+        service_id: &service.id,
+        instance_id: &instance.id,
+        instance_name: &instance.name,
+        subject: parsed.subject.as_str(),
+    };
+    refuse_second_holder(ctx, &key, &scopes, &info.id).await?;
     let grant = HeldGrant {
         kind: ConnectionKind::AccessToken,
         access_token: parsed.token,
@@ -145,21 +114,13 @@ pub async fn add(
         access_token_id: Some(info.id.clone()),
         rotation_impossible: !info.can_rotate(),
     };
-    let key = GrantKey {
-        service_id: &service.id,
-        instance_id: &instance.id,
-        instance_name: &instance.name,
-        subject: parsed.subject.as_str(),
-    };
     let stored = connections::store_grant(ctx, key, grant).await?;
-    let replaced = stored.replaced.is_some();
-    if let Some(old) = stored.replaced {
-        revocation::revoke_replaced(&registration, &http, &instance, old).await;
-    }
-    let kind = if replaced {
-        "connection_reconnected"
-    } else {
-        "connection_created"
+    let kind = match stored.replaced {
+        Some(old) => {
+            revocation::revoke_replaced(&registration, &http, &instance, old).await;
+            "connection_reconnected"
+        }
+        None => "connection_created",
     };
     let event = AuditEvent::new(kind, actor)
         .instance(&instance.name)
@@ -174,6 +135,61 @@ pub async fn add(
         ));
     ctx.audit.record(event).await;
     connections::view(ctx, &stored.connection_id).await
+}
+
+/// What GitLab says the token is, and whose it is; a token it refuses is `TokenRejected`.
+async fn ask_gitlab(
+    http: &reqwest::Client,
+    base_url: &str,
+    token: &SecretString,
+) -> Result<(AccessTokenInfo, TokenOwner), ServiceError> {
+    let unavailable = |detail: String| ServiceError::GitLabUnavailable {
+        detail,
+        retry_after: std::time::Duration::from_secs(30),
+    };
+    let info = match describe_access_token(http, base_url, token).await {
+        Ok(Described::Live(info)) => info,
+        Ok(Described::Rejected) => return Err(rejected()),
+        Ok(Described::NotAnAccessToken) => {
+            return Err(ServiceError::TokenRejected(
+                "GitLab says this is not an access token (an OAuth token?): people connect \
+                 their accounts through connect links instead; nothing was stored"
+                    .into(),
+            ));
+        }
+        Err(e) => return Err(unavailable(e)),
+    };
+    let owner = access_token_owner(http, base_url, token)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(rejected)?;
+    Ok((info, owner))
+}
+
+/// One token, one connection: two holders would each rotate it, and GitLab revokes the whole
+/// family of a token rotated twice. Only the connection of this very key may hold it already.
+async fn refuse_second_holder(
+    ctx: &Context,
+    key: &GrantKey<'_>,
+    scopes: &ScopeSet,
+    token_id: &str,
+) -> Result<(), ServiceError> {
+    let (instance_id, token_id) = (key.instance_id.to_owned(), token_id.to_owned());
+    let holders = ctx
+        .db_read(move |conn| db::connections::holding_access_token(conn, &instance_id, &token_id))
+        .await?;
+    let scopes = scopes.to_string();
+    let this_key = |row: &ConnectionRow| {
+        row.service_id == key.service_id && row.subject == key.subject && row.scopes == scopes
+    };
+    match holders.iter().find(|row| !this_key(row)) {
+        Some(other) => Err(ServiceError::Conflict(format!(
+            "connection {} already holds this access token: one token, one connection (each \
+             would rotate it, and GitLab revokes a token family rotated twice)",
+            other.id
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn rejected() -> ServiceError {
@@ -231,8 +247,8 @@ fn check_token(token: SecretString) -> Result<SecretString, Invalid> {
     Ok(token)
 }
 
-async fn service_named(ctx: &Context, name: String) -> Result<Service, ServiceError> {
-    let looked_up = name.clone();
+async fn service_named(ctx: &Context, name: &str) -> Result<Service, ServiceError> {
+    let looked_up = name.to_owned();
     let row = ctx
         .db_read(move |conn| db::services::find_by_name(conn, &looked_up))
         .await?
