@@ -21,6 +21,8 @@ const LONGEST_LIFETIME_DAYS: i64 = 365;
 pub struct AccessTokenInfo {
     /// GitLab's id of the token (it changes with each rotation).
     pub id: String,
+    /// The id of the user (a person, or a project's or group's bot) the token acts as.
+    pub user_id: String,
     pub scopes: Vec<String>,
     /// From its creation to 00:00 UTC on its expiry date, when GitLab stops accepting it.
     pub life: TokenLife,
@@ -52,6 +54,7 @@ pub enum Described {
 #[derive(Deserialize)]
 struct SelfAnswer {
     id: serde_json::Value,
+    user_id: serde_json::Value,
     #[serde(default)]
     scopes: Vec<String>,
     created_at: DateTime<Utc>,
@@ -62,12 +65,9 @@ struct SelfAnswer {
 
 impl SelfAnswer {
     fn info(&self) -> AccessTokenInfo {
-        let id = match &self.id {
-            serde_json::Value::String(id) => id.clone(),
-            other => other.to_string(),
-        };
         AccessTokenInfo {
-            id,
+            id: id_text(&self.id),
+            user_id: id_text(&self.user_id),
             scopes: self.scopes.clone(),
             life: TokenLife {
                 issued_at: self.created_at.naive_utc(),
@@ -81,6 +81,14 @@ impl SelfAnswer {
 struct UserAnswer {
     id: serde_json::Value,
     username: String,
+}
+
+/// An id GitLab sends as a number (or, from a proxy, as text).
+fn id_text(id: &serde_json::Value) -> String {
+    match id {
+        serde_json::Value::String(id) => id.clone(),
+        other => other.to_string(),
+    }
 }
 
 fn at_midnight(date: NaiveDate) -> NaiveDateTime {
@@ -132,30 +140,37 @@ pub async fn describe_access_token(
     }
 }
 
+/// What `GET /user` says of the token's user.
+pub enum OwnerAnswer {
+    Named(TokenOwner),
+    /// The token may not read it (none of `read_user`, `read_api`, `api`: a git-only token).
+    NotReadable,
+    /// Unknown, revoked or expired (401).
+    Rejected,
+}
+
 /// `GET /user`: whom the token acts as.
 pub async fn access_token_owner(
     http: &reqwest::Client,
     base_url: &str,
     token: &SecretString,
-) -> Result<Option<TokenOwner>, String> {
+) -> Result<OwnerAnswer, String> {
     let response = ask(http.get(api_url(base_url, "user")), token).await?;
     match response.status().as_u16() {
         200 => body_within(response, ANSWER_LIMIT)
             .await
             .and_then(|body| serde_json::from_slice::<UserAnswer>(&body).ok())
             .map(|user| {
-                Some(TokenOwner {
-                    user_id: match user.id {
-                        serde_json::Value::String(id) => id,
-                        other => other.to_string(),
-                    },
+                OwnerAnswer::Named(TokenOwner {
+                    user_id: id_text(&user.id),
                     username: user.username,
                 })
             })
             .ok_or_else(|| "GitLab's answer about the token's user is not understood".into()),
-        401 => Ok(None),
+        401 => Ok(OwnerAnswer::Rejected),
+        403 => Ok(OwnerAnswer::NotReadable),
         status => Err(format!(
-            "GitLab answered HTTP {status} about the token's user (it needs read_user, read_api or api)"
+            "GitLab answered HTTP {status} about the token's user"
         )),
     }
 }
@@ -284,6 +299,7 @@ mod tests {
         .unwrap();
         let info = answer.info();
         assert_eq!(info.id, "17");
+        assert_eq!(info.user_id, "4");
         assert_eq!(info.life.expires_at.to_string(), "2026-12-31 00:00:00");
         assert_eq!(info.life.issued_at.to_string(), "2026-11-01 08:30:00");
         assert!(info.can_rotate());

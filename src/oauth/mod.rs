@@ -14,7 +14,7 @@ mod webhook_client;
 mod workload_token;
 
 pub use access_tokens::{
-    AccessTokenInfo, CANNOT_ROTATE, Described, TokenOwner, access_token_owner,
+    AccessTokenInfo, CANNOT_ROTATE, Described, OwnerAnswer, TokenOwner, access_token_owner,
     describe_access_token, next_expiry, revoke_access_token, rotate_access_token,
 };
 pub use check::{

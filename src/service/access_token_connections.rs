@@ -13,7 +13,7 @@ use super::{Context, FieldError, ServiceError, required, revocation};
 use crate::db::{self, connections::ConnectionRow};
 use crate::domain::{ConnectionKind, InstanceName, Invalid, ScopeSet, ServiceName, Subject};
 use crate::oauth::{
-    AccessTokenInfo, Described, TokenOwner, access_token_owner, describe_access_token,
+    AccessTokenInfo, Described, OwnerAnswer, TokenOwner, access_token_owner, describe_access_token,
 };
 
 /// GitLab's tokens are a few dozen characters; anything this long is not one.
@@ -137,7 +137,8 @@ pub async fn add(
     connections::view(ctx, &stored.connection_id).await
 }
 
-/// What GitLab says the token is, and whose it is; a token it refuses is `TokenRejected`.
+/// What GitLab says the token is, and whose it is (the username stays empty for a token that
+/// may not read its user); a token GitLab refuses is `TokenRejected`.
 async fn ask_gitlab(
     http: &reqwest::Client,
     base_url: &str,
@@ -159,10 +160,18 @@ async fn ask_gitlab(
         }
         Err(e) => return Err(unavailable(e)),
     };
-    let owner = access_token_owner(http, base_url, token)
+    let owner = match access_token_owner(http, base_url, token)
         .await
         .map_err(unavailable)?
-        .ok_or_else(rejected)?;
+    {
+        OwnerAnswer::Named(owner) => owner,
+        // A git-only token: its user's id is known, its username is not.
+        OwnerAnswer::NotReadable => TokenOwner {
+            user_id: info.user_id.clone(),
+            username: String::new(),
+        },
+        OwnerAnswer::Rejected => return Err(rejected()),
+    };
     Ok((info, owner))
 }
 

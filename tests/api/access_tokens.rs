@@ -264,6 +264,24 @@ async fn a_service_holds_tokens_for_its_own_subjects_within_its_policy(backend: 
         "{audit}"
     );
 
+    // A git-only token may not read its user: held with the user's id, the username unknown.
+    let git_only = TokenOwner::bot(78, "project_18_bot_9c1d", "platform/app");
+    let git_token = gitlab.issue_access_token(
+        AccessTokenSpec::days(&["read_repository", "self_rotate"], 60).owner(git_only),
+    );
+    let response = give(
+        &cw,
+        &service,
+        &json!({"instance": "corp", "subject": "git-bot", "access_token": git_token}),
+    )
+    .await;
+    let status = response.status();
+    let held: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{held}");
+    assert_eq!(held["gitlab"]["user_id"], "78");
+    assert_eq!(held["gitlab"]["username"], "");
+    assert_eq!(held["scopes"], json!(["read_repository", "self_rotate"]));
+
     // A service gives tokens for itself only.
     let response = give(
         &cw,
@@ -301,12 +319,13 @@ async fn a_service_holds_tokens_for_its_own_subjects_within_its_policy(backend: 
     )
     .await;
     assert_eq!(response.status(), 401);
-    let subjects: Vec<String> = listed(&cw)
+    let mut subjects: Vec<String> = listed(&cw)
         .await
         .iter()
         .map(|c| c["subject"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(subjects, ["bot-1"]);
+    subjects.sort();
+    assert_eq!(subjects, ["bot-1", "git-bot"]);
 }
 
 async fn giving_a_token_again_replaces_the_old_one_and_revokes_it(backend: Backend) {

@@ -155,7 +155,11 @@ async fn list(
                             }
                             td { a href={ "/admin/instances/" (connection.instance) } { (connection.instance) } }
                             td { code { (connection.subject) } }
-                            td { "@" (connection.gitlab_username) " " span.muted { "(id " (connection.gitlab_user_id) ")" } }
+                            td {
+                                @if connection.gitlab_username.is_empty() { span.muted { "username not readable " } }
+                                @else { "@" (connection.gitlab_username) " " }
+                                span.muted { "(id " (connection.gitlab_user_id) ")" }
+                            }
                             td { (connection.scopes.to_string()) }
                             td {
                                 (when(connection.expires_at))
