@@ -19,6 +19,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{ConnectWorld, expect_problem};
+use crate::logs::captured;
 use crate::support::database::Backend;
 use crate::support::fake_gitlab::{AccessTokenRequest, AccessTokenSpec, FakeGitLab, RotationFault};
 use crate::webhooks::receiver::Receiver;
@@ -166,6 +167,7 @@ fn rotation_due(issued: chrono::DateTime<Utc>, expires_on: NaiveDate) -> String 
 }
 
 async fn a_token_near_expiry_rotates_once_under_twenty_concurrent_fetches(backend: Backend) {
+    let logs = captured();
     let cw = world(backend).await;
     let gitlab = &cw.world.gitlab;
     let old = issue(gitlab, &ROTATING, 300, 2);
@@ -244,6 +246,17 @@ async fn a_token_near_expiry_rotates_once_under_twenty_concurrent_fetches(backen
         handout(&cw, "release-bot").await["access_token"],
         new.as_str()
     );
+
+    // Neither token in clear at rest, in the ledger or in a log line.
+    let raw = cw.app.db.raw_contents();
+    let contains = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"release-bot"), "the probe reads the stored data");
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    for token in [&old, &new] {
+        assert!(!contains(token.as_bytes()), "the database holds a token");
+        assert!(!logged.contains(token.as_str()), "a log line holds a token");
+    }
+    assert!(!serde_json::to_string(&ledger).unwrap().contains(&new));
 }
 
 async fn a_token_not_due_is_never_rotated_and_handouts_promise_until_its_rotation(
