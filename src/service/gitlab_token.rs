@@ -187,9 +187,10 @@ pub(super) async fn replace_refused(
         .await?
         .ok_or_else(|| ServiceError::NotConnected("the connection is gone".into()))?;
     if row.kind == ConnectionKind::AccessToken {
-        // Refused, an access token was revoked, or rotated by whoever else holds it: rotating
-        // it now would present a dead token, and GitLab revokes the whole family of a token
-        // rotated twice. The retry uses the token as stored now (a rotation here included).
+        // GitLab refuses an access token that was revoked, or rotated by someone else who
+        // holds it: rotating it now would present a dead token, and GitLab revokes the whole
+        // family of a token rotated twice. The retry uses the token as stored now (one that a
+        // rotation by labgate stored meanwhile included).
         return Ok(());
     }
     // Beyond what the refused token can give: only a newer token satisfies it.
