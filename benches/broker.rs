@@ -90,11 +90,7 @@ fn run() -> anyhow::Result<()> {
         .thread_name("bench-load")
         .enable_all()
         .build()?;
-    let mut backends = vec![Backend::Sqlite];
-    match Backend::postgres() {
-        Some(postgres) => backends.push(postgres),
-        None => println!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL is not measured\n"),
-    }
+    let backends = knobs::backends();
     for backend in backends {
         let started = Instant::now();
         println!("== {} ==", backend.name());

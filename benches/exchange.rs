@@ -63,11 +63,7 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<()> {
     let seconds = knobs::number("LABGATE_BENCH_SECONDS", 3)?.max(1);
     let parts = Parts::from_args();
-    let mut backends = vec![Backend::Sqlite];
-    match Backend::postgres() {
-        Some(postgres) => backends.push(postgres),
-        None => println!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL is not measured\n"),
-    }
+    let backends = knobs::backends();
     for backend in backends {
         println!("== {} ==", backend.name());
         actix_web::rt::System::new()

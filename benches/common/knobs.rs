@@ -1,6 +1,19 @@
-//! What both benchmark programs read from the environment and the command line.
+//! What the benchmark programs read from the environment and the command line.
 
 use anyhow::Context as _;
+
+use crate::support::database::Backend;
+
+/// SQLite, and PostgreSQL when LABGATE_TEST_POSTGRES_URL is set (saying so when it is not).
+#[allow(dead_code)] // benches/proxy.rs measures no database
+pub fn backends() -> Vec<Backend> {
+    let mut backends = vec![Backend::Sqlite];
+    match Backend::postgres() {
+        Some(postgres) => backends.push(postgres),
+        None => println!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL is not measured\n"),
+    }
+    backends
+}
 
 /// A whole number from the environment variable `name`, or `default` when it is unset.
 pub fn number<T>(name: &str, default: T) -> anyhow::Result<T>

@@ -8,12 +8,12 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use labgate::db::connections::ConnectionRow;
 use labgate::domain::ConnectionStatus;
 use labgate::service::connection_tokens::{TokenKind, open_token};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use crate::access_token_rotation::row;
 use crate::fleet::Fleet;
 use crate::helpers::ConnectWorld;
 use crate::support::database::Backend;
@@ -63,16 +63,6 @@ async fn wait_until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> 
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn row(cw: &ConnectWorld, id: &str) -> ConnectionRow {
-    let id = id.to_owned();
-    cw.app
-        .context
-        .db_read(move |conn| labgate::db::connections::find(conn, &id))
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 fn rotations_sent(cw: &ConnectWorld) -> Vec<AccessTokenRequest> {

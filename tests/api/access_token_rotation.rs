@@ -98,7 +98,21 @@ async fn handout(cw: &ConnectWorld, subject: &str) -> Value {
     body
 }
 
-async fn row(cw: &ConnectWorld, id: &str) -> ConnectionRow {
+/// `release-bot` holds a year-old token due for rotation, and GitLab's rotations now meet
+/// `fault`: the token, its GitLab id, and the connection's id.
+async fn held_near_expiry(cw: &ConnectWorld, fault: RotationFault) -> (String, u64, String) {
+    let gitlab = &cw.world.gitlab;
+    let old = issue(gitlab, &ROTATING, 300, 2);
+    let old_id = gitlab.access_token_info(&old).unwrap().id;
+    let id = hold(cw, "release-bot", &old).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    gitlab.behave(|b| b.rotation_fault = fault);
+    (old, old_id, id)
+}
+
+pub(crate) async fn row(cw: &ConnectWorld, id: &str) -> ConnectionRow {
     let id = id.to_owned();
     cw.app
         .context
@@ -450,13 +464,7 @@ async fn a_rotation_that_failed_unknown_is_settled_by_asking_gitlab_then_done_on
 ) {
     let cw = world(backend).await;
     let gitlab = &cw.world.gitlab;
-    let old = issue(gitlab, &ROTATING, 300, 2);
-    let old_id = gitlab.access_token_info(&old).unwrap().id;
-    let id = hold(&cw, "release-bot", &old).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    gitlab.behave(|b| b.rotation_fault = RotationFault::ServerError);
+    let (old, old_id, id) = held_near_expiry(&cw, RotationFault::ServerError).await;
 
     let failed = cw
         .fetch(json!({"instance": "corp", "subject": "release-bot"}))
@@ -538,13 +546,7 @@ async fn a_rotation_committed_with_its_answer_cut_off_is_never_retried(backend: 
 async fn a_committed_rotation_whose_answer_is_lost(backend: Backend, fault: RotationFault) {
     let cw = world(backend).await;
     let gitlab = &cw.world.gitlab;
-    let old = issue(gitlab, &ROTATING, 300, 2);
-    let old_id = gitlab.access_token_info(&old).unwrap().id;
-    let id = hold(&cw, "release-bot", &old).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    gitlab.behave(|b| b.rotation_fault = fault);
+    let (old, old_id, id) = held_near_expiry(&cw, fault).await;
 
     let failed = cw
         .fetch(json!({"instance": "corp", "subject": "release-bot"}))

@@ -119,6 +119,25 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
+/// Types `token` into the sign-in form the browser shows, and submits it.
+pub(crate) async fn sign_in_with_token(browser: &Client, token: &str) -> anyhow::Result<()> {
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("token"))
+        .await?
+        .send_keys(token)
+        .await?;
+    browser
+        .find(Locator::Css(
+            "form[action='/admin/sign-in'] button[type=submit]",
+        ))
+        .await?
+        .click()
+        .await?;
+    Ok(())
+}
+
 pub(crate) async fn screenshot(browser: &Client, name: &str) -> anyhow::Result<PathBuf> {
     let path = artifacts_dir().join(name);
     std::fs::write(&path, browser.screenshot().await?)?;
@@ -178,7 +197,7 @@ async fn register_in_the_browser(
 
     // Without a session, the admin pages send the browser to sign in.
     browser.goto(&format!("{base}/admin/instances")).await?;
-    let token = browser
+    browser
         .wait()
         .at_most(WAIT)
         .for_element(Locator::Id("token"))
@@ -188,14 +207,7 @@ async fn register_in_the_browser(
         here.path() == "/admin/sign-in",
         "sent to sign in, not {here}"
     );
-    token.send_keys(&app.admin_token).await?;
-    browser
-        .find(Locator::Css(
-            "form[action='/admin/sign-in'] button[type=submit]",
-        ))
-        .await?
-        .click()
-        .await?;
+    sign_in_with_token(browser, &app.admin_token).await?;
     browser
         .wait()
         .at_most(WAIT)

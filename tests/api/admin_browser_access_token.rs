@@ -5,7 +5,9 @@
 use anyhow::{Context as _, ensure};
 use fantoccini::{Client, Locator};
 
-use crate::admin_browser::{ChromeDriver, WAIT, chromedriver_or_skip, screenshot};
+use crate::admin_browser::{
+    ChromeDriver, WAIT, chromedriver_or_skip, screenshot, sign_in_with_token,
+};
 use crate::helpers::ConnectWorld;
 use crate::support::database::Backend;
 use crate::support::fake_gitlab::AccessTokenSpec;
@@ -48,20 +50,7 @@ async fn add_in_the_browser(
 ) -> anyhow::Result<()> {
     let base = &cw.app.address;
     browser.goto(&format!("{base}/admin/sign-in")).await?;
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Id("token"))
-        .await?
-        .send_keys(&cw.app.admin_token)
-        .await?;
-    browser
-        .find(Locator::Css(
-            "form[action='/admin/sign-in'] button[type=submit]",
-        ))
-        .await?
-        .click()
-        .await?;
+    sign_in_with_token(browser, &cw.app.admin_token).await?;
     browser
         .wait()
         .at_most(WAIT)
