@@ -212,7 +212,7 @@ struct KeyMaterial {
 }
 
 /// The sealing key (configured, or created on first start), the admin token's hash, and the
-/// key that signs service tokens (created once, sealed, shared by every process).
+/// key that MACs service tokens (created once, sealed, shared by every process).
 fn load_key_material(pool: &DbPool, settings: &Settings) -> anyhow::Result<KeyMaterial> {
     let (key, previous) = configured_keys(settings)?;
     let mut conn = pool.get().context("cannot get a database connection")?;
@@ -268,15 +268,15 @@ fn load_service_token_keys(
     sealer: &Sealer,
 ) -> anyhow::Result<ServiceTokenKeys> {
     let field = SealedColumn::MetaValue.of(meta::SERVICE_TOKEN_KEY);
-    let candidate = STANDARD.encode(sealer.seal(field, &ServiceTokenKeys::generate_pkcs8()));
+    let candidate = STANDARD.encode(sealer.seal(field, &ServiceTokenKeys::generate_secret()));
     let stored = meta::get_or_insert(conn, meta::SERVICE_TOKEN_KEY, &candidate)?;
     let sealed = STANDARD
         .decode(stored)
         .context("the stored service token key is not base64")?;
-    let pkcs8 = sealer
+    let secret = sealer
         .open(field, &sealed)
         .context("the stored service token key does not open")?;
-    ServiceTokenKeys::from_pkcs8(pkcs8.expose_secret()).map_err(|e| anyhow::anyhow!(e))
+    ServiceTokenKeys::from_secret(secret.expose_secret()).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn tls_server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {

@@ -1,7 +1,10 @@
 //! Service tokens: short-lived JWTs that labgate issues to services and verifies itself.
-//! One algorithm (EdDSA over Ed25519), one key, its `kid` in every header; anything else is
-//! refused before a signature is even checked. A token that passed once is remembered, so a
-//! service calling many times with one token pays for the signature check once.
+//! Nobody else verifies them, so they carry a MAC rather than a public-key signature: one
+//! algorithm (HS256), one secret key shared by every process through the database, its `kid`
+//! in every header; anything else is refused before the MAC is even checked. (An Ed25519
+//! signature cost as much as a whole handout and made minting the token exchange's main cost.)
+//! A token that passed once is remembered, so a service calling many times with one token
+//! pays for the check once.
 
 use std::sync::Arc;
 
@@ -9,8 +12,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use quick_cache::sync::Cache;
-use ring::rand::SystemRandom;
-use ring::signature::{Ed25519KeyPair, KeyPair};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -21,11 +24,12 @@ pub const LIFETIME_SECONDS: i64 = 15 * 60;
 const LEEWAY_SECONDS: u64 = 5;
 /// Tokens remembered as verified: a few per service, each for at most its lifetime.
 const VERIFIED_CAPACITY: usize = 10_000;
+/// The secret's length when labgate makes it.
+const SECRET_BYTES: usize = 32;
 
 pub struct ServiceTokenKeys {
-    /// Signs with ring: several times faster than jsonwebtoken's pure-Rust Ed25519, and every
-    /// client-credentials grant and token exchange signs once.
-    signing: Ed25519KeyPair,
+    /// MACs with ring: every client-credentials grant and token exchange mints a token.
+    mac: hmac::Key,
     decoding: DecodingKey,
     kid: String,
     /// Tokens that passed every check, by their exact text; only their expiry can change.
@@ -63,29 +67,40 @@ pub enum TokenRejected {
 }
 
 impl ServiceTokenKeys {
-    /// A new Ed25519 key pair as PKCS#8 DER: what is sealed and stored.
-    pub fn generate_pkcs8() -> Vec<u8> {
-        Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-            .expect("the system's random number generator works")
-            .as_ref()
-            .to_vec()
+    /// A new secret key: what is sealed and stored.
+    pub fn generate_secret() -> Vec<u8> {
+        let mut secret = vec![0; SECRET_BYTES];
+        SystemRandom::new()
+            .fill(&mut secret)
+            .expect("the system's random number generator works");
+        secret
     }
 
-    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, String> {
-        let pair =
-            Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| format!("not an Ed25519 key: {e}"))?;
-        let public = pair.public_key().as_ref();
+    /// The keys for a stored secret. A database made before service tokens were MACed holds
+    /// an Ed25519 private key (PKCS#8) there: its bytes are as secret, and key it as well.
+    pub fn from_secret(secret: &[u8]) -> Result<Self, String> {
+        if secret.len() < SECRET_BYTES {
+            return Err(format!(
+                "the service token key has {} bytes, fewer than {SECRET_BYTES}",
+                secret.len()
+            ));
+        }
+        // Names the key without revealing anything of it.
+        let kid = Sha256::new()
+            .chain_update(b"labgate service token kid\0")
+            .chain_update(secret)
+            .finalize();
         Ok(Self {
-            decoding: DecodingKey::from_ed_der(public),
-            kid: hex::encode(&Sha256::digest(public)[..8]),
+            mac: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            decoding: DecodingKey::from_secret(secret),
+            kid: hex::encode(&kid[..8]),
             verified: Cache::new(VERIFIED_CAPACITY),
-            signing: pair,
         })
     }
 
-    /// A compact JWS (RFC 7515 §7.1): `header.claims.signature`, each base64url.
+    /// A compact JWS (RFC 7515 §7.1): `header.claims.mac`, each base64url.
     pub fn sign(&self, claims: &ServiceClaims) -> String {
-        let mut header = Header::new(Algorithm::EdDSA);
+        let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.kid.clone());
         let part = |value: &[u8]| URL_SAFE_NO_PAD.encode(value);
         let mut token = format!(
@@ -93,9 +108,9 @@ impl ServiceTokenKeys {
             part(&serde_json::to_vec(&header).expect("a header serialises")),
             part(&serde_json::to_vec(claims).expect("claims serialise"))
         );
-        let signature = self.signing.sign(token.as_bytes());
+        let tag = hmac::sign(&self.mac, token.as_bytes());
         token.push('.');
-        token.push_str(&part(signature.as_ref()));
+        token.push_str(&part(tag.as_ref()));
         token
     }
 
@@ -131,10 +146,10 @@ impl ServiceTokenKeys {
         issuer: &str,
     ) -> Result<ServiceClaims, TokenRejected> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejected::Malformed)?;
-        if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(self.kid.as_str()) {
+        if header.alg != Algorithm::HS256 || header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(TokenRejected::WrongKey);
         }
-        let mut validation = Validation::new(Algorithm::EdDSA);
+        let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -169,7 +184,7 @@ mod tests {
     }
 
     fn keys() -> ServiceTokenKeys {
-        ServiceTokenKeys::from_pkcs8(&ServiceTokenKeys::generate_pkcs8()).unwrap()
+        ServiceTokenKeys::from_secret(&ServiceTokenKeys::generate_secret()).unwrap()
     }
 
     #[test]
@@ -184,6 +199,18 @@ mod tests {
             keys.verify(&token, "https://other.test"),
             Err(TokenRejected::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_key_stored_before_tokens_were_maced_still_keys_them() {
+        // Databases from before hold an Ed25519 private key (PKCS#8) under the same name.
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let keys = ServiceTokenKeys::from_secret(pkcs8.as_ref()).unwrap();
+        let token = keys.sign(&claims(60));
+        assert_eq!(
+            keys.verify(&token, "https://labgate.test").unwrap().sub,
+            "svc-1"
+        );
     }
 
     #[test]
@@ -203,22 +230,22 @@ mod tests {
     #[test]
     fn refuses_other_keys_none_expired_and_garbage() {
         let keys = keys();
-        let foreign_pkcs8 = ServiceTokenKeys::generate_pkcs8();
-        let foreign = ServiceTokenKeys::from_pkcs8(&foreign_pkcs8).unwrap();
+        let foreign_secret = ServiceTokenKeys::generate_secret();
+        let foreign = ServiceTokenKeys::from_secret(&foreign_secret).unwrap();
         let mut forged = foreign.sign(&claims(60));
         assert!(matches!(
             keys.verify(&forged, "https://labgate.test"),
             Err(TokenRejected::WrongKey)
         ));
 
-        // Same kid, another key: the signature check must catch it.
+        // Same kid, another key: the MAC check must catch it.
         forged = {
-            let mut header = Header::new(Algorithm::EdDSA);
+            let mut header = Header::new(Algorithm::HS256);
             header.kid = Some(keys.kid.clone());
             jsonwebtoken::encode(
                 &header,
                 &claims(60),
-                &jsonwebtoken::EncodingKey::from_ed_der(&foreign_pkcs8),
+                &jsonwebtoken::EncodingKey::from_secret(&foreign_secret),
             )
             .unwrap()
         };
@@ -226,6 +253,26 @@ mod tests {
             keys.verify(&forged, "https://labgate.test"),
             Err(TokenRejected::WrongKey)
         ));
+        // Same kid, a public-key algorithm: refused before any key is tried.
+        forged = {
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some(keys.kid.clone());
+            let pkcs8 =
+                ring::signature::Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+            jsonwebtoken::encode(
+                &header,
+                &claims(60),
+                &jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref()),
+            )
+            .unwrap()
+        };
+        assert!(matches!(
+            keys.verify(&forged, "https://labgate.test"),
+            Err(TokenRejected::WrongKey)
+        ));
+
+        let short = ServiceTokenKeys::from_secret(&[7; 16]);
+        assert!(short.is_err(), "a 16-byte key is refused");
 
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(60)).unwrap());
         let none = format!(

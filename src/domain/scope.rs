@@ -100,6 +100,13 @@ impl ScopeSet {
             .collect()
     }
 
+    /// Whether every access scope of `self` is within a service's limit: `beyond_policy` is
+    /// empty, asked without listing what is beyond.
+    pub fn within_policy(&self, policy: &ScopeSet) -> bool {
+        self.iter()
+            .all(|s| policy.0.contains(s) || UNCOUNTED_SCOPES.contains(&s))
+    }
+
     /// The scopes both sets hold, plus `openid`, which every authorization asks for.
     pub fn common_with_openid(&self, other: &ScopeSet) -> Self {
         let mut common: BTreeSet<String> = self.0.intersection(&other.0).cloned().collect();
@@ -181,6 +188,9 @@ mod tests {
         let policy = ScopeSet::parse(&["read_api", "read_repository"]).unwrap();
         let asked = ScopeSet::parse(&["openid", "email", "read_api", "write_repository"]).unwrap();
         assert_eq!(asked.beyond_policy(&policy), ["write_repository"]);
+        assert!(!asked.within_policy(&policy));
+        let identity_and_read = ScopeSet::parse(&["openid", "email", "read_api"]).unwrap();
+        assert!(identity_and_read.within_policy(&policy));
         assert_eq!(
             asked.outside(&policy),
             ["email", "openid", "write_repository"]

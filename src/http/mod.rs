@@ -44,19 +44,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(health::metrics))
-    .configure(connect::browser_routes)
-    .configure(admin::routes)
-    .configure(proxy::routes)
+    // actix tries routes in order, and a route with a `{segment}` costs a regex match:
+    // the hot routes (handouts, then the proxy) come first.
     .service(
         web::scope("/api/v1")
-            .service(
-                web::resource("/openapi.json")
-                    .route(web::get().to(openapi::document))
-                    .default_service(web::to(method_not_allowed)),
-            )
+            .configure(credentials::routes)
             .service(
                 web::resource("/service-token")
                     .route(web::post().to(service_token::grant))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .configure(access_grants::routes)
+            .service(
+                web::resource("/openapi.json")
+                    .route(web::get().to(openapi::document))
                     .default_service(web::to(method_not_allowed)),
             )
             .configure(instances::routes)
@@ -64,11 +65,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(deliveries::routes)
             .configure(connect::api_routes)
             .configure(connections::routes)
-            .configure(credentials::routes)
-            .configure(access_grants::routes)
             .configure(audit::routes)
             .configure(keys::routes),
-    );
+    )
+    .configure(proxy::routes)
+    .configure(connect::browser_routes)
+    .configure(admin::routes);
 }
 
 /// Answers any path that has no route.

@@ -23,7 +23,7 @@ use crate::service::{Context, ServiceError, service_token};
     tag = "service-token",
     request_body(content = crate::http::openapi::schemas::ServiceTokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "A service token (EdDSA JWT, at most 15 minutes; never past the subject token's expiry)", body = crate::http::openapi::schemas::ServiceToken),
+        (status = 200, description = "A service token (HS256 JWT, at most 15 minutes; never past the subject token's expiry)", body = crate::http::openapi::schemas::ServiceToken),
         (status = 400, description = "Not a form request, an unsupported grant, or a subject token refused (`error_description` names the failed check)", body = crate::http::openapi::schemas::OAuthError),
         (status = 401, description = "Unknown client or wrong secret", body = crate::http::openapi::schemas::OAuthError),
         (status = 503, description = "The subject token's issuer cannot be reached for its keys", body = crate::http::openapi::schemas::OAuthError)

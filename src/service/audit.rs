@@ -15,7 +15,7 @@ use tokio::sync::{Notify, oneshot};
 
 use super::{Context, FieldError, ServiceError};
 use crate::db::refresh_attempts::NewRefreshAttempt;
-use crate::db::{self, DbPool, audit::AuditRow, audit::NewAuditEvent};
+use crate::db::{self, DbPool, audit::AuditRow, audit::EventTime, audit::NewAuditEvent};
 use crate::domain::{Page, Paged};
 
 const QUEUE: usize = 65_536;
@@ -29,7 +29,7 @@ pub struct AuditEvent(NewAuditEvent);
 impl AuditEvent {
     pub fn new(kind: &str, actor: impl Into<String>) -> Self {
         Self(NewAuditEvent {
-            at: Utc::now().naive_utc(),
+            at: EventTime(Utc::now().naive_utc()),
             kind: kind.to_owned(),
             actor: actor.into(),
             instance: None,
@@ -133,23 +133,33 @@ impl AuditLog {
     }
 
     async fn enqueue(&self, mut push: impl FnMut(&mut Queue)) {
+        // Nearly always there is room: no waiting is set up for it.
+        if self.try_push(&mut push) {
+            return;
+        }
         loop {
             let room = self.shared.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            {
-                let mut queue = self.queue();
-                if queue.events.len() + queue.attempts.len() < QUEUE {
-                    let idle = queue.is_idle();
-                    push(&mut queue);
-                    if idle {
-                        self.shared.work.notify_one();
-                    }
-                    return;
-                }
+            if self.try_push(&mut push) {
+                return;
             }
             room.await;
         }
+    }
+
+    /// Pushes unless the queue is full; wakes the writer when the queue was empty.
+    fn try_push(&self, push: &mut impl FnMut(&mut Queue)) -> bool {
+        let mut queue = self.queue();
+        if queue.events.len() + queue.attempts.len() >= QUEUE {
+            return false;
+        }
+        let idle = queue.is_idle();
+        push(&mut queue);
+        if idle {
+            self.shared.work.notify_one();
+        }
+        true
     }
 
     /// Events and ledger entries waiting for the writer.
@@ -186,7 +196,14 @@ async fn write_batches(pool: DbPool, shared: Arc<Shared>) {
             events,
             attempts,
             flushes,
-        } = std::mem::take(&mut *shared.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        } = {
+            let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let taken = std::mem::take(&mut *queue);
+            // The next window is likely as busy as this one: its room is made now, not grown
+            // (and copied) event by event under the handouts' lock.
+            queue.events.reserve(taken.events.len());
+            taken
+        };
         shared.room.notify_waiters();
         let mut events = events.into_iter().peekable();
         let mut attempts = attempts.into_iter().peekable();

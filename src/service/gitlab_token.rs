@@ -134,10 +134,8 @@ pub(super) async fn fresh_token(
 ) -> Result<Credentials, ServiceError> {
     let instance = instance_of(view, wanted)?;
     let subject = wanted.subject;
-    let Held {
-        row: chosen,
-        granted: scopes,
-    } = choose(service, subject, &instance.name, &view.held, wanted.scopes)?;
+    let held = choose(service, subject, &instance.name, &view.held, wanted.scopes)?;
+    let chosen = &held.row;
 
     let need = TimeDelta::seconds(wanted.min_valid_for.max(MIN_VALIDITY_SECONDS));
     // Asking more than a token of this lifetime can give would refresh in vain (and every
@@ -151,19 +149,21 @@ pub(super) async fn fresh_token(
         expiring_without_rotation(chosen, need_until, subject.as_str(), &instance.name)?;
     }
     let refreshed;
-    let row = if refresh::satisfies(&ctx.refresher, chosen, need_until, Purpose::Handout) {
-        chosen
-    } else {
-        refreshed = refresh::ensure_fresh(ctx, chosen.clone(), need_until, Purpose::Handout)
-            .await
-            .map_err(|e| refresh_failure(e, subject.as_str(), &instance.name))?;
-        beyond_lifetime(&ctx.refresher, &refreshed, need)?;
-        &refreshed
-    };
+    let (row, access_token) =
+        if refresh::satisfies(&ctx.refresher, chosen, need_until, Purpose::Handout) {
+            (chosen, held.access_token(&ctx.sealer)?)
+        } else {
+            refreshed = refresh::ensure_fresh(ctx, chosen.clone(), need_until, Purpose::Handout)
+                .await
+                .map_err(|e| refresh_failure(e, subject.as_str(), &instance.name))?;
+            beyond_lifetime(&ctx.refresher, &refreshed, need)?;
+            let opened = open_token(&ctx.sealer, &refreshed, TokenKind::Access)?;
+            (&refreshed, opened)
+        };
     Ok(Credentials {
-        access_token: open_token(&ctx.sealer, row, TokenKind::Access)?,
+        access_token,
         expires_at: refresh::valid_until(&ctx.refresher, row),
-        scopes: scopes.clone(),
+        scopes: held.granted.clone(),
         connection_id: row.id.clone(),
         gitlab_user_id: row.gitlab_user_id.clone(),
         gitlab_username: row.gitlab_username.clone(),
@@ -287,45 +287,53 @@ pub(super) fn choose<'a>(
     held: &'a [Held],
     requested: Option<&ScopeSet>,
 ) -> Result<&'a Held, ServiceError> {
-    let covering: Vec<&Held> = held
+    // One pass, nothing collected: this runs at every handout.
+    let mut first_covering = None;
+    let mut any_within = false;
+    let mut narrowest: Option<&Held> = None;
+    let covering = held
         .iter()
         .filter(|held| held.row.status != ConnectionStatus::Revoked)
-        .filter(|held| requested.is_none_or(|wanted| held.granted.covers(wanted)))
-        .collect();
-    if covering.is_empty() {
-        let what = requested.map(|s| format!(" with {s}")).unwrap_or_default();
-        return Err(ServiceError::NotConnected(format!(
-            "{subject} has no connection on {instance}{what}: send them a connect link"
-        )));
-    }
-    let (within, beyond): (Vec<_>, Vec<_>) = covering
-        .into_iter()
-        .partition(|held| held.granted.beyond_policy(&service.scopes).is_empty());
-    if within.is_empty() {
-        let broad = beyond
-            .first()
-            .map(|held| held.granted.to_string())
-            .unwrap_or_default();
-        return Err(ServiceError::Forbidden {
-            code: "scope_not_allowed",
-            detail: format!(
-                "{subject}'s connection on {instance} grants {broad}, more than service {:?} may receive",
-                service.name.as_str()
-            ),
-        });
-    }
-    match within
-        .into_iter()
-        .filter(|held| held.row.status == ConnectionStatus::Active)
-        .min_by_key(|held| {
+        .filter(|held| requested.is_none_or(|wanted| held.granted.covers(wanted)));
+    for candidate in covering {
+        first_covering.get_or_insert(candidate);
+        if !candidate.granted.within_policy(&service.scopes) {
+            continue;
+        }
+        any_within = true;
+        if candidate.row.status != ConnectionStatus::Active {
+            continue;
+        }
+        let rank = |held: &Held| {
             (
                 held.granted.privilege(),
                 std::cmp::Reverse(held.row.updated_at),
             )
-        }) {
-        Some(held) => Ok(held),
-        None => Err(ServiceError::ReauthorizationRequired(format!(
-            "{subject}'s connection on {instance} needs the person to connect again"
-        ))),
+        };
+        // The first of equals wins, as `min_by_key` would have it.
+        if narrowest.is_none_or(|best| rank(candidate) < rank(best)) {
+            narrowest = Some(candidate);
+        }
     }
+    let Some(first_covering) = first_covering else {
+        let what = requested.map(|s| format!(" with {s}")).unwrap_or_default();
+        return Err(ServiceError::NotConnected(format!(
+            "{subject} has no connection on {instance}{what}: send them a connect link"
+        )));
+    };
+    if !any_within {
+        return Err(ServiceError::Forbidden {
+            code: "scope_not_allowed",
+            detail: format!(
+                "{subject}'s connection on {instance} grants {}, more than service {:?} may receive",
+                first_covering.granted,
+                service.name.as_str()
+            ),
+        });
+    }
+    narrowest.ok_or_else(|| {
+        ServiceError::ReauthorizationRequired(format!(
+            "{subject}'s connection on {instance} needs the person to connect again"
+        ))
+    })
 }

@@ -11,14 +11,17 @@
 //! `DEAF_AFTER` (a listener stuck on a dead socket), nothing remembered is used. Refreshes never
 //! read from here: they read the row under its lease.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
+use secrecy::SecretString;
 
+use super::connection_tokens::{TokenKind, open_token};
 use super::principal::Service;
+use crate::crypto::Sealer;
 use crate::db::changes::{DEAF_AFTER, Feed};
 use crate::db::connections::ConnectionRow;
 use crate::db::instances::InstanceSummary;
@@ -83,6 +86,28 @@ impl Equivalent<HandoutKey> for HandoutKeyRef<'_> {
 pub struct Held {
     pub row: ConnectionRow,
     pub granted: ScopeSet,
+    /// Its access token, opened by the first handout that gives it out: a remembered view is
+    /// handed out many times, and it never outlives the row it was read with.
+    opened_access: OnceLock<SecretString>,
+}
+
+impl Held {
+    pub fn new(row: ConnectionRow) -> Self {
+        Self {
+            granted: ScopeSet::granted(row.scopes.split_whitespace()),
+            opened_access: OnceLock::new(),
+            row,
+        }
+    }
+
+    /// The connection's access token in clear, opened once per view.
+    pub fn access_token(&self, sealer: &Sealer) -> Result<SecretString, anyhow::Error> {
+        if let Some(opened) = self.opened_access.get() {
+            return Ok(opened.clone());
+        }
+        let opened = open_token(sealer, &self.row, TokenKind::Access)?;
+        Ok(self.opened_access.get_or_init(|| opened).clone())
+    }
 }
 
 /// The database as one handout read it.
@@ -199,13 +224,7 @@ impl HandoutCache {
         instance: Option<InstanceSummary>,
         held: Vec<ConnectionRow>,
     ) -> Arc<HandoutView> {
-        let held = held
-            .into_iter()
-            .map(|row| Held {
-                granted: ScopeSet::granted(row.scopes.split_whitespace()),
-                row,
-            })
-            .collect();
+        let held = held.into_iter().map(Held::new).collect();
         let view = Arc::new(HandoutView {
             service,
             instance,

@@ -108,7 +108,13 @@ impl TestApp {
         Self {
             address,
             admin_token,
-            client: reqwest::Client::new(),
+            // Idle connections are dropped well before labgate's 5 s keep-alive closes them: a
+            // request sent on a connection the server is closing fails (`IncompleteMessage`),
+            // which a test that pauses (making an RSA key, say) would otherwise meet by chance.
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .unwrap(),
             settings,
             db,
             handle,

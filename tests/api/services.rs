@@ -233,7 +233,7 @@ async fn the_client_credentials_grant_speaks_rfc_6749(backend: Backend) {
     assert_eq!(body["expires_in"], 900);
     let token = body["access_token"].as_str().unwrap();
     let header = jsonwebtoken::decode_header(token).unwrap();
-    assert_eq!(header.alg, Algorithm::EdDSA);
+    assert_eq!(header.alg, Algorithm::HS256);
     assert!(header.kid.is_some());
     let claims: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
@@ -308,7 +308,7 @@ async fn the_client_credentials_grant_speaks_rfc_6749(backend: Backend) {
 }
 
 /// labgate's service-token key, read from the database and unsealed with the master key.
-fn signing_key_pkcs8(app: &TestApp) -> Vec<u8> {
+fn service_token_secret(app: &TestApp) -> Vec<u8> {
     use labgate::db::schema::labgate_meta::dsl::{labgate_meta, name, value};
     use secrecy::ExposeSecret;
     let key = MasterKey::load_or_create(&app.settings.security.generated_master_key_path).unwrap();
@@ -319,10 +319,10 @@ fn signing_key_pkcs8(app: &TestApp) -> Vec<u8> {
         .first(&mut pool.get().unwrap())
         .unwrap();
     let field = SealedColumn::MetaValue.of("service_token_key");
-    let pkcs8 = Sealer::new(&key)
+    let secret = Sealer::new(&key)
         .open(field, &STANDARD.decode(stored).unwrap())
         .unwrap();
-    pkcs8.expose_secret().to_vec()
+    secret.expose_secret().to_vec()
 }
 
 /// Signs claims with labgate's own service-token key, read from the database and unsealed
@@ -343,20 +343,9 @@ fn forge(app: &TestApp, change: impl FnOnce(&mut ServiceClaims)) -> String {
         bound_subject: None,
     };
     change(&mut claims);
-    ServiceTokenKeys::from_pkcs8(&signing_key_pkcs8(app))
+    ServiceTokenKeys::from_secret(&service_token_secret(app))
         .unwrap()
         .sign(&claims)
-}
-
-/// labgate's service-token public key: what an algorithm-confusion attack would use as HMAC secret.
-fn public_key(app: &TestApp) -> Vec<u8> {
-    use ring::signature::KeyPair;
-    let pkcs8 = signing_key_pkcs8(app);
-    ring::signature::Ed25519KeyPair::from_pkcs8(&pkcs8)
-        .unwrap()
-        .public_key()
-        .as_ref()
-        .to_vec()
 }
 
 async fn forged_or_stale_service_tokens_are_refused(backend: Backend) {
@@ -367,12 +356,14 @@ async fn forged_or_stale_service_tokens_are_refused(backend: Backend) {
     let payload = genuine.split('.').nth(1).unwrap().to_owned();
 
     let control = forge(&app, |_| {});
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(kid.clone());
-    let other_key = EncodingKey::from_ed_der(&ServiceTokenKeys::generate_pkcs8());
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&payload).unwrap()).unwrap();
     let mut hs256 = Header::new(Algorithm::HS256);
     hs256.kid = Some(kid.clone());
+    let other_key = EncodingKey::from_secret(&ServiceTokenKeys::generate_secret());
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&payload).unwrap()).unwrap();
+    let mut eddsa = Header::new(Algorithm::EdDSA);
+    eddsa.kid = Some(kid.clone());
+    let ed25519 =
+        ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
     let alg_none =
         URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": kid}).to_string());
     let forged = [
@@ -391,16 +382,12 @@ async fn forged_or_stale_service_tokens_are_refused(backend: Backend) {
         ),
         (
             "another key",
-            jsonwebtoken::encode(&header, &claims, &other_key).unwrap(),
+            jsonwebtoken::encode(&hs256, &claims, &other_key).unwrap(),
         ),
         (
-            "HS256 with the public key as secret",
-            jsonwebtoken::encode(
-                &hs256,
-                &claims,
-                &EncodingKey::from_secret(&public_key(&app)),
-            )
-            .unwrap(),
+            "a public-key signature under labgate's kid",
+            jsonwebtoken::encode(&eddsa, &claims, &EncodingKey::from_ed_der(ed25519.as_ref()))
+                .unwrap(),
         ),
         ("alg none", format!("{alg_none}.{payload}.")),
         ("garbage", "not-a-token".to_owned()),

@@ -268,7 +268,7 @@ pub(crate) struct ServiceTokenRequest {
 
 #[derive(ToSchema, Serialize)]
 pub(crate) struct ServiceToken {
-    /// An EdDSA JWT for `Authorization: Bearer`.
+    /// An HS256 JWT for `Authorization: Bearer`.
     access_token: String,
     /// Token exchange only: `urn:ietf:params:oauth:token-type:access_token`.
     issued_token_type: Option<String>,

@@ -61,7 +61,7 @@ impl Resealer {
         Ok(counts)
     }
 
-    /// The service token signing key, sealed in `labgate_meta` as base64 text.
+    /// The service token key, sealed in `labgate_meta` as base64 text.
     fn meta_value(
         &self,
         conn: &mut DbConnection,

@@ -8,16 +8,17 @@ use std::time::Instant;
 use chrono::Utc;
 
 use super::audit::AuditEvent;
-use super::principal::{Service, identity_fingerprint};
+use super::principal::Service;
 use super::service_token::IssuedToken;
 use super::{Context, ServiceError};
 use crate::crypto::{self, ServiceClaims};
-use crate::domain::{AcceptedClaims, WorkloadIdentity};
+use crate::domain::AcceptedClaims;
 use crate::oauth::{TokenRefusal, UnverifiedToken, VerifyError};
 
 mod views;
 
 pub use views::ExchangeViews;
+use views::TrustedIdentity;
 
 /// Why no token was minted.
 #[derive(Debug)]
@@ -92,7 +93,7 @@ async fn exchange_checked(
     let candidates: Vec<_> = view
         .identities
         .iter()
-        .filter(|(_, issuer)| issuer.iss == claimed)
+        .filter(|trusted| trusted.issuer.iss == claimed)
         .collect();
     if candidates.is_empty() {
         let why = if service.identities.is_empty() {
@@ -112,8 +113,12 @@ async fn exchange_checked(
     // Several identities may trust one issuer (other claims, other audiences): the first that
     // accepts the token mints it; if none does, the first one's refusal is the answer.
     let mut first_refusal = None;
-    for (identity, issuer) in &candidates {
-        let claims = match ctx.issuer_keys.verify(issuer, &token, arrived).await {
+    for trusted in &candidates {
+        let claims = match ctx
+            .issuer_keys
+            .verify(&trusted.issuer, &token, arrived)
+            .await
+        {
             Ok(claims) => claims,
             Err(VerifyError::Refused(refusal)) => return Err(refusal.into()),
             Err(VerifyError::Unavailable(why)) => {
@@ -121,8 +126,8 @@ async fn exchange_checked(
             }
         };
         let now = Utc::now().timestamp();
-        match identity.judge(claims, now) {
-            Ok(accepted) => return Ok(mint(ctx, service, identity, claims, accepted, now).await),
+        match trusted.identity.judge(claims, now) {
+            Ok(accepted) => return Ok(mint(ctx, service, trusted, claims, accepted, now).await),
             Err(refusal) => {
                 first_refusal.get_or_insert(refusal);
             }
@@ -140,7 +145,7 @@ async fn exchange_checked(
 async fn mint(
     ctx: &Context,
     service: &Service,
-    identity: &WorkloadIdentity,
+    trusted: &TrustedIdentity,
     claims: &serde_json::Map<String, serde_json::Value>,
     accepted: AcceptedClaims,
     now: i64,
@@ -159,7 +164,7 @@ async fn mint(
         iat: now,
         exp,
         jti: uuid::Uuid::new_v4().to_string(),
-        identity: Some(identity_fingerprint(identity)),
+        identity: Some(trusted.fingerprint.clone()),
         bound_subject: bound_subject.clone(),
     };
     let token_sub = claims
@@ -178,7 +183,7 @@ async fn mint(
     )
     .detail(format!(
         "issuer {}; sub {token_sub}; {bound}",
-        identity.issuer.written()
+        trusted.identity.issuer.written()
     ));
     if let Some(subject) = &bound_subject {
         event = event.subject(subject);

@@ -22,8 +22,16 @@ pub(super) struct ExchangeView {
     pub(super) service: Service,
     /// Each identity with its issuer; an identity whose instance is no longer registered is
     /// left out.
-    pub(super) identities: Vec<(WorkloadIdentity, TrustedIssuer)>,
+    pub(super) identities: Vec<TrustedIdentity>,
     generation: u64,
+}
+
+/// One of the service's workload identities, with the issuer that verifies its tokens.
+pub(super) struct TrustedIdentity {
+    pub(super) identity: WorkloadIdentity,
+    /// What the tokens minted through it carry (`identity_fingerprint`), computed once.
+    pub(super) fingerprint: String,
+    pub(super) issuer: TrustedIssuer,
 }
 
 pub struct ExchangeViews {
@@ -66,9 +74,17 @@ pub(super) async fn read(
     };
     let service = to_service(row)?;
     let mut identities = Vec::new();
-    for identity in service.identities.iter() {
+    for (identity, fingerprint) in service
+        .identities
+        .iter()
+        .zip(&service.identity_fingerprints)
+    {
         if let Some(issuer) = trusted_issuer(ctx, identity, &instances)? {
-            identities.push((identity.clone(), issuer));
+            identities.push(TrustedIdentity {
+                identity: identity.clone(),
+                fingerprint: fingerprint.clone(),
+                issuer,
+            });
         }
     }
     // Issuers are resolved once per view: parsing the stored discovery document and CA bundle
