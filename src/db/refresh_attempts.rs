@@ -38,7 +38,8 @@ pub struct RefreshAttemptRow {
     pub detail: Option<String>,
 }
 
-/// Records attempts, as the audit writer batches them: a hundred rows per statement.
+/// Records attempts, a hundred rows per statement: they are few (one per refresh), so parsing the
+/// statement anew each time costs nothing worth saving.
 pub fn insert_batch(conn: &mut DbConnection, attempts: &[NewRefreshAttempt]) -> QueryResult<()> {
     // Matched per backend: diesel's multi-backend connection cannot batch inserts.
     match conn {
