@@ -598,9 +598,9 @@ async fn wrk_ratio(
     std::fs::write(
         script.path(),
         format!(
-            r#"-- Every request built once, before the run: the script's work per request is a
--- table lookup, so that wrk, sharing the machine, takes as little of it as it can.
--- Built in `init`, which wrk calls once it has set the Host header.
+            r#"-- Every request built once, in `init` (once wrk has set the Host header): the script's
+-- work per request is a table lookup, so that wrk, sharing the machine, takes as little of it
+-- as it can.
 local requests = {{}}
 init = function(args)
   local headers = {{["Authorization"] = "Bearer {token}", ["Content-Type"] = "application/json"}}

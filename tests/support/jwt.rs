@@ -22,8 +22,8 @@ pub(crate) struct JwtKey {
 }
 
 enum Signer {
-    /// ring's RSA: many times faster than jsonwebtoken's pure-Rust RSA, so that the exchange
-    /// benchmark can mint tens of thousands of CI tokens in a few seconds.
+    /// RS256 through ring: many times faster than jsonwebtoken's pure-Rust RSA, so that the
+    /// exchange benchmark can mint tens of thousands of CI tokens in a few seconds.
     Rsa(Box<ring::signature::RsaKeyPair>),
     Other(EncodingKey),
 }
