@@ -4,7 +4,7 @@
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{ConnectWorld, GitLabWorld, TestApp};
+use crate::helpers::{ConnectWorld, GitLabWorld, TestApp, app_with_corp};
 use crate::support::CLIENT_SECRET;
 use crate::support::browser::Browser;
 use crate::support::database::Backend;
@@ -173,12 +173,7 @@ fn borrowed(fields: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 async fn every_admin_page_sends_a_visitor_without_a_session_to_sign_in(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let world = GitLabWorld::start().await;
-    assert_eq!(
-        app.register(&world.registration("corp")).await.status(),
-        201
-    );
+    let (app, _world) = app_with_corp(backend).await;
     let pages_and_forms = [
         (Method::GET, "/admin"),
         (Method::GET, "/admin/instances"),
@@ -658,12 +653,7 @@ async fn registering_through_the_form_uploads_the_ca_and_shows_the_redirect_url(
 }
 
 async fn an_instance_is_rechecked_edited_and_deleted_after_confirmation(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let world = GitLabWorld::start().await;
-    assert_eq!(
-        app.register(&world.registration("corp")).await.status(),
-        201
-    );
+    let (app, world) = app_with_corp(backend).await;
     let pages = Pages::signed_in(&app).await;
     let page = pages.html("/admin/instances/corp").await;
     let csrf = csrf_of(&page);
@@ -748,12 +738,7 @@ async fn an_instance_is_rechecked_edited_and_deleted_after_confirmation(backend:
 }
 
 async fn a_service_secret_is_shown_once_after_create_and_rotate(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let world = GitLabWorld::start().await;
-    assert_eq!(
-        app.register(&world.registration("corp")).await.status(),
-        201
-    );
+    let (app, _world) = app_with_corp(backend).await;
     let pages = Pages::signed_in(&app).await;
     let form = pages.html("/admin/services").await;
     assert!(form.contains("<label for=\"instances-corp\""));
@@ -838,12 +823,7 @@ async fn a_service_secret_is_shown_once_after_create_and_rotate(backend: Backend
 }
 
 async fn a_services_policy_is_edited_in_place(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let world = GitLabWorld::start().await;
-    assert_eq!(
-        app.register(&world.registration("corp")).await.status(),
-        201
-    );
+    let (app, _world) = app_with_corp(backend).await;
     let (client_id, _) = app
         .create_service(&json!({
             "name": "ci-bot", "instances": ["corp"], "scopes": ["read_api"],
@@ -917,12 +897,7 @@ async fn a_services_policy_is_edited_in_place(backend: Backend) {
 }
 
 async fn a_services_workload_identities_are_edited_as_json(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let world = GitLabWorld::start().await;
-    assert_eq!(
-        app.register(&world.registration("corp")).await.status(),
-        201
-    );
+    let (app, _world) = app_with_corp(backend).await;
     app.create_service(&json!({"name": "ci-bot", "instances": ["corp"], "scopes": ["read_api"]}))
         .await;
     let pages = Pages::signed_in(&app).await;

@@ -228,6 +228,17 @@ impl GitLabWorld {
 }
 
 /// Asserts an RFC 9457 problem with the given status and code, and returns its body.
+/// labgate with the instance `corp` registered on a fake GitLab of its own.
+pub(crate) async fn app_with_corp(backend: Backend) -> (TestApp, GitLabWorld) {
+    let app = TestApp::spawn(backend).await;
+    let world = GitLabWorld::start().await;
+    assert_eq!(
+        app.register(&world.registration("corp")).await.status(),
+        201
+    );
+    (app, world)
+}
+
 pub(crate) async fn expect_problem(response: Response, status: u16, code: &str) -> Value {
     assert_eq!(
         response.status().as_u16(),

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{GitLabWorld, TestApp, expect_problem};
+use crate::helpers::{GitLabWorld, TestApp, app_with_corp, expect_problem};
 use crate::support::certs::{TestCa, Validity};
 use crate::support::database::Backend;
 
@@ -121,12 +121,7 @@ async fn a_certificate_from_an_intermediate_ca_verifies_against_the_root(backend
 }
 
 async fn a_registered_instance_is_listed_and_shown(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let world = GitLabWorld::start().await;
-    assert_eq!(
-        app.register(&world.registration("corp")).await.status(),
-        201
-    );
+    let (app, world) = app_with_corp(backend).await;
     assert_eq!(
         app.register(&world.registration("corp-staging"))
             .await
@@ -153,12 +148,7 @@ async fn a_registered_instance_is_listed_and_shown(backend: Backend) {
 }
 
 async fn a_second_instance_with_the_same_name_is_refused(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let world = GitLabWorld::start().await;
-    assert_eq!(
-        app.register(&world.registration("corp")).await.status(),
-        201
-    );
+    let (app, world) = app_with_corp(backend).await;
 
     let mut again = world.registration("corp");
     again["client_id"] = json!("another-application");

@@ -9,7 +9,7 @@ use labgate::crypto::{AUDIENCE, MasterKey, SealedColumn, Sealer, ServiceClaims, 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{ConnectWorld, GitLabWorld, TestApp, expect_problem};
+use crate::helpers::{ConnectWorld, TestApp, app_with_corp, expect_problem};
 use crate::support::PUBLIC_URL;
 use crate::support::database::Backend;
 
@@ -21,16 +21,6 @@ on_both_backends!(
     a_service_sees_only_the_instances_it_may_use,
     a_service_is_read_and_its_policy_changed_in_place,
 );
-
-async fn app_with_corp(backend: Backend) -> (TestApp, GitLabWorld) {
-    let app = TestApp::spawn(backend).await;
-    let world = GitLabWorld::start().await;
-    assert_eq!(
-        app.register(&world.registration("corp")).await.status(),
-        201
-    );
-    (app, world)
-}
 
 fn bot(name: &str) -> Value {
     json!({"name": name, "instances": ["corp"], "scopes": ["read_api"], "return_origins": ["https://bot.corp.example"]})

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::receiver::Receiver;
 use super::{SECRET, world};
 use crate::admin_pages::{Pages, csrf_of, text};
-use crate::helpers::{ConnectWorld, GitLabWorld, RETURN_ORIGIN, TestApp, location};
+use crate::helpers::{ConnectWorld, RETURN_ORIGIN, TestApp, app_with_corp, location};
 use crate::support::database::Backend;
 
 on_both_backends!(
@@ -212,12 +212,7 @@ async fn the_edit_form_refuses_webhooks_beside_their_fields_and_saves_nothing(ba
 }
 
 async fn the_create_form_takes_webhooks_with_their_secrets(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let world = GitLabWorld::start().await;
-    assert_eq!(
-        app.register(&world.registration("corp")).await.status(),
-        201
-    );
+    let (app, _world) = app_with_corp(backend).await;
     let pages = Pages::signed_in(&app).await;
     let form = pages.html("/admin/services").await;
     assert!(form.contains("name=\"webhooks[0].url\""), "{form}");
