@@ -3,16 +3,17 @@
 //!
 //! The machine is shared and noisy, so every figure is printed against a baseline measured in
 //! the same run on the same server:
-//! 1. handout throughput against `GET /healthz` throughput (closed loop, the two alternating),
-//!    then the handout's latency at half its maximum rate (open loop);
+//! 1. handout throughput against `GET /healthz` throughput, with `wrk` when installed and with
+//!    an in-process client (closed loop, the two alternating); then both sent on a fixed
+//!    schedule at half the handout's maximum rate (`common/paced.rs`), for latency;
 //! 2. a refresh storm: 10,000 connections due at once, GitLab answering each refresh in 50 ms,
 //!    one sweep of the background refresher, against the ideal 10,000 × 50 ms ÷ concurrency.
 //!
-//! Load comes from a tokio runtime of its own, on threads of its own; labgate and the fake
-//! GitLab run as in the integration tests. Knobs: LABGATE_BENCH_SECONDS (length of each
-//! measured phase, default 4), LABGATE_BENCH_CLIENTS (closed-loop clients, default 32); an
+//! The in-process load comes from a tokio runtime of its own, on threads of its own; labgate
+//! and the fake GitLab run as in the integration tests. Knobs: LABGATE_BENCH_SECONDS (length of
+//! each measured phase, default 4), LABGATE_BENCH_CLIENTS (connections, default 32); an
 //! argument `handout` or `storm` (`cargo bench --bench broker -- storm`) runs only that part;
-//! `wrk` runs only the handout-versus-healthz comparison under wrk.
+//! `wrk` runs only the wrk comparison and the paced latency.
 
 // A benchmark binary has no API: its shared modules are `pub` for one another only.
 #![allow(unreachable_pub)]
@@ -25,6 +26,8 @@ mod support;
 
 #[path = "common/knobs.rs"]
 mod knobs;
+#[path = "common/paced.rs"]
+mod paced;
 #[path = "common/wrk.rs"]
 mod wrk;
 
@@ -69,7 +72,8 @@ const GRANTED: [&str; 2] = ["read_api", "read_repository"];
 
 const HANDOUT_RATIO_TARGET: f64 = 0.5;
 const WRK_RATIO_TARGET: f64 = 0.6;
-const OPEN_LOOP_P99_TARGET: Duration = Duration::from_millis(5);
+/// Paced at half the handout's maximum rate.
+const PACED_P99_TARGET: Duration = Duration::from_millis(2);
 const STORM_RATIO_TARGET: f64 = 1.2;
 
 fn main() -> ExitCode {
@@ -155,8 +159,12 @@ async fn bench_backend(
             let subjects: Vec<String> = (0..SUBJECTS).map(|i| format!("user-{i:05}")).collect();
             let fresh_until = Utc::now().naive_utc() + TimeDelta::hours(2);
             world.seed(subjects.iter().cloned(), fresh_until).await?;
-            if let Some(wrk) = wrk_ratio(&world, SUBJECTS, options).await? {
-                println!("{wrk}");
+            if let Some((figures, rate)) = wrk_ratio(&world, SUBJECTS, options).await? {
+                print!("{figures}");
+                print!(
+                    "{}",
+                    paced_latency(&world, SUBJECTS, rate / 2.0, options, &load).await?
+                );
             }
         }
         if options.runs("storm") {
@@ -419,32 +427,6 @@ async fn closed_loop(
     .await
 }
 
-/// Requests sent on a fixed schedule whatever the answers do, as wrk2 sends them: request `n`
-/// is due at `n ÷ rate` and goes out on connection `n mod clients`. Each latency counts from
-/// the moment its request was due, so a stall is charged to every request it held back, not
-/// hidden by requests that were never sent.
-async fn open_loop(
-    target: Target,
-    rate: f64,
-    clients: usize,
-    length: Duration,
-) -> anyhow::Result<Sample> {
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let count = (rate * length.as_secs_f64()) as usize;
-    let started = Instant::now();
-    on_connections(target, clients, move |target, client, first| async move {
-        let mut latencies = Vec::new();
-        for n in (first..count).step_by(clients) {
-            let due = started + period.mul_f64(n as f64);
-            tokio::time::sleep_until(due.into()).await;
-            target.send(&client, n).await?;
-            latencies.push(due.elapsed());
-        }
-        Ok(latencies)
-    })
-    .await
-}
-
 /// Runs `work` once per client, each with a keep-alive connection of its own and its first
 /// request number, and gathers the latencies they measured.
 async fn on_connections<F, Work>(target: Target, clients: usize, work: F) -> anyhow::Result<Sample>
@@ -504,13 +486,10 @@ async fn handouts(
         );
     }
     let ratio = hand.rate() / health.rate();
-    if let Some(wrk) = wrk_ratio(world, SUBJECTS, options).await? {
-        println!("{wrk}");
+    let wrk = wrk_ratio(world, SUBJECTS, options).await?;
+    if let Some((figures, _)) = &wrk {
+        print!("{figures}");
     }
-    // Each phase starts with the audit events of the one before written out: otherwise their
-    // writing would be measured as the next phase's latency.
-    world.ctx.audit.flush().await;
-
     println!(
         "closed loop, {clients} clients on keep-alive connections, {ROUNDS} × {:.1} s each, alternating:",
         round.as_secs_f64()
@@ -529,27 +508,11 @@ async fn handouts(
         "  handout ÷ healthz         {ratio:>8.2}        (target ≥ {HANDOUT_RATIO_TARGET}: {})",
         verdict(ratio >= HANDOUT_RATIO_TARGET)
     );
-
-    // At half the maximum rate; healthz at the same rate is the floor this machine and the
-    // load generator set.
-    world.ctx.audit.flush().await;
-    let rate = hand.rate() / 2.0;
-    let paced =
-        |target: &Target, length| load.spawn(open_loop(target.clone(), rate, clients, length));
-    paced(&handout, WARM_UP).await??;
-    let mut health_paced = paced(&healthz, options.phase).await??;
-    let mut hand_paced = paced(&handout, options.phase).await??;
-    let p99 = hand_paced.percentile(0.99);
-    println!(
-        "open loop at {rate:.0} req/s (half the maximum), {clients} connections, {:.0} s each:",
-        options.phase.as_secs_f64(),
-    );
-    println!("  GET /healthz              {}", health_paced.latency());
-    println!(
-        "  POST /api/v1/credentials  {}   (target p99 ≤ {} ms: {})",
-        hand_paced.latency(),
-        OPEN_LOOP_P99_TARGET.as_millis(),
-        verdict(p99 <= OPEN_LOOP_P99_TARGET)
+    // Half the maximum rate: as wrk measured it, which the in-process client cannot reach.
+    let maximum = wrk.map_or(hand.rate(), |(_, rate)| rate);
+    print!(
+        "{}",
+        paced_latency(world, SUBJECTS, maximum / 2.0, options, load).await?
     );
     // Every subject asked for once: each handout reads the database (no target; for comparison).
     let first_time: Vec<String> = (0..FIRST_TIME_SUBJECTS)
@@ -585,12 +548,13 @@ async fn handouts(
 }
 
 /// Handout ÷ healthz as `wrk` measures it (an external load generator in C, far cheaper per
-/// request than the in-process client), alternating two rounds each; `None` without `wrk`.
+/// request than the in-process client), alternating two rounds each: the figures, and the
+/// handout's rate; `None` without `wrk`.
 async fn wrk_ratio(
     world: &World<'_>,
     subjects: usize,
     options: &Options,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<(String, f64)>> {
     if !wrk::installed() {
         return Ok(None);
     }
@@ -632,15 +596,76 @@ end
         handed += run.requests;
     }
     let ratio = hand / health;
-    Ok(Some(format!(
+    let figures = format!(
         "wrk -t2 -c32, keep-alive, 2 × {seconds} s each, alternating ({handed} handouts over {subjects} subjects):\n  \
          GET /healthz              {:>8.0} req/s  p99 {health_p99}\n  \
          POST /api/v1/credentials  {:>8.0} req/s  p99 {hand_p99}\n  \
-         handout ÷ healthz         {ratio:>8.2}        (target ≥ {WRK_RATIO_TARGET}: {})",
+         handout ÷ healthz         {ratio:>8.2}        (target ≥ {WRK_RATIO_TARGET}: {})\n",
         health / 2.0,
         hand / 2.0,
         verdict(ratio >= WRK_RATIO_TARGET)
-    )))
+    );
+    Ok(Some((figures, hand / 2.0)))
+}
+
+/// Healthz, then the handout (for `subjects` subjects in turn), each sent at `rate` a second
+/// by the paced generator on a thread of the load runtime; healthz's latency is the floor this
+/// machine and the generator set.
+async fn paced_latency(
+    world: &World<'_>,
+    subjects: usize,
+    rate: f64,
+    options: &Options,
+    load: &tokio::runtime::Handle,
+) -> anyhow::Result<String> {
+    let address: std::net::SocketAddr = world.address.trim_start_matches("http://").parse()?;
+    let host = format!("Host: {address}\r\n");
+    let healthz: Arc<[Vec<u8>]> =
+        [format!("GET /healthz HTTP/1.1\r\n{host}\r\n").into_bytes()].into();
+    let handouts: Arc<[Vec<u8>]> = (0..subjects)
+        .map(|i| {
+            let body = format!(r#"{{"instance":"corp","subject":"user-{i:05}"}}"#);
+            format!(
+                "POST /api/v1/credentials HTTP/1.1\r\n{host}Authorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                world.service_token,
+                body.len()
+            )
+            .into_bytes()
+        })
+        .collect();
+    let clients = options.clients;
+    let paced = |requests: &Arc<[Vec<u8>]>, length| {
+        let requests = requests.clone();
+        load.spawn_blocking(move || paced::run(address, &requests, rate, clients, length))
+    };
+    // Each run starts with the audit events of the one before written out: otherwise their
+    // writing would be measured as the next run's latency.
+    world.ctx.audit.flush().await;
+    paced(&handouts, WARM_UP).await??;
+    world.ctx.audit.flush().await;
+    let health = paced(&healthz, options.phase).await??;
+    let hand = paced(&handouts, options.phase).await??;
+    let line = |run: &paced::PacedRun| {
+        format!(
+            "{:>8.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms",
+            run.rate,
+            millis(run.percentile(0.50)),
+            millis(run.percentile(0.99))
+        )
+    };
+    let p99 = hand.percentile(0.99);
+    Ok(format!(
+        "paced at {rate:.0} req/s (half the maximum), {clients} connections, {:.0} s each, latency from when each request was due ({} handouts):\n  \
+         GET /healthz              {}\n  \
+         POST /api/v1/credentials  {}   (target p99 ≤ {} ms: {})\n",
+        options.phase.as_secs_f64(),
+        hand.answered(),
+        line(&health),
+        line(&hand),
+        PACED_P99_TARGET.as_millis(),
+        verdict(p99 <= PACED_P99_TARGET)
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
