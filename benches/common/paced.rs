@@ -24,6 +24,8 @@ use nix::time::{ClockId, clock_gettime};
 
 /// The epoll token of the timer; connections are numbered from 0.
 const TIMER: u64 = u64::MAX;
+/// A run fails rather than hang when no answer (and no due request) comes for this long.
+const SILENCE_MS: u16 = 30_000;
 
 /// The latencies of one paced run, and the rate it reached.
 pub struct PacedRun {
@@ -113,7 +115,8 @@ pub fn run(
                 TimerSetTimeFlags::TFD_TIMER_ABSTIME,
             )?;
         }
-        let ready = match epoll.wait(&mut events, EpollTimeout::NONE) {
+        let ready = match epoll.wait(&mut events, EpollTimeout::from(SILENCE_MS)) {
+            Ok(0) => bail!("nothing happened for {SILENCE_MS} ms: the server stopped answering"),
             Ok(ready) => ready,
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
