@@ -412,35 +412,25 @@ async fn closed_loop(
     length: Duration,
     requests: Option<usize>,
 ) -> anyhow::Result<Sample> {
-    let deadline = Instant::now() + length;
-    on_connections(target, clients, move |target, client, first| async move {
-        let mut latencies = Vec::new();
-        let mut n = first;
-        while Instant::now() < deadline && requests.is_none_or(|last| n < last) {
-            let sent = Instant::now();
-            target.send(&client, n).await?;
-            latencies.push(sent.elapsed());
-            n += clients;
-        }
-        Ok(latencies)
-    })
-    .await
-}
-
-/// Runs `work` once per client, each with a keep-alive connection of its own and its first
-/// request number, and gathers the latencies they measured.
-async fn on_connections<F, Work>(target: Target, clients: usize, work: F) -> anyhow::Result<Sample>
-where
-    F: Fn(Target, reqwest::Client, usize) -> Work,
-    Work: Future<Output = anyhow::Result<Vec<Duration>>> + Send + 'static,
-{
     let started = Instant::now();
+    let deadline = started + length;
     let mut workers = Vec::with_capacity(clients);
     for first in 0..clients {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
             .build()?;
-        workers.push(tokio::spawn(work(target.clone(), client, first)));
+        let target = target.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = first;
+            while Instant::now() < deadline && requests.is_none_or(|last| n < last) {
+                let sent = Instant::now();
+                target.send(&client, n).await?;
+                latencies.push(sent.elapsed());
+                n += clients;
+            }
+            anyhow::Ok(latencies)
+        }));
     }
     let mut sample = Sample::default();
     for worker in workers {
