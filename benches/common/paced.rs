@@ -1,6 +1,6 @@
 //! An open-loop load generator timed to the microsecond: request `n` is due at `n ÷ rate`,
-//! goes out on the first idle keep-alive connection, and its latency counts from when it was
-//! due, as wrk2 counts it, so a stall is charged to every request it held back.
+//! goes out on the keep-alive connection idle the longest, and its latency counts from when it
+//! was due, as wrk2 counts it, so a stall is charged to every request it held back.
 //!
 //! Why not wrk2 or tokio: both wake on millisecond timers (epoll's timeout, tokio's wheel), so
 //! each request leaves up to a millisecond late and that lateness is counted as latency; wrk2
@@ -84,7 +84,9 @@ pub fn run(
     let period = 1e9 / rate;
     let start = now() + 1_000_000;
     let due = |n: u64| start + (n as f64 * period) as u64;
-    let mut idle: Vec<usize> = (0..connections).rev().collect();
+    // Longest idle first: every connection stays in use, so none outlives the server's
+    // keep-alive timeout (5 s) unused, as the most recently idle first would let them.
+    let mut idle: VecDeque<usize> = (0..connections).collect();
     // Requests due while every connection was busy, oldest first.
     let mut waiting = VecDeque::new();
     let (mut scheduled, mut sent) = (0u64, 0usize);
@@ -98,7 +100,7 @@ pub fn run(
             scheduled += 1;
         }
         while !waiting.is_empty() {
-            let Some(token) = idle.pop() else { break };
+            let Some(token) = idle.pop_front() else { break };
             let connection = &mut open[token];
             // A request of a few hundred bytes always fits an idle loopback socket's buffer.
             connection
@@ -137,7 +139,7 @@ pub fn run(
                     .context("an answer nobody asked for")?;
                 latencies.push(Duration::from_nanos(now().saturating_sub(due)));
                 connection.answer.drain(..length);
-                idle.push(token);
+                idle.push_back(token);
             }
         }
     }

@@ -60,7 +60,9 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
-/// Inserts a batch in one transaction: one commit for many events. Each backend takes it in
+/// Inserts a batch, inside the caller's transaction: one commit for many events (a transaction
+/// of its own here would be a savepoint, and SQLite copies every page a savepoint touches into
+/// a journal, spilled to a temporary file past 64 KiB). Each backend takes it in
 /// the way it parses least: PostgreSQL through `COPY` (binary), SQLite in statements
 /// of a fixed number of rows, prepared once and cached, the rest one row at a time. A list of
 /// rows as long as the batch would be a new statement, parsed anew, at every batch: at a busy
@@ -69,7 +71,7 @@ pub fn insert_batch(conn: &mut DbConnection, events: &[NewAuditEvent]) -> QueryR
     const ROWS: usize = 32;
     match conn {
         DbConnection::Postgres(conn) => copy_in(conn, events),
-        DbConnection::Sqlite(conn) => conn.transaction(|conn| {
+        DbConnection::Sqlite(conn) => {
             let mut chunks = events.chunks_exact(ROWS);
             for chunk in chunks.by_ref() {
                 let rows: &[NewAuditEvent; ROWS] = chunk.try_into().expect("chunks of ROWS");
@@ -83,7 +85,7 @@ pub fn insert_batch(conn: &mut DbConnection, events: &[NewAuditEvent]) -> QueryR
                     .execute(conn)?;
             }
             Ok(())
-        }),
+        }
     }
 }
 

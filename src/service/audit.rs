@@ -348,4 +348,31 @@ mod tests {
     async fn fewer_events_than_a_batch_wait_for_the_window() {
         assert!(time_to_store(BATCH - 1).await >= WINDOW / 2);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_refused_in_part_is_not_written_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = sqlite_pool(&dir);
+        let now = Utc::now().naive_utc();
+        let batch = Batch {
+            events: vec![AuditEvent::new("handout", "service:ci-bot").0; 3],
+            // The ledger's foreign key refuses it, after the events went in: all ten tries fail.
+            attempts: vec![NewRefreshAttempt {
+                connection_id: "no-such-connection".into(),
+                started_at: now,
+                finished_at: now,
+                outcome: "ok".into(),
+                gitlab_request_id: None,
+                process: "test".into(),
+                detail: None,
+            }],
+        };
+        write_with_retries(&pool, batch).await;
+        let stored = db::audit::list(&mut pool.get().unwrap(), None, None, 1_000).unwrap();
+        assert!(
+            stored.is_empty(),
+            "{} events of a refused batch were written",
+            stored.len()
+        );
+    }
 }
