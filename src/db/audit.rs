@@ -62,11 +62,11 @@ pub struct AuditRow {
 
 /// Inserts a batch, inside the caller's transaction: one commit for many events (a transaction
 /// of its own here would be a savepoint, and SQLite copies every page a savepoint touches into
-/// a journal, spilled to a temporary file past 64 KiB). Each backend takes it in
-/// the way it parses least: PostgreSQL through `COPY` (binary), SQLite in statements
-/// of a fixed number of rows, prepared once and cached, the rest one row at a time. A list of
-/// rows as long as the batch would be a new statement, parsed anew, at every batch: at a busy
-/// handout rate, that parsing was most of the writer's work.
+/// a journal, spilled to a temporary file past 64 KiB). Each backend takes it in the way it
+/// parses least: PostgreSQL through `COPY` (binary), SQLite in statements of a fixed number of
+/// rows, prepared once and cached, the rest one row at a time. A list of rows as long as the
+/// batch would be a new statement, parsed anew, at every batch: at a busy handout rate, that
+/// parsing was most of the writer's work.
 pub fn insert_batch(conn: &mut DbConnection, events: &[NewAuditEvent]) -> QueryResult<()> {
     const ROWS: usize = 32;
     match conn {
