@@ -23,6 +23,10 @@ use crate::domain::{Page, Paged};
 
 const QUEUE: usize = 65_536;
 const BATCH: usize = 128;
+/// The most one transaction writes. What arrives while the writer wakes joins its batch rather
+/// than following as a small transaction of its own: each commit costs the database about as
+/// much as a hundred rows.
+const MOST_PER_WRITE: usize = 1024;
 const WINDOW: Duration = Duration::from_millis(200);
 
 /// One thing that happened. Never holds a token or secret.
@@ -122,24 +126,36 @@ impl AuditLog {
     }
 
     /// Queues an event; waits only if the queue is full (the database is far behind).
-    pub async fn record(&self, event: AuditEvent) {
+    pub fn record(&self, event: AuditEvent) -> impl Future<Output = ()> + Send + '_ {
         let mut event = Some(event.0);
-        self.enqueue(|queue| queue.events.extend(event.take()))
-            .await;
+        self.push_or_wait(move |queue| queue.events.extend(event.take()))
     }
 
     /// Queues a rotation-ledger entry, off the refresh path like every audit event.
-    pub(super) async fn record_attempt(&self, attempt: NewRefreshAttempt) {
+    pub(super) fn record_attempt(
+        &self,
+        attempt: NewRefreshAttempt,
+    ) -> impl Future<Output = ()> + Send + '_ {
         let mut attempt = Some(attempt);
-        self.enqueue(|queue| queue.attempts.extend(attempt.take()))
-            .await;
+        self.push_or_wait(move |queue| queue.attempts.extend(attempt.take()))
     }
 
-    async fn enqueue(&self, mut push: impl FnMut(&mut Queue)) {
-        // Nearly always there is room: no waiting is set up for it.
-        if self.try_push(&mut push) {
-            return;
+    /// Pushes at once when there is room, as there nearly always is, so the future returned is
+    /// a pointer wide whatever the record's size: it is part of every handout's future, which
+    /// actix allocates and moves whole for each request.
+    fn push_or_wait<'a>(
+        &'a self,
+        mut push: impl FnMut(&mut Queue) + Send + 'a,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        let waiting = (!self.try_push(&mut push)).then(|| Box::pin(self.wait_for_room(push)));
+        async move {
+            if let Some(waiting) = waiting {
+                waiting.await;
+            }
         }
+    }
+
+    async fn wait_for_room(&self, mut push: impl FnMut(&mut Queue)) {
         loop {
             let room = self.shared.room.notified();
             tokio::pin!(room);
@@ -214,8 +230,8 @@ async fn write_batches(pool: DbPool, shared: Arc<Shared>) {
         let mut attempts = attempts.into_iter().peekable();
         while events.peek().is_some() || attempts.peek().is_some() {
             let batch = Batch {
-                events: events.by_ref().take(BATCH).collect(),
-                attempts: attempts.by_ref().take(BATCH).collect(),
+                events: events.by_ref().take(MOST_PER_WRITE).collect(),
+                attempts: attempts.by_ref().take(MOST_PER_WRITE).collect(),
             };
             write_with_retries(&pool, batch).await;
         }

@@ -57,7 +57,7 @@ async fn hand_out_checked(
         Ok(parsed) => parsed,
         // Who is asking comes first: a deleted service learns nothing about its input.
         Err(invalid) => {
-            principal::admit_stored(ctx, token).await?;
+            Box::pin(principal::admit_stored(ctx, token)).await?;
             return Err(invalid);
         }
     };

@@ -58,6 +58,15 @@ pub(super) async fn read_view(
     if let Some(view) = ctx.handouts.get(&wanted) {
         return Ok(view);
     }
+    // Boxed: a handout's future is allocated and moved whole on every request, and the rare
+    // trip to the database would make it several times larger.
+    Box::pin(read_stored_view(ctx, wanted)).await
+}
+
+async fn read_stored_view(
+    ctx: &Context,
+    wanted: HandoutKeyRef<'_>,
+) -> Result<Arc<HandoutView>, ServiceError> {
     let key = wanted.to_key();
     let generation = ctx.handouts.generation();
     let read = key.clone();
@@ -153,7 +162,9 @@ pub(super) async fn fresh_token(
         if refresh::satisfies(&ctx.refresher, chosen, need_until, Purpose::Handout) {
             (chosen, held.access_token(&ctx.sealer)?)
         } else {
-            refreshed = refresh::ensure_fresh(ctx, chosen.clone(), need_until, Purpose::Handout)
+            // Boxed, as the trip to the database is in `read_view`.
+            let refresh = refresh::ensure_fresh(ctx, chosen.clone(), need_until, Purpose::Handout);
+            refreshed = Box::pin(refresh)
                 .await
                 .map_err(|e| refresh_failure(e, subject.as_str(), &instance.name))?;
             beyond_lifetime(&ctx.refresher, &refreshed, need)?;
