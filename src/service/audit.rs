@@ -23,10 +23,11 @@ use crate::domain::{Page, Paged};
 
 const QUEUE: usize = 65_536;
 const BATCH: usize = 128;
-/// The most one transaction writes. What arrives while the writer wakes joins its batch rather
-/// than following as a small transaction of its own: each commit costs the database about as
-/// much as a hundred rows.
-const MOST_PER_WRITE: usize = 1024;
+/// The most one transaction writes: what arrives while the writer wakes joins its batch rather
+/// than following as a small transaction of its own (each commit costs the database about as
+/// much as a hundred rows), and a queue that grew while the database was slow is still written
+/// in batches that hold a core only briefly.
+const MOST_PER_WRITE: usize = 2 * BATCH;
 const WINDOW: Duration = Duration::from_millis(200);
 
 /// One thing that happened. Never holds a token or secret.
