@@ -24,6 +24,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "common/allocations.rs"]
+mod allocations;
 #[path = "common/knobs.rs"]
 mod knobs;
 #[path = "common/paced.rs"]
@@ -52,6 +54,10 @@ use support::certs::{TestCa, Validity};
 use support::database::{Backend, TestDatabase};
 use support::fake_gitlab::{self, Discovery, FakeGitLab, default_application};
 use support::{CLIENT_SECRET, settings};
+
+/// Counts heap allocations while `allocations::during` runs.
+#[global_allocator]
+static ALLOCATOR: allocations::Counting = allocations::Counting;
 
 /// Subjects whose fresh connections the handout phase spreads its requests over.
 const SUBJECTS: usize = 1_000;
@@ -575,22 +581,34 @@ end
     let seconds = (options.phase.as_secs() / 2).max(2);
     let (mut health, mut hand, mut handed) = (0.0, 0.0, 0);
     let (mut health_p99, mut hand_p99) = (String::new(), String::new());
+    let (healthz, credentials) = (
+        format!("{}/healthz", world.address),
+        format!("{}/api/v1/credentials", world.address),
+    );
     for _ in 0..2 {
-        let run = wrk::run(&format!("{}/healthz", world.address), None, seconds).await?;
+        let run = wrk::run(&healthz, None, seconds).await?;
         health += run.rate;
         health_p99 = run.p99;
-        let url = format!("{}/api/v1/credentials", world.address);
-        let run = wrk::run(&url, Some(script.path()), seconds).await?;
+        let run = wrk::run(&credentials, Some(script.path()), seconds).await?;
         hand += run.rate;
         hand_p99 = run.p99;
         handed += run.requests;
     }
     let ratio = hand / health;
+    // Counted in runs of their own: the shared counter slows every allocation.
+    let per_answer = |(run, count): (anyhow::Result<wrk::WrkRun>, u64)| {
+        run.map(|run| count as f64 / run.requests.max(1) as f64)
+    };
+    let health_allocations = per_answer(allocations::during(wrk::run(&healthz, None, 2)).await)?;
+    let hand_allocations =
+        per_answer(allocations::during(wrk::run(&credentials, Some(script.path()), 2)).await)?;
     let figures = format!(
         "wrk -t2 -c32, keep-alive, 2 × {seconds} s each, alternating ({handed} handouts over {subjects} subjects):\n  \
          GET /healthz              {:>8.0} req/s  p99 {health_p99}\n  \
          POST /api/v1/credentials  {:>8.0} req/s  p99 {hand_p99}\n  \
-         handout ÷ healthz         {ratio:>8.2}        (target ≥ {WRK_RATIO_TARGET}: {})\n",
+         handout ÷ healthz         {ratio:>8.2}        (target ≥ {WRK_RATIO_TARGET}: {})\n  \
+         heap allocations per answer, counted in one more 2 s run of each: \
+         healthz {health_allocations:.1}, handout {hand_allocations:.1}\n",
         health / 2.0,
         hand / 2.0,
         verdict(ratio >= WRK_RATIO_TARGET)

@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
     pub instance: String,
-    pub outcome: String,
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -306,11 +306,11 @@ impl Metrics {
         self.webhook_outbox.set(pending);
     }
 
-    pub fn handout(&self, instance: &str, outcome: &str) {
+    pub fn handout(&self, instance: &str, outcome: &'static str) {
         self.handouts
             .get_or_create(&Outcome {
                 instance: instance.to_owned(),
-                outcome: outcome.to_owned(),
+                outcome,
             })
             .inc();
     }
@@ -331,11 +331,11 @@ impl Metrics {
             .inc_by(bytes);
     }
 
-    pub fn refresh(&self, instance: &str, outcome: &str, seconds: f64) {
+    pub fn refresh(&self, instance: &str, outcome: &'static str, seconds: f64) {
         self.refreshes
             .get_or_create(&Outcome {
                 instance: instance.to_owned(),
-                outcome: outcome.to_owned(),
+                outcome,
             })
             .inc();
         self.refresh_seconds

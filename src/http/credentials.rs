@@ -1,6 +1,6 @@
 //! `POST /api/v1/credentials`: a service fetches a GitLab token for one of its users.
 
-use actix_web::http::header::CACHE_CONTROL;
+use actix_web::http::header::{CACHE_CONTROL, ContentType};
 use actix_web::{HttpResponse, web};
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -10,7 +10,7 @@ use super::bodies::{GitLabUser, Handout, InstanceRef};
 use super::fields::Fields;
 use super::{ApiError, method_not_allowed, timestamp};
 use crate::service::Context;
-use crate::service::credentials::{self, CredentialsForm};
+use crate::service::credentials::{self, Credentials, CredentialsForm};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -52,21 +52,29 @@ async fn fetch(
     };
     fields.finish()?;
     let handed = credentials::hand_out(&ctx, &caller.0, form).await?;
+    let body = handed.rendered.get_or_init(|| render(&handed));
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "no-store"))
-        .json(Handout {
-            access_token: handed.access_token.expose_secret(),
-            token_type: "Bearer",
-            expires_at: timestamp(handed.expires_at),
-            scopes: handed.scopes.iter().collect(),
-            connection_id: &handed.connection_id,
-            gitlab: GitLabUser {
-                user_id: &handed.gitlab_user_id,
-                username: &handed.gitlab_username,
-            },
-            instance: InstanceRef {
-                name: &handed.instance,
-                base_url: &handed.base_url,
-            },
-        }))
+        .content_type(ContentType::json())
+        .body(body.clone()))
+}
+
+/// SPEC's credentials response.
+fn render(handed: &Credentials) -> String {
+    let handout = Handout {
+        access_token: handed.access_token.expose_secret(),
+        token_type: "Bearer",
+        expires_at: timestamp(handed.expires_at),
+        scopes: handed.scopes.iter().collect(),
+        connection_id: &handed.connection_id,
+        gitlab: GitLabUser {
+            user_id: &handed.gitlab_user_id,
+            username: &handed.gitlab_username,
+        },
+        instance: InstanceRef {
+            name: &handed.instance,
+            base_url: &handed.base_url,
+        },
+    };
+    serde_json::to_string(&handout).expect("a handout serialises: it holds only strings")
 }

@@ -1,13 +1,15 @@
 //! Handing out credentials: the service's own token checked, then a GitLab token for the
 //! subject as its policy allows (`gitlab_token`), audited.
 
+use std::sync::Arc;
+
 use super::audit::AuditEvent;
 use super::gitlab_token::{self, Wanted};
 use super::principal::{self, VerifiedToken};
 use super::{Context, FieldError, ServiceError, field, required};
 use crate::domain::{InstanceName, ScopeSet, Subject};
 
-pub use super::gitlab_token::Credentials;
+pub use super::handed_token::Credentials;
 
 const MAX_MIN_VALID_FOR_SECONDS: i64 = 3600;
 
@@ -26,7 +28,7 @@ pub async fn hand_out(
     ctx: &Context,
     token: &VerifiedToken,
     form: CredentialsForm,
-) -> Result<Credentials, ServiceError> {
+) -> Result<Arc<Credentials>, ServiceError> {
     let mut registered = None;
     let result = hand_out_checked(ctx, token, form, &mut registered).await;
     // Labels only ever name registered instances: request text must not grow the metrics.
@@ -52,7 +54,7 @@ async fn hand_out_checked(
     token: &VerifiedToken,
     form: CredentialsForm,
     registered: &mut Option<String>,
-) -> Result<Credentials, ServiceError> {
+) -> Result<Arc<Credentials>, ServiceError> {
     let (instance, subject, requested, min_valid_for) = match parse(form) {
         Ok(parsed) => parsed,
         // Who is asking comes first: a deleted service learns nothing about its input.
@@ -79,7 +81,7 @@ async fn hand_out_checked(
         .instance(&handed.instance)
         .subject(subject.as_str())
         .connection(&handed.connection_id)
-        .scopes(&handed.scopes);
+        .scopes(&handed.scopes_text);
     ctx.audit.record(event).await;
     Ok(handed)
 }

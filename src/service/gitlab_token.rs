@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
-use secrecy::SecretString;
 
 use super::connection_tokens::{TokenKind, open_token};
+use super::handed_token::Credentials;
 use super::handout_cache::{HandoutKeyRef, HandoutView, Held};
 use super::principal::{self, Service};
 use super::refresh::{self, Purpose, RefreshError};
@@ -19,18 +19,6 @@ use crate::domain::{ConnectionKind, ConnectionStatus, InstanceName, ScopeSet, Su
 
 /// However little a caller asks for, a token handed out lives at least this long.
 const MIN_VALIDITY_SECONDS: i64 = 60;
-
-/// A token and what it is: which connection, which person, which instance.
-pub struct Credentials {
-    pub access_token: SecretString,
-    pub expires_at: NaiveDateTime,
-    pub scopes: ScopeSet,
-    pub connection_id: String,
-    pub gitlab_user_id: String,
-    pub gitlab_username: String,
-    pub instance: String,
-    pub base_url: String,
-}
 
 /// What a token is wanted for.
 pub(super) struct Wanted<'a> {
@@ -140,7 +128,7 @@ pub(super) async fn fresh_token(
     view: &HandoutView,
     service: &Service,
     wanted: &Wanted<'_>,
-) -> Result<Credentials, ServiceError> {
+) -> Result<Arc<Credentials>, ServiceError> {
     let instance = instance_of(view, wanted)?;
     let subject = wanted.subject;
     let held = choose(service, subject, &instance.name, &view.held, wanted.scopes)?;
@@ -157,30 +145,22 @@ pub(super) async fn fresh_token(
     if chosen.rotation_impossible {
         expiring_without_rotation(chosen, need_until, subject.as_str(), &instance.name)?;
     }
-    let refreshed;
-    let (row, access_token) =
-        if refresh::satisfies(&ctx.refresher, chosen, need_until, Purpose::Handout) {
-            (chosen, held.access_token(&ctx.sealer)?)
-        } else {
-            // Boxed, as the trip to the database is in `read_view`.
-            let refresh = refresh::ensure_fresh(ctx, chosen.clone(), need_until, Purpose::Handout);
-            refreshed = Box::pin(refresh)
-                .await
-                .map_err(|e| refresh_failure(e, subject.as_str(), &instance.name))?;
-            beyond_lifetime(&ctx.refresher, &refreshed, need)?;
-            let opened = open_token(&ctx.sealer, &refreshed, TokenKind::Access)?;
-            (&refreshed, opened)
-        };
-    Ok(Credentials {
-        access_token,
-        expires_at: refresh::valid_until(&ctx.refresher, row),
-        scopes: held.granted.clone(),
-        connection_id: row.id.clone(),
-        gitlab_user_id: row.gitlab_user_id.clone(),
-        gitlab_username: row.gitlab_username.clone(),
-        instance: instance.name.clone(),
-        base_url: instance.base_url.clone(),
-    })
+    if refresh::satisfies(&ctx.refresher, chosen, need_until, Purpose::Handout) {
+        let expires_at = refresh::valid_until(&ctx.refresher, chosen);
+        return Ok(held.credentials(&ctx.sealer, expires_at, instance)?);
+    }
+    // Boxed, as the trip to the database is in `read_view`.
+    let refresh = refresh::ensure_fresh(ctx, chosen.clone(), need_until, Purpose::Handout);
+    let refreshed = Box::pin(refresh)
+        .await
+        .map_err(|e| refresh_failure(e, subject.as_str(), &instance.name))?;
+    beyond_lifetime(&ctx.refresher, &refreshed, need)?;
+    let opened = open_token(&ctx.sealer, &refreshed, TokenKind::Access)?;
+    let expires_at = refresh::valid_until(&ctx.refresher, &refreshed);
+    let scopes = held.granted.clone();
+    Ok(Arc::new(Credentials::new(
+        &refreshed, opened, expires_at, scopes, instance,
+    )))
 }
 
 /// After GitLab refused a token labgate still counts as valid (revoked early, or dead before

@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use chrono::NaiveDateTime;
 use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
-use secrecy::SecretString;
 
 use super::connection_tokens::{TokenKind, open_token};
+use super::handed_token::Credentials;
 use super::principal::Service;
 use crate::crypto::Sealer;
 use crate::db::changes::{DEAF_AFTER, Feed};
@@ -86,27 +87,40 @@ impl Equivalent<HandoutKey> for HandoutKeyRef<'_> {
 pub struct Held {
     pub row: ConnectionRow,
     pub granted: ScopeSet,
-    /// Its access token, opened by the first handout that gives it out: a remembered view is
+    /// What handing out its token gives, built by the first handout: a remembered view is
     /// handed out many times, and it never outlives the row it was read with.
-    opened_access: OnceLock<SecretString>,
+    handed: OnceLock<Arc<Credentials>>,
 }
 
 impl Held {
     pub fn new(row: ConnectionRow) -> Self {
         Self {
             granted: ScopeSet::granted(row.scopes.split_whitespace()),
-            opened_access: OnceLock::new(),
+            handed: OnceLock::new(),
             row,
         }
     }
 
-    /// The connection's access token in clear, opened once per view.
-    pub fn access_token(&self, sealer: &Sealer) -> Result<SecretString, anyhow::Error> {
-        if let Some(opened) = self.opened_access.get() {
-            return Ok(opened.clone());
+    /// The connection's token on `instance`, opened once per view, promised until `expires_at`
+    /// (which the row alone decides).
+    pub fn credentials(
+        &self,
+        sealer: &Sealer,
+        expires_at: NaiveDateTime,
+        instance: &InstanceSummary,
+    ) -> Result<Arc<Credentials>, anyhow::Error> {
+        if let Some(handed) = self.handed.get() {
+            return Ok(handed.clone());
         }
         let opened = open_token(sealer, &self.row, TokenKind::Access)?;
-        Ok(self.opened_access.get_or_init(|| opened).clone())
+        let handed = Credentials::new(
+            &self.row,
+            opened,
+            expires_at,
+            self.granted.clone(),
+            instance,
+        );
+        Ok(self.handed.get_or_init(|| Arc::new(handed)).clone())
     }
 }
 

@@ -14,6 +14,7 @@ pub mod credentials;
 mod error;
 pub mod gauges;
 mod gitlab_token;
+mod handed_token;
 pub mod handout_cache;
 pub mod health;
 pub mod instances;

@@ -2,14 +2,16 @@
 //! the GitLab token to forward it with (from the handout machinery: single-flight refresh,
 //! lease, unknown outcomes), and the record of each call. Streaming bytes is the edge's job.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use super::access_grants::{self, AccessGrant};
 use super::audit::AuditEvent;
 use super::gitlab_token::{self, Wanted};
+use super::handed_token::Credentials;
 use super::principal::Service;
 use super::{Context, ServiceError};
 use crate::domain::{Access, InstanceName, ProjectPath, ProjectRef, ScopeSet, Subject};
@@ -63,11 +65,8 @@ pub struct ProxyPass {
     pub grant: AccessGrant,
     service: Service,
     instance_id: String,
-    pub token: SecretString,
-    /// What the token may do, as GitLab granted it.
-    scopes: ScopeSet,
-    pub connection_id: String,
-    pub base_url: String,
+    /// The token it forwards with, and what it may do as GitLab granted it.
+    pub credentials: Arc<Credentials>,
     pub http: reqwest::Client,
     channel: Channel,
     needs: Access,
@@ -170,10 +169,7 @@ pub async fn pass_for(
         grant,
         service,
         instance_id,
-        token: credentials.access_token,
-        scopes: credentials.scopes,
-        connection_id: credentials.connection_id,
-        base_url: credentials.base_url,
+        credentials,
         http,
         channel,
         needs,
@@ -183,7 +179,9 @@ pub async fn pass_for(
 impl ProxyPass {
     /// Whether the token may read GitLab's API (to ask which project a path leads to).
     pub fn can_read_api(&self) -> bool {
-        self.scopes.covers(&ScopeSet::granted(["read_api"]))
+        self.credentials
+            .scopes
+            .covers(&ScopeSet::granted(["read_api"]))
     }
 
     /// Whether the call's project is within the grant, and still within the service's policy.
@@ -203,7 +201,7 @@ impl ProxyPass {
             actor: format!("service:{}", self.service.name),
             instance: self.grant.instance.clone(),
             subject: self.grant.subject.clone(),
-            connection_id: Some(self.connection_id.clone()),
+            connection_id: Some(self.credentials.connection_id.clone()),
             channel: self.channel,
             method: method.to_owned(),
             project: project.map(ProjectPath::to_string),
@@ -223,12 +221,16 @@ pub async fn after_rejection(
     // What this process remembers may predate the rotation: read the database again.
     ctx.handouts.changed();
     let again = pass_for(ctx, pass.grant.clone(), pass.channel, pass.needs).await?;
-    if again.token.expose_secret() != pass.token.expose_secret() {
+    if again.credentials.access_token.expose_secret()
+        != pass.credentials.access_token.expose_secret()
+    {
         return Ok(Some(again));
     }
-    gitlab_token::replace_refused(ctx, &again.connection_id, &pass.grant.instance).await?;
+    gitlab_token::replace_refused(ctx, &again.credentials.connection_id, &pass.grant.instance)
+        .await?;
     let fresher = pass_for(ctx, pass.grant.clone(), pass.channel, pass.needs).await?;
-    let newer = fresher.token.expose_secret() != pass.token.expose_secret();
+    let newer = fresher.credentials.access_token.expose_secret()
+        != pass.credentials.access_token.expose_secret();
     Ok(newer.then_some(fresher))
 }
 
@@ -254,12 +256,18 @@ pub async fn resolve(
     let mut retried = false;
     let found = loop {
         let timeout = ctx.outbound.request_timeout;
-        let lookup = oauth::project_path(&pass.http, &pass.base_url, &pass.token, &key.1, timeout)
-            .await
-            .map_err(|reason| ServiceError::GitLabUnavailable {
-                detail: reason,
-                retry_after: Duration::from_secs(5),
-            })?;
+        let lookup = oauth::project_path(
+            &pass.http,
+            &pass.credentials.base_url,
+            &pass.credentials.access_token,
+            &key.1,
+            timeout,
+        )
+        .await
+        .map_err(|reason| ServiceError::GitLabUnavailable {
+            detail: reason,
+            retry_after: Duration::from_secs(5),
+        })?;
         match lookup {
             ProjectLookup::Found(found) => break found,
             ProjectLookup::Missing => return Ok(None),

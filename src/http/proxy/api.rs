@@ -208,7 +208,7 @@ async fn send(
 ) -> Result<reqwest::Response, reqwest::Error> {
     let mut url = format!(
         "{}{API_PREFIX}{target}",
-        pass.base_url.trim_end_matches('/')
+        pass.credentials.base_url.trim_end_matches('/')
     );
     if !request.query_string().is_empty() {
         url = format!("{url}?{}", request.query_string());
@@ -218,7 +218,7 @@ async fn send(
     let mut upstream = pass
         .http
         .request(method, url)
-        .bearer_auth(pass.token.expose_secret());
+        .bearer_auth(pass.credentials.access_token.expose_secret());
     for name in FORWARDED_REQUEST_HEADERS {
         // The project's own description is read here, so it must come uncompressed.
         if whole_project && *name == "accept-encoding" {
@@ -298,7 +298,10 @@ fn answer_head(
     let status = upstream.status().as_u16();
     let mut response =
         HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
-    let gitlab_api = format!("{}{API_PREFIX}", pass.base_url.trim_end_matches('/'));
+    let gitlab_api = format!(
+        "{}{API_PREFIX}",
+        pass.credentials.base_url.trim_end_matches('/')
+    );
     let labgate_api = format!(
         "{}/gitlab/{}{API_PREFIX}",
         ctx.public_base(),

@@ -143,7 +143,7 @@ async fn send(
 ) -> Result<reqwest::Response, reqwest::Error> {
     let mut url = format!(
         "{}{}",
-        pass.base_url.trim_end_matches('/'),
+        pass.credentials.base_url.trim_end_matches('/'),
         call.upstream_path()
     );
     if let Some(query) = call.upstream_query() {
@@ -154,10 +154,10 @@ async fn send(
     } else {
         reqwest::Method::GET
     };
-    let mut upstream = pass
-        .http
-        .request(method, url)
-        .basic_auth("oauth2", Some(pass.token.expose_secret()));
+    let mut upstream = pass.http.request(method, url).basic_auth(
+        "oauth2",
+        Some(pass.credentials.access_token.expose_secret()),
+    );
     for name in FORWARDED_REQUEST_HEADERS {
         for value in request.headers().get_all(*name) {
             upstream = upstream.header(*name, value.as_bytes());

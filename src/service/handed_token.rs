@@ -1,0 +1,52 @@
+//! What a handout gives: a token and what it is. A remembered token is handed out many times
+//! unchanged, so its `Credentials` are built once and shared.
+
+use std::sync::OnceLock;
+
+use chrono::NaiveDateTime;
+use secrecy::SecretString;
+
+use crate::db::{connections::ConnectionRow, instances::InstanceSummary};
+use crate::domain::ScopeSet;
+
+/// A token and what it is: which connection, which person, which instance.
+pub struct Credentials {
+    pub access_token: SecretString,
+    pub expires_at: NaiveDateTime,
+    pub scopes: ScopeSet,
+    /// `scopes` as words, for the audit event of every handout.
+    pub scopes_text: String,
+    pub connection_id: String,
+    pub gitlab_user_id: String,
+    pub gitlab_username: String,
+    pub instance: String,
+    pub base_url: String,
+    /// These credentials as the edge answers with them, kept by the first answer: a
+    /// remembered token is handed out many times unchanged, and writing the answer anew each
+    /// time cost as much as the handout's own checks.
+    pub rendered: OnceLock<String>,
+}
+
+impl Credentials {
+    /// `row`'s token, opened, promised until `expires_at`, granting `scopes` on `instance`.
+    pub fn new(
+        row: &ConnectionRow,
+        access_token: SecretString,
+        expires_at: NaiveDateTime,
+        scopes: ScopeSet,
+        instance: &InstanceSummary,
+    ) -> Self {
+        Self {
+            access_token,
+            expires_at,
+            scopes_text: scopes.to_string(),
+            scopes,
+            connection_id: row.id.clone(),
+            gitlab_user_id: row.gitlab_user_id.clone(),
+            gitlab_username: row.gitlab_username.clone(),
+            instance: instance.name.clone(),
+            base_url: instance.base_url.clone(),
+            rendered: OnceLock::new(),
+        }
+    }
+}
