@@ -52,11 +52,11 @@ async fn fetch(
     };
     fields.finish()?;
     let handed = credentials::hand_out(&ctx, &caller.0, form).await?;
-    let body = handed.rendered.get_or_init(|| render(&handed));
+    let body = handed.rendered.get_or_init(|| render(&handed).into());
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "no-store"))
         .content_type(ContentType::json())
-        .body(body.clone()))
+        .body(body.expose_secret().to_owned()))
 }
 
 /// SPEC's credentials response.

@@ -23,8 +23,8 @@ pub struct Credentials {
     pub base_url: String,
     /// These credentials as the edge answers with them, kept by the first answer: a
     /// remembered token is handed out many times unchanged, and writing the answer anew each
-    /// time cost as much as the handout's own checks.
-    pub rendered: OnceLock<String>,
+    /// time cost as much as the handout's own checks. It holds the token, so it is wiped too.
+    pub rendered: OnceLock<SecretString>,
 }
 
 impl Credentials {
