@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 
-use super::connection_tokens::{TokenKind, open_token};
 use super::handed_token::Credentials;
 use super::handout_cache::{HandoutKeyRef, HandoutView, Held};
 use super::principal::{self, Service};
@@ -155,12 +154,10 @@ pub(super) async fn fresh_token(
         .await
         .map_err(|e| refresh_failure(e, subject.as_str(), &instance.name))?;
     beyond_lifetime(&ctx.refresher, &refreshed, need)?;
-    let opened = open_token(&ctx.sealer, &refreshed, TokenKind::Access)?;
     let expires_at = refresh::valid_until(&ctx.refresher, &refreshed);
     let scopes = held.granted.clone();
-    Ok(Arc::new(Credentials::new(
-        &refreshed, opened, expires_at, scopes, instance,
-    )))
+    let handed = Credentials::open(&ctx.sealer, &refreshed, expires_at, scopes, instance)?;
+    Ok(Arc::new(handed))
 }
 
 /// After GitLab refused a token labgate still counts as valid (revoked early, or dead before

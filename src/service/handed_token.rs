@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 use chrono::NaiveDateTime;
 use secrecy::SecretString;
 
+use super::connection_tokens::{TokenKind, open_token};
+use crate::crypto::Sealer;
 use crate::db::{connections::ConnectionRow, instances::InstanceSummary};
 use crate::domain::ScopeSet;
 
@@ -29,15 +31,15 @@ pub struct Credentials {
 
 impl Credentials {
     /// `row`'s token, opened, promised until `expires_at`, granting `scopes` on `instance`.
-    pub fn new(
+    pub fn open(
+        sealer: &Sealer,
         row: &ConnectionRow,
-        access_token: SecretString,
         expires_at: NaiveDateTime,
         scopes: ScopeSet,
         instance: &InstanceSummary,
-    ) -> Self {
-        Self {
-            access_token,
+    ) -> Result<Self, anyhow::Error> {
+        Ok(Self {
+            access_token: open_token(sealer, row, TokenKind::Access)?,
             expires_at,
             scopes_text: scopes.to_string(),
             scopes,
@@ -47,6 +49,6 @@ impl Credentials {
             instance: instance.name.clone(),
             base_url: instance.base_url.clone(),
             rendered: OnceLock::new(),
-        }
+        })
     }
 }

@@ -19,7 +19,6 @@ use chrono::NaiveDateTime;
 use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 
-use super::connection_tokens::{TokenKind, open_token};
 use super::handed_token::Credentials;
 use super::principal::Service;
 use crate::crypto::Sealer;
@@ -112,14 +111,13 @@ impl Held {
         if let Some(handed) = self.handed.get() {
             return Ok(handed.clone());
         }
-        let opened = open_token(sealer, &self.row, TokenKind::Access)?;
-        let handed = Credentials::new(
+        let handed = Credentials::open(
+            sealer,
             &self.row,
-            opened,
             expires_at,
             self.granted.clone(),
             instance,
-        );
+        )?;
         Ok(self.handed.get_or_init(|| Arc::new(handed)).clone())
     }
 }
