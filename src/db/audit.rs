@@ -1,10 +1,13 @@
 //! `audit_events`: who did what, when. Written in batches by the audit writer.
 
+use std::ops::Deref;
+use std::sync::Arc;
+
 use chrono::NaiveDateTime;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::serialize::{self, IsNull, Output, ToSql};
-use diesel::sql_types::Timestamp;
+use diesel::sql_types::{Text, Timestamp};
 use diesel::sqlite::Sqlite;
 
 use super::DbConnection;
@@ -16,13 +19,78 @@ use super::schema::audit_events;
 #[diesel(table_name = audit_events, treat_none_as_default_value = false)]
 pub struct NewAuditEvent {
     pub at: EventTime,
-    pub kind: String,
-    pub actor: String,
-    pub instance: Option<String>,
-    pub subject: Option<String>,
-    pub connection_id: Option<String>,
-    pub scopes: Option<String>,
-    pub detail: Option<String>,
+    pub kind: AuditText,
+    pub actor: AuditText,
+    pub instance: Option<AuditText>,
+    pub subject: Option<AuditText>,
+    pub connection_id: Option<AuditText>,
+    pub scopes: Option<AuditText>,
+    pub detail: Option<AuditText>,
+}
+
+/// An event's text: a word of the code's own, text shared with what the event is about, or
+/// text made for it. A handout's event shares its service's, connection's and scopes' text
+/// instead of copying each into a string of its own.
+#[derive(Debug, Clone, diesel::expression::AsExpression)]
+#[diesel(sql_type = Text)]
+pub enum AuditText {
+    Word(&'static str),
+    Shared(Arc<str>),
+    Owned(String),
+}
+
+impl Deref for AuditText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Self::Word(word) => word,
+            Self::Shared(text) => text,
+            Self::Owned(text) => text,
+        }
+    }
+}
+
+impl From<&str> for AuditText {
+    fn from(text: &str) -> Self {
+        Self::Owned(text.to_owned())
+    }
+}
+
+impl From<&String> for AuditText {
+    fn from(text: &String) -> Self {
+        Self::Owned(text.clone())
+    }
+}
+
+impl From<String> for AuditText {
+    fn from(text: String) -> Self {
+        Self::Owned(text)
+    }
+}
+
+impl From<Arc<str>> for AuditText {
+    fn from(text: Arc<str>) -> Self {
+        Self::Shared(text)
+    }
+}
+
+impl From<&Arc<str>> for AuditText {
+    fn from(text: &Arc<str>) -> Self {
+        Self::Shared(text.clone())
+    }
+}
+
+impl ToSql<Text, Sqlite> for AuditText {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        ToSql::<Text, Sqlite>::to_sql(&**self, out)
+    }
+}
+
+impl ToSql<Text, Pg> for AuditText {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        ToSql::<Text, Pg>::to_sql(&**self, out)
+    }
 }
 
 /// When an event happened, written as diesel writes a timestamp, without its format string:

@@ -116,7 +116,7 @@ pub async fn create(
     let stored = row.clone();
     ctx.db_write(move |conn| db::access_grants::insert(conn, &stored))
         .await?;
-    let event = AuditEvent::new("access_grant_created", format!("service:{}", service.name))
+    let event = AuditEvent::new("access_grant_created", &service.actor)
         .instance(&instance_row.name)
         .subject(subject.as_str())
         .detail(format!("grant {} {access} {}", row.id, row.projects));
@@ -148,7 +148,7 @@ pub async fn end(ctx: &Context, by: GrantOwner<'_>, id: &str) -> Result<(), Serv
         .await?;
     let actor = match by {
         GrantOwner::Admin(actor) => actor.to_owned(),
-        GrantOwner::Service(service, _) => format!("service:{}", service.name),
+        GrantOwner::Service(service, _) => service.actor.to_string(),
     };
     let event = AuditEvent::new("access_grant_revoked", actor)
         .instance(&found.instance_name)

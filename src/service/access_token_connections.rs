@@ -59,7 +59,7 @@ pub async fn add(
         }
         Giver::Service(service, binding) => {
             binding.allows(&parsed.subject)?;
-            (service.clone(), format!("service:{}", service.name))
+            (service.clone(), service.actor.to_string())
         }
     };
     let wanted = Wanted {

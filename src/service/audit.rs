@@ -17,8 +17,9 @@ use chrono::{NaiveDateTime, Utc};
 use tokio::sync::{Notify, oneshot};
 
 use super::{Context, FieldError, ServiceError};
+use crate::db::audit::{AuditRow, AuditText, EventTime, NewAuditEvent};
 use crate::db::refresh_attempts::NewRefreshAttempt;
-use crate::db::{self, DbPool, audit::AuditRow, audit::EventTime, audit::NewAuditEvent};
+use crate::db::{self, DbPool};
 use crate::domain::{Page, Paged};
 
 const QUEUE: usize = 65_536;
@@ -35,10 +36,10 @@ const WINDOW: Duration = Duration::from_millis(200);
 pub struct AuditEvent(NewAuditEvent);
 
 impl AuditEvent {
-    pub fn new(kind: &str, actor: impl Into<String>) -> Self {
+    pub fn new(kind: &'static str, actor: impl Into<AuditText>) -> Self {
         Self(NewAuditEvent {
             at: EventTime(Utc::now().naive_utc()),
-            kind: kind.to_owned(),
+            kind: AuditText::Word(kind),
             actor: actor.into(),
             instance: None,
             subject: None,
@@ -48,27 +49,27 @@ impl AuditEvent {
         })
     }
 
-    pub fn instance(mut self, name: &str) -> Self {
-        self.0.instance = Some(name.to_owned());
+    pub fn instance(mut self, name: impl Into<AuditText>) -> Self {
+        self.0.instance = Some(name.into());
         self
     }
 
-    pub fn subject(mut self, subject: &str) -> Self {
-        self.0.subject = Some(subject.to_owned());
+    pub fn subject(mut self, subject: impl Into<AuditText>) -> Self {
+        self.0.subject = Some(subject.into());
         self
     }
 
-    pub fn connection(mut self, id: &str) -> Self {
-        self.0.connection_id = Some(id.to_owned());
+    pub fn connection(mut self, id: impl Into<AuditText>) -> Self {
+        self.0.connection_id = Some(id.into());
         self
     }
 
-    pub fn scopes(mut self, scopes: impl ToString) -> Self {
-        self.0.scopes = Some(scopes.to_string());
+    pub fn scopes(mut self, scopes: impl Into<AuditText>) -> Self {
+        self.0.scopes = Some(scopes.into());
         self
     }
 
-    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+    pub fn detail(mut self, detail: impl Into<AuditText>) -> Self {
         self.0.detail = Some(detail.into());
         self
     }

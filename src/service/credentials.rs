@@ -77,9 +77,9 @@ async fn hand_out_checked(
     };
     gitlab_token::within_policy(service, &wanted)?;
     let handed = gitlab_token::fresh_token(ctx, &view, service, &wanted).await?;
-    let event = AuditEvent::new("handout", format!("service:{}", service.name))
+    let event = AuditEvent::new("handout", &service.actor)
         .instance(&handed.instance)
-        .subject(subject.as_str())
+        .subject(subject.into_string())
         .connection(&handed.connection_id)
         .scopes(&handed.scopes_text);
     ctx.audit.record(event).await;

@@ -18,6 +18,8 @@ use crate::domain::{
 pub struct Service {
     pub id: String,
     pub name: ServiceName,
+    /// How audit events name it (`service:<name>`), made once: every handout's event does.
+    pub actor: Arc<str>,
     pub client_id: String,
     pub instances: InstanceAccess,
     /// The most a token handed to this service may carry (identity scopes aside).
@@ -142,6 +144,7 @@ pub(super) fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
     Ok(Service {
         identity_fingerprints: identities.iter().map(identity_fingerprint).collect(),
         identities,
+        actor: format!("service:{}", row.name).into(),
         name: ServiceName::parse(&row.name).context("stored service name")?,
         instances: InstanceAccess::from_stored(&row.instances).context("stored instance access")?,
         scopes: ScopeSet::from_stored(&row.scopes).context("stored service scopes")?,

@@ -198,7 +198,7 @@ impl ProxyPass {
     pub fn record(&self, method: &str, project: Option<&ProjectPath>, path: &str) -> CallRecord {
         CallRecord {
             grant_id: self.grant.id.clone(),
-            actor: format!("service:{}", self.service.name),
+            actor: self.service.actor.clone(),
             instance: self.grant.instance.clone(),
             subject: self.grant.subject.clone(),
             connection_id: Some(self.credentials.connection_id.clone()),
@@ -332,10 +332,10 @@ fn token_refused() -> ServiceError {
 /// One proxied call, recorded when its answer has been sent: audited and counted.
 pub struct CallRecord {
     grant_id: String,
-    actor: String,
+    actor: Arc<str>,
     instance: String,
     subject: String,
-    connection_id: Option<String>,
+    connection_id: Option<Arc<str>>,
     channel: Channel,
     method: String,
     project: Option<String>,
@@ -347,7 +347,7 @@ impl CallRecord {
     pub fn refused(grant: &AccessGrant, channel: Channel, method: &str, path: &str) -> Self {
         Self {
             grant_id: grant.id.clone(),
-            actor: format!("service:{}", grant.service),
+            actor: format!("service:{}", grant.service).into(),
             instance: grant.instance.clone(),
             subject: grant.subject.clone(),
             connection_id: None,

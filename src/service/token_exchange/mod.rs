@@ -177,11 +177,7 @@ async fn mint(
         .map(|(name, value)| format!("{name}={value}"))
         .collect::<Vec<_>>()
         .join(" ");
-    let mut event = AuditEvent::new(
-        "service_token_exchanged",
-        format!("service:{}", service.name),
-    )
-    .detail(format!(
+    let mut event = AuditEvent::new("service_token_exchanged", &service.actor).detail(format!(
         "issuer {}; sub {token_sub}; {bound}",
         trusted.identity.issuer.written()
     ));
