@@ -141,11 +141,12 @@ pub fn admit<'a>(
 pub(super) fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
     let identities =
         WorkloadIdentities::from_stored(&row.identities).context("stored workload identities")?;
+    let name = ServiceName::parse(&row.name).context("stored service name")?;
     Ok(Service {
         identity_fingerprints: identities.iter().map(identity_fingerprint).collect(),
         identities,
-        actor: format!("service:{}", row.name).into(),
-        name: ServiceName::parse(&row.name).context("stored service name")?,
+        actor: format!("service:{name}").into(),
+        name,
         instances: InstanceAccess::from_stored(&row.instances).context("stored instance access")?,
         scopes: ScopeSet::from_stored(&row.scopes).context("stored service scopes")?,
         return_origins: row
