@@ -138,6 +138,11 @@ pub fn admit<'a>(
     Ok(service)
 }
 
+/// How audit events name the service called `name`.
+pub(super) fn actor_of(name: impl std::fmt::Display) -> String {
+    format!("service:{name}")
+}
+
 pub(super) fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
     let identities =
         WorkloadIdentities::from_stored(&row.identities).context("stored workload identities")?;
@@ -145,7 +150,7 @@ pub(super) fn to_service(row: ServiceRow) -> Result<Service, ServiceError> {
     Ok(Service {
         identity_fingerprints: identities.iter().map(identity_fingerprint).collect(),
         identities,
-        actor: format!("service:{name}").into(),
+        actor: actor_of(&name).into(),
         name,
         instances: InstanceAccess::from_stored(&row.instances).context("stored instance access")?,
         scopes: ScopeSet::from_stored(&row.scopes).context("stored service scopes")?,

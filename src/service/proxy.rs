@@ -12,7 +12,7 @@ use super::access_grants::{self, AccessGrant};
 use super::audit::AuditEvent;
 use super::gitlab_token::{self, Wanted};
 use super::handed_token::Credentials;
-use super::principal::Service;
+use super::principal::{self, Service};
 use super::{Context, ServiceError};
 use crate::domain::{Access, InstanceName, ProjectPath, ProjectRef, ScopeSet, Subject};
 use crate::oauth::{self, ProjectLookup};
@@ -347,7 +347,7 @@ impl CallRecord {
     pub fn refused(grant: &AccessGrant, channel: Channel, method: &str, path: &str) -> Self {
         Self {
             grant_id: grant.id.clone(),
-            actor: format!("service:{}", grant.service).into(),
+            actor: principal::actor_of(&grant.service).into(),
             instance: grant.instance.clone(),
             subject: grant.subject.clone(),
             connection_id: None,

@@ -12,7 +12,7 @@ use crate::domain::ScopeSet;
 use crate::oauth::GitLabError;
 use crate::service::audit::AuditEvent;
 use crate::service::registration::Registration;
-use crate::service::{Context, connections, revocation};
+use crate::service::{Context, connections, principal, revocation};
 
 /// Parameters GitLab sends back to the callback.
 #[derive(Debug, Default)]
@@ -223,7 +223,7 @@ async fn complete(
         .map_err(internal)?;
     let actor = service.map_or_else(
         || "service:deleted".to_owned(),
-        |s| format!("service:{}", s.name),
+        |s| principal::actor_of(&s.name),
     );
     let event = AuditEvent::new(kind, actor)
         .instance(&instance.name)
