@@ -74,7 +74,7 @@ impl Application {
             exchange_views: Arc::default(),
             refreshes: Arc::default(),
             refresher: settings.refresher.clone(),
-            audit: AuditLog::start(pool.clone()),
+            audit: AuditLog::start(settings.database.url.clone()),
             handouts: handout_cache(&settings.database.url),
             project_ids: Default::default(),
             metrics: Arc::default(),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::crypto::{KeyError, MasterKey};
+use crate::service::audit::AuditLog;
 use crate::service::key_rotation::{self, RotationOptions};
 
 #[derive(clap::Args)]
@@ -35,6 +36,7 @@ pub(super) async fn run(args: RotateKeyArgs) -> anyhow::Result<()> {
             "--new-key-file {file}: is not a master key: 32 bytes once base64-decoded, got {n}"
         ),
     })?;
+    let audit = AuditLog::start(settings.database.url.clone());
     let (pool, configured) = tokio::task::spawn_blocking(move || {
         let pool = crate::startup::open_database(&settings)?;
         let (key, previous) = crate::startup::configured_keys(&settings)?;
@@ -51,7 +53,7 @@ pub(super) async fn run(args: RotateKeyArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         pause: Duration::from_millis(args.batch_pause_ms),
     };
-    let rotated = key_rotation::rotate(pool, &configured, &new, options).await?;
+    let rotated = key_rotation::rotate(pool, &audit, &configured, &new, options).await?;
     println!(
         "{} master key {} to {}: {} values re-sealed. Configure the new key on every process \
          (security.master_key_file); the old key is refused from now on.",

@@ -4,6 +4,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
+use diesel::connection::SimpleConnection;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::serialize::{self, IsNull, Output, ToSql};
@@ -11,7 +12,9 @@ use diesel::sql_types::{Text, Timestamp};
 use diesel::sqlite::Sqlite;
 
 use super::DbConnection;
+use super::refresh_attempts::{self, NewRefreshAttempt};
 use super::schema::audit_events;
+use crate::config::DatabaseUrl;
 
 #[derive(Debug, Clone, Insertable)]
 // `None` is written as NULL, the columns' default: every row then has the same columns, so the
@@ -128,6 +131,40 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
+/// Opens the audit writer's own connection. On PostgreSQL, its commits do not wait for the
+/// disk (`synchronous_commit` off, for this session only): the events are already allowed to be
+/// lost while queued in memory, and a crash of the database server loses at most its last
+/// moments of them (three `wal_writer_delay`s, 600 ms by default), never part of a batch, and
+/// nothing any other connection wrote. It spares the database a flush to disk for every batch.
+pub fn open_writer(url: &DatabaseUrl) -> Result<DbConnection, String> {
+    let mut conn = super::connect_outside_pool(url)?;
+    if let DbConnection::Postgres(pg) = &mut conn {
+        // Named, so that an operator tells it from the pool's in `pg_stat_activity`.
+        pg.batch_execute(
+            "SET synchronous_commit TO OFF; SET application_name TO 'labgate audit writer'",
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(conn)
+}
+
+/// Writes audit events and rotation-ledger entries, all or none: a retried batch is never
+/// written twice in part. On PostgreSQL, events alone are one `COPY`, a transaction by itself,
+/// without the two round trips of `BEGIN` and `COMMIT`.
+pub fn write_batch(
+    conn: &mut DbConnection,
+    events: &[NewAuditEvent],
+    attempts: &[NewRefreshAttempt],
+) -> QueryResult<()> {
+    match conn {
+        DbConnection::Postgres(pg) if attempts.is_empty() => copy_in(pg, events),
+        _ => conn.transaction(|conn| {
+            insert_batch(conn, events)?;
+            refresh_attempts::insert_batch(conn, attempts)
+        }),
+    }
+}
+
 /// Inserts a batch, inside the caller's transaction: one commit for many events (a transaction
 /// of its own here would be a savepoint, and SQLite copies every page a savepoint touches into
 /// a journal, spilled to a temporary file past 64 KiB). Each backend takes it in the way it
@@ -135,9 +172,10 @@ pub struct AuditRow {
 /// rows, prepared once and cached, the rest one row at a time. A list of rows as long as the
 /// batch would be a new statement, parsed anew, at every batch: at a busy handout rate, that
 /// parsing was most of the writer's work.
-pub fn insert_batch(conn: &mut DbConnection, events: &[NewAuditEvent]) -> QueryResult<()> {
+fn insert_batch(conn: &mut DbConnection, events: &[NewAuditEvent]) -> QueryResult<()> {
     const ROWS: usize = 32;
     match conn {
+        _ if events.is_empty() => Ok(()),
         DbConnection::Postgres(conn) => copy_in(conn, events),
         DbConnection::Sqlite(conn) => {
             let mut chunks = events.chunks_exact(ROWS);

@@ -9,17 +9,16 @@
 //! first.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use diesel::Connection as _;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
 use tokio::sync::{Notify, oneshot};
 
 use super::{Context, FieldError, ServiceError};
+use crate::config::DatabaseUrl;
 use crate::db::audit::{AuditRow, AuditText, EventTime, NewAuditEvent};
 use crate::db::refresh_attempts::NewRefreshAttempt;
-use crate::db::{self, DbPool};
+use crate::db::{self, DbConnection};
 use crate::domain::{Page, Paged};
 
 const QUEUE: usize = 65_536;
@@ -113,10 +112,14 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer on the current runtime.
-    pub fn start(pool: DbPool) -> Self {
+    /// Starts the writer on the current runtime, with a connection of its own to `database`.
+    pub fn start(database: DatabaseUrl) -> Self {
         let shared = Arc::new(Shared::default());
-        tokio::spawn(write_batches(pool, shared.clone()));
+        let writer = Writer {
+            database,
+            conn: None,
+        };
+        tokio::spawn(write_batches(writer, shared.clone()));
         Self { shared }
     }
 
@@ -201,7 +204,7 @@ impl AuditLog {
     }
 }
 
-async fn write_batches(pool: DbPool, shared: Arc<Shared>) {
+async fn write_batches(mut writer: Writer, shared: Arc<Shared>) {
     loop {
         shared.work.notified().await;
         // Gather a window's worth, unless someone waits for the write or a batch is full.
@@ -235,7 +238,7 @@ async fn write_batches(pool: DbPool, shared: Arc<Shared>) {
                 events: events.by_ref().take(MOST_PER_WRITE).collect(),
                 attempts: attempts.by_ref().take(MOST_PER_WRITE).collect(),
             };
-            write_with_retries(&pool, batch).await;
+            writer.write_with_retries(batch).await;
         }
         for done in flushes {
             let _ = done.send(());
@@ -255,37 +258,52 @@ impl Batch {
     }
 }
 
-async fn write_with_retries(pool: &DbPool, batch: Batch) {
-    let batch = Arc::new(batch);
-    for attempt in 1..=10 {
-        let (pool, records) = (pool.clone(), batch.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| e.to_string())?;
-            // One transaction: a retried batch is never written twice in part.
-            conn.transaction(|conn| {
-                db::audit::insert_batch(conn, &records.events)?;
-                db::refresh_attempts::insert_batch(conn, &records.attempts)
-            })
-            .map_err(|e: diesel::result::Error| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|written| written);
-        match written {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::error!(events = batch.len(), attempt, error.cause = %e, "audit events could not be written yet");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-    tracing::error!(
-        events = batch.len(),
-        "audit events were dropped after 10 attempts"
-    );
+/// The writer's own connection, outside the pool: kept from batch to batch (its commits are
+/// set not to wait for the disk, which no pooled connection may be), opened again after a
+/// failure.
+struct Writer {
+    database: DatabaseUrl,
+    conn: Option<DbConnection>,
 }
 
-/// Newest first; `limit` between 1 and 1000.
+impl Writer {
+    async fn write_with_retries(&mut self, batch: Batch) {
+        let batch = Arc::new(batch);
+        for attempt in 1..=10 {
+            // The kept connection, or where to open one.
+            let kept = self.conn.take().ok_or_else(|| self.database.clone());
+            let records = batch.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let mut conn = match kept {
+                    Ok(conn) => conn,
+                    Err(database) => db::audit::open_writer(&database)?,
+                };
+                db::audit::write_batch(&mut conn, &records.events, &records.attempts)
+                    .map(|()| conn)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|written| written);
+            match written {
+                Ok(conn) => {
+                    self.conn = Some(conn);
+                    return;
+                }
+                // The connection went with the failure: the next attempt opens a new one.
+                Err(e) => {
+                    tracing::error!(events = batch.len(), attempt, error.cause = %e, "audit events could not be written yet");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        tracing::error!(
+            events = batch.len(),
+            "audit events were dropped after 10 attempts"
+        );
+    }
+}
+
 /// Events newest first, since `since` if given; one page of them.
 pub async fn list(
     ctx: &Context,
@@ -315,25 +333,28 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DatabaseSettings, DatabaseUrl};
+    use crate::config::DatabaseSettings;
+    use crate::db::DbPool;
 
-    fn sqlite_pool(dir: &tempfile::TempDir) -> DbPool {
+    /// A migrated SQLite database: a pool to read it, and its URL for the writer.
+    fn sqlite(dir: &tempfile::TempDir) -> (DbPool, DatabaseUrl) {
+        let url = DatabaseUrl::Sqlite(dir.path().join("audit.db"));
         let pool = db::connect(&DatabaseSettings {
-            url: DatabaseUrl::Sqlite(dir.path().join("audit.db")),
+            url: url.clone(),
             pool_size: 2,
             pool_timeout: Duration::from_secs(5),
         })
         .unwrap();
         db::run_migrations(&mut pool.get().unwrap()).unwrap();
-        pool
+        (pool, url)
     }
 
     /// Queues one event, and the rest of `count` once the writer is gathering; returns how long
     /// (on the paused clock) until all are stored.
     async fn time_to_store(count: usize) -> Duration {
         let dir = tempfile::tempdir().unwrap();
-        let pool = sqlite_pool(&dir);
-        let audit = AuditLog::start(pool.clone());
+        let (pool, url) = sqlite(&dir);
+        let audit = AuditLog::start(url);
         let event = || AuditEvent::new("handout", "service:ci-bot");
         let started = tokio::time::Instant::now();
         audit.record(event()).await;
@@ -370,7 +391,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_batch_refused_in_part_is_not_written_at_all() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = sqlite_pool(&dir);
+        let (pool, url) = sqlite(&dir);
         let now = Utc::now().naive_utc();
         let batch = Batch {
             events: vec![AuditEvent::new("handout", "service:ci-bot").0; 3],
@@ -385,7 +406,11 @@ mod tests {
                 detail: None,
             }],
         };
-        write_with_retries(&pool, batch).await;
+        let mut writer = Writer {
+            database: url,
+            conn: None,
+        };
+        writer.write_with_retries(batch).await;
         let stored = db::audit::list(&mut pool.get().unwrap(), None, None, 1_000).unwrap();
         assert!(
             stored.is_empty(),

@@ -20,6 +20,7 @@ mod admin_browser_access_token;
 mod admin_browser_gitlab;
 mod admin_gitlab_sign_in;
 mod admin_pages;
+mod audit_writer;
 mod connect_flow;
 mod crash;
 mod credentials;

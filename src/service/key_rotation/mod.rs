@@ -54,17 +54,17 @@ pub struct Begun {
     resumed: bool,
 }
 
-/// Re-seals every secret under `new`. `configured` are the keys of the settings (the key the
-/// database is under must be one of them).
+/// Re-seals every secret under `new`, recording it in `audit`. `configured` are the keys of
+/// the settings (the key the database is under must be one of them).
 pub async fn rotate(
     pool: DbPool,
+    audit: &AuditLog,
     configured: &[MasterKey],
     new: &MasterKey,
     options: RotationOptions,
 ) -> anyhow::Result<Rotated> {
-    let audit = AuditLog::start(pool.clone());
     let begun = begin(pool.clone(), configured, new, options).await?;
-    run(pool, &audit, begun).await
+    run(pool, audit, begun).await
 }
 
 /// Checks the keys and takes the lease (an error downcasts to `Running` when another process
