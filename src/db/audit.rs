@@ -137,7 +137,7 @@ pub struct AuditRow {
 /// moments of them (three `wal_writer_delay`s, 600 ms by default), never part of a batch, and
 /// nothing any other connection wrote. It spares the database a flush to disk for every batch.
 pub fn open_writer(url: &DatabaseUrl) -> Result<DbConnection, String> {
-    let mut conn = super::connect_outside_pool(url)?;
+    let mut conn = super::pool::connect_outside_pool(url)?;
     if let DbConnection::Postgres(pg) = &mut conn {
         // Named, so that an operator tells it from the pool's in `pg_stat_activity`.
         pg.batch_execute(

@@ -19,10 +19,7 @@ pub mod services;
 pub mod webhook_deliveries;
 pub mod webhooks;
 
-pub use pool::{
-    DbConnection, DbPool, connect, connect_outside_pool, has_pending_migrations, ping,
-    run_migrations,
-};
+pub use pool::{DbConnection, DbPool, connect, has_pending_migrations, ping, run_migrations};
 
 /// `false` when an insert failed only because the row exists already (a taken name).
 pub fn inserted(result: diesel::QueryResult<()>) -> diesel::QueryResult<bool> {

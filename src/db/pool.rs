@@ -104,7 +104,7 @@ impl ManageConnection for Manager {
 
 /// A connection of the caller's own, outside the pool, opened as the pool opens its own: for a
 /// writer that keeps one connection for its whole life.
-pub fn connect_outside_pool(url: &DatabaseUrl) -> Result<DbConnection, String> {
+pub(super) fn connect_outside_pool(url: &DatabaseUrl) -> Result<DbConnection, String> {
     Manager(url.clone()).connect().map_err(|e| e.to_string())
 }
 

@@ -115,11 +115,7 @@ impl AuditLog {
     /// Starts the writer on the current runtime, with a connection of its own to `database`.
     pub fn start(database: DatabaseUrl) -> Self {
         let shared = Arc::new(Shared::default());
-        let writer = Writer {
-            database,
-            conn: None,
-        };
-        tokio::spawn(write_batches(writer, shared.clone()));
+        tokio::spawn(write_batches(Writer::new(database), shared.clone()));
         Self { shared }
     }
 
@@ -267,6 +263,14 @@ struct Writer {
 }
 
 impl Writer {
+    /// Opens nothing yet: the first batch does.
+    fn new(database: DatabaseUrl) -> Self {
+        Self {
+            database,
+            conn: None,
+        }
+    }
+
     async fn write_with_retries(&mut self, batch: Batch) {
         let batch = Arc::new(batch);
         for attempt in 1..=10 {
@@ -406,11 +410,7 @@ mod tests {
                 detail: None,
             }],
         };
-        let mut writer = Writer {
-            database: url,
-            conn: None,
-        };
-        writer.write_with_retries(batch).await;
+        Writer::new(url).write_with_retries(batch).await;
         let stored = db::audit::list(&mut pool.get().unwrap(), None, None, 1_000).unwrap();
         assert!(
             stored.is_empty(),
