@@ -6,6 +6,7 @@ pub mod access_token_expiry;
 pub mod admin_sessions;
 pub mod admin_sign_ins;
 pub mod audit;
+pub mod audit_stream;
 pub mod changes;
 pub mod connect_sessions;
 pub mod connections;

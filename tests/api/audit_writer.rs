@@ -1,9 +1,17 @@
 //! The audit writer's own database connection.
 
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use chrono::{NaiveDate, TimeDelta};
 use diesel::RunQueryDsl;
+use labgate::db::DbConnection;
+use labgate::db::audit::{AuditRow, AuditText, EventTime, NewAuditEvent, open_writer};
+use labgate::db::audit_stream::Chunk;
+use labgate::service::audit::AuditEvent;
 use serde_json::json;
 
-use crate::helpers::ConnectWorld;
+use crate::helpers::{ConnectWorld, TestApp};
 use crate::support::database::Backend;
 
 /// The writer keeps a connection outside the pool; when the database ends it (a restart, an
@@ -46,4 +54,152 @@ async fn audit_events_are_written_after_the_writers_connection_is_ended() {
         ["bot-after", "bot-before"],
         "each creation once, newest first: {events:?}"
     );
+}
+
+/// Events streamed into an open `COPY` come back exactly as recorded: every column, missing
+/// ones as NULL, text that `COPY`'s text format would have to escape, the time to the
+/// microsecond; and they are stored only once the stream ends.
+#[actix_web::test]
+async fn streamed_events_are_stored_as_recorded_when_the_stream_ends() {
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL not tested");
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    let url = app.settings.database.url.clone();
+    let at = |micros: i64| {
+        EventTime(
+            NaiveDate::from_ymd_opt(2026, 12, 5)
+                .unwrap()
+                .and_hms_opt(1, 2, 3)
+                .unwrap()
+                + TimeDelta::microseconds(micros),
+        )
+    };
+    let full = NewAuditEvent {
+        at: at(456_789),
+        kind: AuditText::Word("handout"),
+        actor: "service:ci-bot".into(),
+        instance: Some("corp".into()),
+        subject: Some("tab\there, line\nthere, back\\slash, ünïcode ✓".into()),
+        connection_id: Some("0b0c6c1e-5c1e-4f5e-9a8e-1d2c3b4a5f60".into()),
+        scopes: Some("read_api read_repository".into()),
+        detail: Some(String::new().into()),
+    };
+    let bare = NewAuditEvent {
+        at: at(-1),
+        kind: AuditText::Word("service_created"),
+        actor: "admin:token".into(),
+        instance: None,
+        subject: None,
+        connection_id: None,
+        scopes: None,
+        detail: None,
+    };
+    let (chunks, received) = mpsc::channel::<Chunk>();
+    let copying = std::thread::spawn(move || {
+        let mut conn = open_writer(&url).unwrap();
+        let DbConnection::Postgres(pg) = &mut conn else {
+            panic!("a PostgreSQL URL opens a PostgreSQL connection")
+        };
+        labgate::db::audit_stream::copy(pg, &received)
+    });
+    chunks.send(Arc::new(vec![full.clone()])).unwrap();
+    chunks.send(Arc::new(vec![bare.clone(); 2])).unwrap();
+    // Wait until the rows have reached the database's open statement: still none is stored.
+    let pool = labgate::db::connect(&app.settings.database).unwrap();
+    let stored = |pool: &labgate::db::DbPool| {
+        labgate::db::audit::list(&mut pool.get().unwrap(), None, None, 100).unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        stored(&pool).is_empty(),
+        "rows are stored before the stream ends"
+    );
+    drop(chunks);
+    assert_eq!(copying.join().unwrap().unwrap(), 3);
+
+    let rows = stored(&pool);
+    let read = |row: &AuditRow| {
+        (
+            row.at,
+            row.kind.clone(),
+            row.actor.clone(),
+            row.instance.clone(),
+            row.subject.clone(),
+            row.connection_id.clone(),
+            row.scopes.clone(),
+            row.detail.clone(),
+        )
+    };
+    let recorded = |event: &NewAuditEvent| {
+        let text = |text: &Option<AuditText>| text.as_deref().map(str::to_owned);
+        (
+            event.at.0,
+            event.kind.to_string(),
+            event.actor.to_string(),
+            text(&event.instance),
+            text(&event.subject),
+            text(&event.connection_id),
+            text(&event.scopes),
+            text(&event.detail),
+        )
+    };
+    let rows: Vec<_> = rows.iter().map(read).collect();
+    assert_eq!(rows, [recorded(&bare), recorded(&bare), recorded(&full)]);
+}
+
+/// When the database ends the writer's connection while it streams, the stream commits
+/// nothing and its events are written again: each event is stored once.
+#[actix_web::test]
+async fn events_of_a_stream_cut_short_are_stored_once() {
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL not tested");
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    let pool = labgate::db::connect(&app.settings.database).unwrap();
+    let audit = &app.context.audit;
+    let mut recorded = 0;
+    let mut cut = 0;
+    // Full batches, recorded faster than a window: the writer streams them.
+    for _round in 0..20 {
+        for _ in 0..600 {
+            audit
+                .record(
+                    AuditEvent::new("handout", "service:ci-bot")
+                        .subject(format!("user-{recorded}")),
+                )
+                .await;
+            recorded += 1;
+        }
+        // The writer runs on this test's thread: it streams while the test waits.
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            cut = diesel::sql_query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() \
+                 AND application_name = 'labgate audit writer' \
+                 AND state = 'active' AND query LIKE 'COPY%'",
+            )
+            .execute(&mut pool.get().unwrap())
+            .unwrap();
+            if cut == 1 {
+                break;
+            }
+        }
+        if cut == 1 {
+            break;
+        }
+    }
+    assert_eq!(cut, 1, "the writer was never seen streaming");
+    audit.flush().await;
+
+    let rows = labgate::db::audit::list(&mut pool.get().unwrap(), None, None, 100_000).unwrap();
+    let mut subjects: Vec<String> = rows.into_iter().filter_map(|row| row.subject).collect();
+    subjects.sort();
+    let mut expected: Vec<String> = (0..recorded).map(|i| format!("user-{i}")).collect();
+    expected.sort();
+    assert_eq!(subjects.len(), recorded, "every event stored once");
+    assert_eq!(subjects, expected);
 }
