@@ -10,7 +10,6 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
-use chrono::NaiveDate;
 use diesel::pg::{CopyFormat, PgConnection};
 use diesel::prelude::*;
 use diesel::result::Error;
@@ -23,6 +22,8 @@ pub type Chunk = Arc<Vec<NewAuditEvent>>;
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 const COLUMNS: i16 = 8;
+/// 2000-01-01T00:00:00Z in microseconds since the Unix epoch.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// Copies every chunk received into `audit_events`, in one transaction that commits once the
 /// sender is dropped; nothing is written if any part fails. Returns the rows written.
@@ -63,12 +64,7 @@ pub fn copy(conn: &mut PgConnection, chunks: &Receiver<Chunk>) -> QueryResult<us
 fn encode(event: &NewAuditEvent, data: &mut Vec<u8>) -> QueryResult<()> {
     data.extend_from_slice(&COLUMNS.to_be_bytes());
     // A timestamp is microseconds since 2000-01-01, as PostgreSQL keeps it.
-    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1)
-        .and_then(|day| day.and_hms_opt(0, 0, 0))
-        .expect("2000-01-01 is a date");
-    let micros = (event.at.0 - epoch).num_microseconds().ok_or_else(|| {
-        Error::SerializationError(format!("{} is out of PostgreSQL's range", event.at.0).into())
-    })?;
+    let micros = event.at.0.and_utc().timestamp_micros() - POSTGRES_EPOCH_MICROS;
     data.extend_from_slice(&8i32.to_be_bytes());
     data.extend_from_slice(&micros.to_be_bytes());
     let texts = [

@@ -110,15 +110,17 @@ struct Stream {
     ends: Instant,
 }
 
+/// The kept connection, or a new one opened where `kept` says.
+fn connection(kept: Result<DbConnection, DatabaseUrl>) -> Result<DbConnection, String> {
+    kept.or_else(|database| db::audit::open_writer(&database))
+}
+
 impl Stream {
     /// Starts a copy on the kept connection, or on one opened from where it says.
     fn open(kept: Result<DbConnection, DatabaseUrl>) -> Self {
         let (chunks, received) = mpsc::channel();
         let copying = tokio::task::spawn_blocking(move || {
-            let mut conn = match kept {
-                Ok(conn) => conn,
-                Err(database) => db::audit::open_writer(&database)?,
-            };
+            let mut conn = connection(kept)?;
             let DbConnection::Postgres(pg) = &mut conn else {
                 return Err("only PostgreSQL streams audit events".to_owned());
             };
@@ -145,6 +147,11 @@ impl Writer {
         }
     }
 
+    /// The kept connection, or where to open one (on the blocking thread that will use it).
+    fn take_connection(&mut self) -> Result<DbConnection, DatabaseUrl> {
+        self.conn.take().ok_or_else(|| self.database.clone())
+    }
+
     fn streams(&self) -> bool {
         matches!(self.database, DatabaseUrl::Postgres(_))
     }
@@ -161,7 +168,7 @@ impl Writer {
         }
         let stream = match self.stream.take() {
             Some(stream) => stream,
-            None => Stream::open(self.conn.take().ok_or_else(|| self.database.clone())),
+            None => Stream::open(self.take_connection()),
         };
         let stream = self.stream.insert(stream);
         let chunk = Arc::new(events);
@@ -216,14 +223,10 @@ impl Writer {
     async fn write_with_retries(&mut self, batch: Batch) {
         let batch = Arc::new(batch);
         for attempt in 1..=10 {
-            // The kept connection, or where to open one.
-            let kept = self.conn.take().ok_or_else(|| self.database.clone());
+            let kept = self.take_connection();
             let records = batch.clone();
             let written = tokio::task::spawn_blocking(move || {
-                let mut conn = match kept {
-                    Ok(conn) => conn,
-                    Err(database) => db::audit::open_writer(&database)?,
-                };
+                let mut conn = connection(kept)?;
                 db::audit::write_batch(&mut conn, &records.events, &records.attempts)
                     .map(|()| conn)
                     .map_err(|e| e.to_string())
