@@ -16,3 +16,6 @@ pub mod private_files;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
+
+/// The heap allocator `labgate` runs with (`main.rs`), and that its benchmarks measure with.
+pub use mimalloc::MiMalloc as Allocator;

@@ -1,5 +1,8 @@
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: labgate::Allocator = labgate::Allocator;
+
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
     let cli = labgate::cli::Cli::parse();

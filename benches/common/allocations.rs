@@ -1,10 +1,12 @@
 //! Counting heap allocations while a measurement asks for it: a figure of the work per request
 //! that, unlike a rate, does not move with a shared machine's noise.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use labgate::Allocator;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// The system allocator, counting while `during` runs (one relaxed load otherwise).
+/// labgate's allocator, counting while `during` runs (one relaxed load otherwise).
 pub struct Counting;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
@@ -16,26 +18,26 @@ fn count() {
     }
 }
 
-// SAFETY: every call is passed on unchanged to the system allocator.
+// SAFETY: every call is passed on unchanged to labgate's allocator.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count();
-        unsafe { System.alloc(layout) }
+        unsafe { Allocator.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         count();
-        unsafe { System.alloc_zeroed(layout) }
+        unsafe { Allocator.alloc_zeroed(layout) }
     }
 
     /// Counted too: a buffer that grows costs about as much as a new one.
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count();
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { Allocator.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { Allocator.dealloc(ptr, layout) }
     }
 }
 

@@ -93,6 +93,16 @@ impl Context {
         .await
     }
 
+    /// `db_write` for writes to what no handout reads (the rotation ledger, the webhook
+    /// outbox): what handouts remember stays valid, as after `db_read`.
+    pub async fn db_write_unread_by_handouts<T, F>(&self, work: F) -> Result<T, ServiceError>
+    where
+        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.db_read(work).await
+    }
+
     /// `db_write` for work that only reads: what handouts remember stays valid.
     pub async fn db_read<T, F>(&self, work: F) -> Result<T, ServiceError>
     where

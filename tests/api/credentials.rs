@@ -591,12 +591,20 @@ async fn the_background_refresher_keeps_connections_fresh(backend: Backend) {
         cw.connection(&fresh).await["expires_at"],
         before["expires_at"]
     );
+    // A sweep that finds nothing due changes nothing handouts read: what they remember stays
+    // usable, rather than every subject's next handout reading the database again.
+    let remembered = cw.app.context.handouts.generation();
     assert_eq!(
         labgate::service::refresh::sweep(&cw.app.context)
             .await
             .unwrap(),
         0,
         "nothing is due any more"
+    );
+    assert_eq!(
+        cw.app.context.handouts.generation(),
+        remembered,
+        "a sweep that refreshed nothing outdated every remembered handout"
     );
 
     // GitLab throttling: the sweep backs off and leaves the tokens as they are.

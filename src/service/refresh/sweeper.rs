@@ -44,8 +44,12 @@ pub async fn sweep(ctx: &Context) -> Result<usize, ServiceError> {
     if let Err(e) = access_token_expiry::announce_expiring(ctx).await {
         tracing::warn!(error.cause = %e, "could not announce expiring access tokens");
     }
-    // The rotation ledger keeps each connection's newest attempts only.
-    if let Err(e) = ctx.db_write(db::refresh_attempts::trim).await {
+    // The rotation ledger keeps each connection's newest attempts only. No handout reads it:
+    // trimming it every sweep must not send every remembered handout back to the database.
+    if let Err(e) = ctx
+        .db_write_unread_by_handouts(db::refresh_attempts::trim)
+        .await
+    {
         tracing::warn!(error.cause = %e, "could not trim the rotation ledger");
     }
     Ok(refreshed)

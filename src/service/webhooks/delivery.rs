@@ -58,9 +58,8 @@ pub async fn deliver_due(
 ) -> Result<i64, ServiceError> {
     let now = Utc::now().naive_utc();
     let lease_owner = owner.to_owned();
-    // Outbox rows are not what handouts remember: `db_read` keeps their memory valid.
     let (claimed, pending) = ctx
-        .db_read(move |conn| {
+        .db_write_unread_by_handouts(move |conn| {
             let mut claimed = Vec::new();
             for row in db::webhook_deliveries::due(conn, now, BATCH)? {
                 if db::webhook_deliveries::take_lease(
@@ -195,7 +194,7 @@ async fn record(
         }
     }
     let (id, owner) = (row.id.clone(), owner.to_owned());
-    ctx.db_read(move |conn| {
+    ctx.db_write_unread_by_handouts(move |conn| {
         let record = AttemptRecord {
             status,
             attempts,
