@@ -2,9 +2,9 @@
 //! that, unlike a rate, does not move with a shared machine's noise.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use labgate::Allocator;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// labgate's allocator, counting while `during` runs (one relaxed load otherwise).
 pub struct Counting;
