@@ -227,6 +227,43 @@ pub fn list(
 mod tests {
     use chrono::{NaiveDate, NaiveDateTime};
 
+    use super::*;
+
+    /// Batches of every size around the statements of 32 rows and of one: all rows are stored,
+    /// once each, in the order given.
+    #[test]
+    fn a_batch_of_any_size_is_stored_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_writer(&DatabaseUrl::Sqlite(dir.path().join("audit.db"))).unwrap();
+        super::super::run_migrations(&mut conn).unwrap();
+        let at = EventTime(chrono::Utc::now().naive_utc());
+        let mut written = 0;
+        for size in [0, 1, 7, 8, 9, 31, 32, 33, 40, 41, 71, 256] {
+            let events: Vec<NewAuditEvent> = (written..written + size)
+                .map(|n| NewAuditEvent {
+                    at,
+                    kind: AuditText::Word("handout"),
+                    actor: AuditText::Word("service:ci-bot"),
+                    instance: None,
+                    subject: Some(AuditText::Owned(format!("user-{n:04}"))),
+                    connection_id: None,
+                    scopes: None,
+                    detail: None,
+                })
+                .collect();
+            write_batch(&mut conn, &events, &[]).unwrap();
+            written += size;
+            let stored: Vec<String> = list(&mut conn, None, None, 10_000)
+                .unwrap()
+                .into_iter()
+                .rev()
+                .filter_map(|row| row.subject)
+                .collect();
+            let expected: Vec<String> = (0..written).map(|n| format!("user-{n:04}")).collect();
+            assert_eq!(stored, expected, "after a batch of {size}");
+        }
+    }
+
     #[test]
     fn an_event_time_is_written_in_diesels_own_format() {
         let day = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
