@@ -593,7 +593,7 @@ async fn the_background_refresher_keeps_connections_fresh(backend: Backend) {
     );
     // A sweep that finds nothing due changes nothing handouts read: what they remember stays
     // usable, rather than every subject's next handout reading the database again.
-    let remembered = cw.app.context.handouts.generation();
+    let remembered = settled_generation(&cw).await;
     assert_eq!(
         labgate::service::refresh::sweep(&cw.app.context)
             .await
@@ -635,6 +635,23 @@ async fn the_background_refresher_keeps_connections_fresh(backend: Backend) {
         cw.connection(&third).await["expires_at"],
         held["expires_at"]
     );
+}
+
+/// The handout memory's generation once the change feed has heard the writes made so far: on
+/// PostgreSQL it hears the refresh's own commit some milliseconds later (its poll is 10 ms), and
+/// outdates the memory then. Settled when it holds still for half a second.
+async fn settled_generation(cw: &ConnectWorld) -> u64 {
+    let handouts = &cw.app.context.handouts;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = handouts.generation();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = handouts.generation();
+        if now == seen || tokio::time::Instant::now() > deadline {
+            return now;
+        }
+        seen = now;
+    }
 }
 
 async fn metrics_count_handouts_and_refreshes(backend: Backend) {
