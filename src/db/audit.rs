@@ -235,7 +235,7 @@ mod tests {
     fn a_batch_of_any_size_is_stored_whole_and_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_writer(&DatabaseUrl::Sqlite(dir.path().join("audit.db"))).unwrap();
-        super::super::run_migrations(&mut conn).unwrap();
+        crate::db::run_migrations(&mut conn).unwrap();
         let at = EventTime(chrono::Utc::now().naive_utc());
         let mut written = 0;
         for size in [0, 1, 7, 8, 9, 31, 32, 33, 40, 41, 71, 256] {
