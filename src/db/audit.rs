@@ -132,11 +132,11 @@ pub struct AuditRow {
 }
 
 /// How many pages SQLite's write-ahead log may hold before the audit writer's commit copies
-/// them into the database. SQLite's default, 1,000, made each checkpoint a burst of ~2,000
-/// page reads and writes on the writer's thread, every second or so at a busy handout rate:
-/// on a 2-core machine that burst held the handouts back for up to 10 ms (paced p99 1.8–10 ms
-/// against 0.9–1.8 ms with 100). Ten times as many checkpoints, each a tenth as large, cost
-/// the same in all; the log's file stays a tenth as large too.
+/// them into the database. SQLite's default, 1,000, made each checkpoint a burst of up to
+/// 2.5 ms on the writer's thread, every second or so at a busy handout rate, on a core the
+/// handouts need (a scheduler trace on a 2-core machine); with 100 the longest is 0.5 ms.
+/// Ten times as many checkpoints, each a tenth as large, cost the same in all; the log's file
+/// stays a tenth as large too.
 const WRITER_CHECKPOINT_PAGES: u32 = 100;
 
 /// Opens the audit writer's own connection. On SQLite, it checkpoints the log in small steps
@@ -276,8 +276,8 @@ mod tests {
         }
     }
 
-    /// Megabytes of events, a busy minute's worth: the log never grows far past the writer's
-    /// checkpoint size, so no checkpoint is ever a large burst of work.
+    /// Megabytes of events: the log never grows far past the writer's checkpoint size, so no
+    /// checkpoint is ever a large burst of work.
     #[test]
     fn the_writers_log_is_checkpointed_in_small_steps() {
         let dir = tempfile::tempdir().unwrap();
