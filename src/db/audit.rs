@@ -241,6 +241,20 @@ mod tests {
 
     use super::*;
 
+    /// A service's handout to `subject`, now.
+    fn handout(subject: String, detail: Option<&str>) -> NewAuditEvent {
+        NewAuditEvent {
+            at: EventTime(chrono::Utc::now().naive_utc()),
+            kind: AuditText::Word("handout"),
+            actor: AuditText::Word("service:ci-bot"),
+            instance: None,
+            subject: Some(AuditText::Owned(subject)),
+            connection_id: None,
+            scopes: None,
+            detail: detail.map(AuditText::from),
+        }
+    }
+
     /// Batches of every size around the statements of 32 rows and of one: all rows are stored,
     /// once each, in the order given.
     #[test]
@@ -248,20 +262,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_writer(&DatabaseUrl::Sqlite(dir.path().join("audit.db"))).unwrap();
         crate::db::run_migrations(&mut conn).unwrap();
-        let at = EventTime(chrono::Utc::now().naive_utc());
         let mut written = 0;
         for size in [0, 1, 7, 8, 9, 31, 32, 33, 40, 41, 71, 256] {
             let events: Vec<NewAuditEvent> = (written..written + size)
-                .map(|n| NewAuditEvent {
-                    at,
-                    kind: AuditText::Word("handout"),
-                    actor: AuditText::Word("service:ci-bot"),
-                    instance: None,
-                    subject: Some(AuditText::Owned(format!("user-{n:04}"))),
-                    connection_id: None,
-                    scopes: None,
-                    detail: None,
-                })
+                .map(|n| handout(format!("user-{n:04}"), None))
                 .collect();
             write_batch(&mut conn, &events, &[]).unwrap();
             written += size;
@@ -284,22 +288,12 @@ mod tests {
         let path = dir.path().join("audit.db");
         let mut conn = open_writer(&DatabaseUrl::Sqlite(path.clone())).unwrap();
         crate::db::run_migrations(&mut conn).unwrap();
-        let at = EventTime(chrono::Utc::now().naive_utc());
         let detail = "x".repeat(300);
         let log = dir.path().join("audit.db-wal");
         let mut largest = 0;
         for batch in 0..100 {
             let events: Vec<NewAuditEvent> = (0..256)
-                .map(|n| NewAuditEvent {
-                    at,
-                    kind: AuditText::Word("handout"),
-                    actor: AuditText::Word("service:ci-bot"),
-                    instance: None,
-                    subject: Some(AuditText::Owned(format!("user-{batch}-{n}"))),
-                    connection_id: None,
-                    scopes: None,
-                    detail: Some(AuditText::Owned(detail.clone())),
-                })
+                .map(|n| handout(format!("user-{batch}-{n}"), Some(&detail)))
                 .collect();
             write_batch(&mut conn, &events, &[]).unwrap();
             largest = largest.max(std::fs::metadata(&log).unwrap().len());
