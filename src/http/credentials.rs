@@ -120,20 +120,19 @@ mod tests {
 
     use super::*;
 
-    /// What a caller sees of a reading: the form, or the status and body of the refusal.
+    /// What a caller sees of a reading: the form, or the refusal's body (with its status).
     fn seen(read: Result<CredentialsForm, ApiError>) -> String {
         match read {
             Ok(form) => format!("{form:?}"),
             Err(refused) => {
                 let answer = refused.error_response();
                 let body = answer.into_body().try_into_bytes().unwrap_or_default();
-                format!("{}", String::from_utf8_lossy(&body))
+                String::from_utf8_lossy(&body).into_owned()
             }
         }
     }
 
-    /// The short way reads only what the tree reads the same: every body is answered as the
-    /// tree alone would answer it.
+    /// The short way answers every body as the tree alone answers it.
     #[test]
     fn every_body_is_read_as_the_tree_reads_it() {
         let bodies = [
@@ -158,7 +157,8 @@ mod tests {
             assert_eq!(short, seen(read_tree(body)), "{body}");
             assert!(!short.is_empty(), "{body}");
         }
-        // The two ways differ in what they may refuse: the tree's answers, for the record.
+        // Some of those answers as a caller reads them: a null is refused, a number too large
+        // is not JSON, and the last of a field given twice counts.
         assert!(seen(read_form(bodies[4])).contains("must be a string"));
         assert!(seen(read_form(bodies[11])).contains("not valid JSON"));
         assert!(seen(read_form(bodies[3])).contains("other"));
