@@ -3,12 +3,14 @@
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use chrono::{NaiveDate, TimeDelta};
-use diesel::RunQueryDsl;
+use chrono::{NaiveDate, TimeDelta, Utc};
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use labgate::config::DatabaseUrl;
 use labgate::db::DbConnection;
 use labgate::db::audit::{AuditRow, AuditText, EventTime, NewAuditEvent, open_writer};
-use labgate::db::audit_stream::Chunk;
+use labgate::db::audit_stream::{Chunk, ROWS_PER_COPY};
 use labgate::service::audit::AuditEvent;
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::helpers::{ConnectWorld, TestApp};
@@ -147,6 +149,93 @@ async fn streamed_events_are_stored_as_recorded_when_the_stream_ends() {
     };
     let rows: Vec<_> = rows.iter().map(read).collect();
     assert_eq!(rows, [recorded(&bare), recorded(&bare), recorded(&full)]);
+}
+
+/// A long stream goes to PostgreSQL in short `COPY` statements, which the server inserts as
+/// each ends rather than a thousand rows at a time, all in one transaction: none of its rows
+/// is stored before the stream ends, and then all are, in order.
+#[actix_web::test]
+async fn a_long_stream_is_copied_in_short_statements_committed_together() {
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("LABGATE_TEST_POSTGRES_URL is not set: PostgreSQL not tested");
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    let url = app.settings.database.url.clone();
+    let DatabaseUrl::Postgres(postgres) = url.clone() else {
+        panic!("a PostgreSQL backend has a PostgreSQL URL")
+    };
+    const CHUNK: usize = 64;
+    // Two whole statements, and half of a third left open.
+    let total = 2 * ROWS_PER_COPY + ROWS_PER_COPY / 2;
+    let event = |n: usize| NewAuditEvent {
+        at: EventTime(Utc::now().naive_utc()),
+        kind: AuditText::Word("handout"),
+        actor: "service:ci-bot".into(),
+        instance: None,
+        subject: Some(format!("user-{n:04}").into()),
+        connection_id: None,
+        scopes: None,
+        detail: None,
+    };
+    let (chunks, received) = mpsc::channel::<Chunk>();
+    let copying = std::thread::spawn(move || {
+        let mut conn = open_writer(&url).unwrap();
+        let DbConnection::Postgres(pg) = &mut conn else {
+            panic!("a PostgreSQL URL opens a PostgreSQL connection")
+        };
+        labgate::db::audit_stream::copy(pg, &received)
+    });
+    for first in (0..total).step_by(CHUNK) {
+        chunks
+            .send(Arc::new((first..first + CHUNK).map(event).collect()))
+            .unwrap();
+    }
+
+    // What the open statement holds, as PostgreSQL reports its progress.
+    let mut watcher = PgConnection::establish(postgres.expose_secret()).unwrap();
+    let mut open_statement_rows = None;
+    for _ in 0..100 {
+        open_statement_rows = diesel::sql_query(
+            "SELECT p.tuples_processed AS rows FROM pg_stat_progress_copy p \
+             JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'labgate audit writer'",
+        )
+        .get_result::<CopyProgress>(&mut watcher)
+        .ok()
+        .map(|progress| progress.rows);
+        if open_statement_rows == Some((ROWS_PER_COPY / 2) as i64) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        open_statement_rows,
+        Some((ROWS_PER_COPY / 2) as i64),
+        "the open statement holds only the rows sent since the last one ended"
+    );
+    let pool = labgate::db::connect(&app.settings.database).unwrap();
+    let stored = || labgate::db::audit::list(&mut pool.get().unwrap(), None, None, 10_000).unwrap();
+    assert!(
+        stored().is_empty(),
+        "rows are stored before the stream ends"
+    );
+
+    drop(chunks);
+    assert_eq!(copying.join().unwrap().unwrap(), total);
+    let subjects: Vec<String> = stored()
+        .into_iter()
+        .rev()
+        .filter_map(|row| row.subject)
+        .collect();
+    let recorded: Vec<String> = (0..total).map(|n| format!("user-{n:04}")).collect();
+    assert_eq!(subjects, recorded, "every row once, in the order sent");
+}
+
+#[derive(diesel::QueryableByName)]
+struct CopyProgress {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    rows: i64,
 }
 
 /// When the database ends the writer's connection while it streams, the stream commits

@@ -4,7 +4,7 @@
 //! wakes the writer only when the queue was empty or a batch is full. Batches stay small because
 //! writing one takes a core from the handouts: at 40,000 handouts a second, a batch of 1,000
 //! held answers back long enough to put their 99th percentile past 2 ms. On PostgreSQL, full
-//! batches are streamed into one statement that commits every 200 ms (`writer`). A failed write
+//! batches are streamed into one transaction that commits every 200 ms (`writer`). A failed write
 //! is tried again while the database recovers. A crash loses what is queued or not yet
 //! committed: normally one window, more if the database was falling behind. A normal shutdown
 //! writes the queue out first.

@@ -1,7 +1,8 @@
 //! The audit writer task: takes what is queued, a window's worth or a batch at a time, and
 //! writes it on a connection of its own. While handouts keep batches full on PostgreSQL, it
-//! streams them into one open `COPY` that commits every window: the database then pays for a
-//! statement and a commit a window, not a batch, and takes each batch's rows as they arrive.
+//! streams them into an open transaction of short `COPY` statements that commits every window:
+//! the database then pays for a commit a window, not a batch, and takes each batch's rows as
+//! they arrive.
 
 use std::sync::Arc;
 use std::sync::mpsc;
