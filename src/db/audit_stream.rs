@@ -1,4 +1,4 @@
-//! The audit writer's open `COPY` on PostgreSQL: events go to the database as they are
+//! The audit writer's open `COPY` statements on PostgreSQL: events go to the database as they are
 //! recorded, in statements of a few hundred rows, all in one transaction that commits when the
 //! stream ends. The server inserts them as they arrive (libpq sends every 8 KiB), so a busy
 //! second costs one commit a window instead of hundreds, and no batch lands on the server all
@@ -27,7 +27,7 @@ const COLUMNS: i16 = 8;
 /// 2000-01-01T00:00:00Z in microseconds since the Unix epoch.
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// The most rows one `COPY` statement takes (it ends after the chunk that reaches this).
+/// How many rows end a `COPY` statement (after the chunk that reaches it).
 /// PostgreSQL inserts a binary copy's rows 1,000 at a time, each group a burst of about a
 /// millisecond on one core that preempted labgate's workers every 19 ms at 50,000 handouts a
 /// second; a statement that ends sooner inserts what it holds, in a quarter of the time.
@@ -41,9 +41,9 @@ pub fn copy(conn: &mut PgConnection, chunks: &Receiver<Chunk>) -> QueryResult<us
         let mut written = 0;
         // A statement starts with its first chunk in hand: none is opened for nothing.
         while let Ok(first) = chunks.recv() {
-            let (rows, sender_left) = copy_statement(conn, first, chunks)?;
+            let (rows, sender_gone) = copy_statement(conn, first, chunks)?;
             written += rows;
-            if sender_left {
+            if sender_gone {
                 break;
             }
         }
@@ -61,7 +61,7 @@ fn copy_statement(
     use audit_events as events;
     // diesel may call the writing closure as `Fn`: what it learns is kept in cells.
     let first = Cell::new(Some(first));
-    let sender_left = Cell::new(false);
+    let sender_gone = Cell::new(false);
     let rows = diesel::copy_from(events::table)
         .from_raw_data(
             (
@@ -92,7 +92,7 @@ fn copy_statement(
                         break;
                     }
                     next = chunks.recv().ok();
-                    sender_left.set(next.is_none());
+                    sender_gone.set(next.is_none());
                 }
                 data.extend_from_slice(&(-1i16).to_be_bytes()); // end of data
                 sink.write_all(&data).map_err(io_failed)
@@ -100,7 +100,7 @@ fn copy_statement(
         )
         .with_format(CopyFormat::Binary)
         .execute(conn)?;
-    Ok((rows, sender_left.get()))
+    Ok((rows, sender_gone.get()))
 }
 
 fn encode(event: &NewAuditEvent, data: &mut Vec<u8>) -> QueryResult<()> {

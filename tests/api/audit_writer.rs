@@ -1,9 +1,11 @@
 //! The audit writer's own database connection.
 
 use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::{NaiveDate, TimeDelta, Utc};
+use diesel::result::QueryResult;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use labgate::config::DatabaseUrl;
 use labgate::db::DbConnection;
@@ -98,14 +100,7 @@ async fn streamed_events_are_stored_as_recorded_when_the_stream_ends() {
         scopes: None,
         detail: None,
     };
-    let (chunks, received) = mpsc::channel::<Chunk>();
-    let copying = std::thread::spawn(move || {
-        let mut conn = open_writer(&url).unwrap();
-        let DbConnection::Postgres(pg) = &mut conn else {
-            panic!("a PostgreSQL URL opens a PostgreSQL connection")
-        };
-        labgate::db::audit_stream::copy(pg, &received)
-    });
+    let (chunks, copying) = start_copy(url);
     chunks.send(Arc::new(vec![full.clone()])).unwrap();
     chunks.send(Arc::new(vec![bare.clone(); 2])).unwrap();
     // Wait until the rows have reached the database's open statement: still none is stored.
@@ -178,14 +173,7 @@ async fn a_long_stream_is_copied_in_short_statements_committed_together() {
         scopes: None,
         detail: None,
     };
-    let (chunks, received) = mpsc::channel::<Chunk>();
-    let copying = std::thread::spawn(move || {
-        let mut conn = open_writer(&url).unwrap();
-        let DbConnection::Postgres(pg) = &mut conn else {
-            panic!("a PostgreSQL URL opens a PostgreSQL connection")
-        };
-        labgate::db::audit_stream::copy(pg, &received)
-    });
+    let (chunks, copying) = start_copy(url);
     for first in (0..total).step_by(CHUNK) {
         chunks
             .send(Arc::new((first..first + CHUNK).map(event).collect()))
@@ -230,6 +218,20 @@ async fn a_long_stream_is_copied_in_short_statements_committed_together() {
         .collect();
     let recorded: Vec<String> = (0..total).map(|n| format!("user-{n:04}")).collect();
     assert_eq!(subjects, recorded, "every row once, in the order sent");
+}
+
+/// Starts the audit writer's copy on a connection of its own, as the writer does: the chunks'
+/// sender, and the thread that returns the rows written once the sender is dropped.
+fn start_copy(url: DatabaseUrl) -> (mpsc::Sender<Chunk>, JoinHandle<QueryResult<usize>>) {
+    let (chunks, received) = mpsc::channel::<Chunk>();
+    let copying = std::thread::spawn(move || {
+        let mut conn = open_writer(&url).unwrap();
+        let DbConnection::Postgres(pg) = &mut conn else {
+            panic!("a PostgreSQL URL opens a PostgreSQL connection")
+        };
+        labgate::db::audit_stream::copy(pg, &received)
+    });
+    (chunks, copying)
 }
 
 #[derive(diesel::QueryableByName)]

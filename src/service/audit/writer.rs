@@ -101,7 +101,8 @@ pub(super) struct Writer {
     stream: Option<Stream>,
 }
 
-/// An open `COPY`, running on a blocking thread with the writer's connection.
+/// An open transaction of `COPY` statements, running on a blocking thread with the writer's
+/// connection.
 struct Stream {
     chunks: mpsc::Sender<Chunk>,
     /// What went into it, kept until it commits: a failed stream writes nothing, and its
