@@ -11,6 +11,8 @@ WORKDIR /src
 # cargo reads every target the manifest declares, so benches/ comes along; the crate itself
 # is a stub until its sources are copied.
 COPY Cargo.toml Cargo.lock ./
+# How the bundled SQLite is compiled (LIBSQLITE3_FLAGS).
+COPY .cargo .cargo
 COPY benches benches
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && cargo build --release --locked \

@@ -196,6 +196,27 @@ mod tests {
         manager.connect().unwrap()
     }
 
+    /// SQLite is built as `.cargo/config.toml` asks: without its lock on every call of a
+    /// connection (multi-thread mode) and without memory statistics.
+    #[test]
+    fn sqlite_is_built_without_the_locks_labgate_does_not_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let DbConnection::Sqlite(mut lite) = sqlite(&dir.path().join("built.db")) else {
+            unreachable!("a SQLite URL opens SQLite")
+        };
+        let options: Vec<String> = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+            "compile_options FROM pragma_compile_options",
+        ))
+        .load(&mut lite)
+        .unwrap();
+        for wanted in ["THREADSAFE=2", "DEFAULT_MEMSTATUS=0"] {
+            assert!(
+                options.iter().any(|o| o == wanted),
+                "{wanted} not in {options:?}"
+            );
+        }
+    }
+
     /// A read-then-write transaction and another writer that commits between its read and its
     /// write: both succeed, the second after the first (deferred, the first failed at once).
     #[test]

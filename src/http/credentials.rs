@@ -5,11 +5,11 @@ use actix_web::http::header::{CACHE_CONTROL, ContentType};
 use actix_web::{HttpResponse, web};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::auth::ServiceBearer;
 use super::bodies::{GitLabUser, Handout, InstanceRef};
 use super::fields::Fields;
+use super::json_body::JsonBytes;
 use super::{ApiError, method_not_allowed, timestamp};
 use crate::service::Context;
 use crate::service::credentials::{self, Credentials, CredentialsForm};
@@ -40,9 +40,9 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 async fn fetch(
     caller: ServiceBearer,
     ctx: web::Data<Context>,
-    body: web::Json<Box<RawValue>>,
+    body: JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
-    let form = read_form(body.get())?;
+    let form = read_form(&body.0)?;
     let handed = credentials::hand_out(&ctx, &caller.0, form).await?;
     let body = handed.rendered.get_or_init(|| render(&handed).into());
     Ok(HttpResponse::Ok()
@@ -61,12 +61,12 @@ struct PlainRequest {
 
 /// Reads the usual request straight into its two strings: building a JSON tree for it (a map,
 /// its keys and values) was a fifth of a handout's own work in the handler. Any other body
-/// (more fields, a field twice, a wrong type) is read as a tree, so that every problem is named
-/// as before.
-fn read_form(body: &str) -> Result<CredentialsForm, ApiError> {
+/// (more fields, a field twice, a wrong type, not JSON at all) is read as a tree, so that every
+/// problem is named as before.
+fn read_form(body: &[u8]) -> Result<CredentialsForm, ApiError> {
     // A derived struct also reads an array of its fields' values: only an object is the usual.
-    let object = body.trim_start().starts_with('{');
-    match serde_json::from_str::<PlainRequest>(body) {
+    let object = body.trim_ascii_start().starts_with(b"{");
+    match serde_json::from_slice::<PlainRequest>(body) {
         Ok(plain) if object => Ok(CredentialsForm {
             instance: Some(plain.instance),
             subject: Some(plain.subject),
@@ -78,9 +78,8 @@ fn read_form(body: &str) -> Result<CredentialsForm, ApiError> {
 }
 
 /// Reads the body as a tree, field by field, naming every problem.
-fn read_tree(body: &str) -> Result<CredentialsForm, ApiError> {
-    // Valid JSON may still not make a tree (a number too large for one).
-    let tree = serde_json::from_str(body)
+fn read_tree(body: &[u8]) -> Result<CredentialsForm, ApiError> {
+    let tree = serde_json::from_slice(body)
         .map_err(|e| ApiError::from_json_error(JsonPayloadError::Deserialize(e)))?;
     let mut fields = Fields::of(tree, &["instance", "subject", "scopes", "min_valid_for"])?;
     let form = CredentialsForm {
@@ -153,14 +152,15 @@ mod tests {
             r#"{}"#,
         ];
         for body in bodies {
-            let short = seen(read_form(body));
-            assert_eq!(short, seen(read_tree(body)), "{body}");
+            let short = seen(read_form(body.as_bytes()));
+            assert_eq!(short, seen(read_tree(body.as_bytes())), "{body}");
             assert!(!short.is_empty(), "{body}");
         }
         // Some of those answers as a caller reads them: a null is refused, a number too large
         // is not JSON, and the last of a field given twice counts.
-        assert!(seen(read_form(bodies[4])).contains("must be a string"));
-        assert!(seen(read_form(bodies[11])).contains("not valid JSON"));
-        assert!(seen(read_form(bodies[3])).contains("other"));
+        let read = |n: usize| seen(read_form(bodies[n].as_bytes()));
+        assert!(read(4).contains("must be a string"));
+        assert!(read(11).contains("not valid JSON"));
+        assert!(read(3).contains("other"));
     }
 }

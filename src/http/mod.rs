@@ -14,6 +14,7 @@ mod error;
 mod fields;
 mod health;
 mod instances;
+mod json_body;
 mod keys;
 mod openapi;
 mod pages;

@@ -16,6 +16,7 @@ use crate::support::fake_gitlab::{RefreshFault, USER_ID, USERNAME};
 
 on_both_backends!(
     a_fresh_token_is_handed_out_without_a_refresh,
+    a_body_is_refused_for_what_is_wrong_with_it,
     min_valid_for_forces_a_refresh_and_the_new_pair_is_kept,
     fifty_concurrent_fetches_share_one_refresh,
     gitlab_failures_leave_the_stored_tokens_untouched,
@@ -133,6 +134,53 @@ async fn a_fresh_token_is_handed_out_without_a_refresh(backend: Backend) {
     assert!(
         !audit.to_string().contains(token),
         "the audit log holds no token"
+    );
+}
+
+/// A body the handout cannot read is refused with what is wrong with it, and nothing is handed
+/// out; a gzipped body is read as any other.
+async fn a_body_is_refused_for_what_is_wrong_with_it(backend: Backend) {
+    let cw = world(backend).await;
+    cw.connect("user-17", json!({})).await;
+    let post = |content_type: &str, body: Vec<u8>| {
+        cw.app
+            .client
+            .post(format!("{}/api/v1/credentials", cw.app.address))
+            .bearer_auth(&cw.service_token)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let plain = request("user-17").to_string().into_bytes();
+    let detail = |problem: Value| problem["detail"].as_str().unwrap().to_owned();
+
+    let cut = post("application/json", plain[..plain.len() - 3].to_vec());
+    let cut = expect_problem(cut.send().await.unwrap(), 400, "invalid_request").await;
+    assert!(detail(cut).contains("not valid JSON"));
+    let typed = post("text/plain", plain.clone()).send().await.unwrap();
+    let typed = expect_problem(typed, 415, "unsupported_media_type").await;
+    assert!(detail(typed).contains("application/json"));
+    let mut huge = request("user-17");
+    huge["padding"] = json!("#".repeat(70 * 1024));
+    let huge = post("application/json", huge.to_string().into_bytes());
+    let huge = expect_problem(huge.send().await.unwrap(), 413, "payload_too_large").await;
+    assert!(detail(huge).contains("64 KiB"));
+    let audit = cw.app.get_json("/api/v1/audit").await;
+    let events = audit["events"].as_array().unwrap();
+    assert!(events.iter().all(|e| e["kind"] != "handout"), "{audit}");
+
+    let mut zipped = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut zipped, &plain).unwrap();
+    let zipped = post("application/json; charset=utf-8", zipped.finish().unwrap())
+        .header("content-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.status(), 200);
+    let handed: Value = zipped.json().await.unwrap();
+    assert!(
+        cw.world
+            .gitlab
+            .access_token_works(handed["access_token"].as_str().unwrap())
     );
 }
 
