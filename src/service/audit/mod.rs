@@ -180,13 +180,9 @@ impl AuditLog {
         }
         let idle = queue.is_idle();
         push(&mut queue);
-        let full = queue.events.len() + queue.attempts.len() == BATCH;
-        // The writer is woken after the lock is let go: woken under it, its thread could
-        // preempt this one there, and the other worker, pushing meanwhile, slept on the lock.
-        drop(queue);
         if idle {
             self.shared.work.notify_one();
-        } else if full {
+        } else if queue.events.len() + queue.attempts.len() == BATCH {
             self.shared.write_now.notify_one();
         }
         true

@@ -18,7 +18,6 @@ use crate::db::refresh_attempts::NewRefreshAttempt;
 use crate::db::{self, DbConnection};
 
 pub(super) async fn write_batches(mut writer: Writer, shared: Arc<Shared>) {
-    let mut last_taken = 0;
     loop {
         match writer.stream_ends() {
             Some(ends) => tokio::select! {
@@ -48,7 +47,7 @@ pub(super) async fn write_batches(mut writer: Writer, shared: Arc<Shared>) {
             events,
             attempts,
             flushes,
-        } = take_queue(&shared, &mut last_taken);
+        } = take_queue(&shared);
         shared.room.notify_waiters();
         // A full batch means handouts are busy: stream it. Fewer events, after a quiet window,
         // are written at once; so are ledger entries, in one transaction with their events.
@@ -72,20 +71,12 @@ pub(super) async fn write_batches(mut writer: Writer, shared: Arc<Shared>) {
     }
 }
 
-/// Takes what is queued, leaving room for as many events as were taken last time: the next
-/// window is likely as busy, and its room is made now, not grown (and copied) event by event
-/// under the handouts' lock. The room is allocated before the lock is taken, so the lock is held
-/// only for the swap: a handout that finds it held sleeps on it.
-fn take_queue(shared: &Shared, last_taken: &mut usize) -> Queue {
-    let mut taken = Queue {
-        events: Vec::with_capacity(*last_taken),
-        ..Queue::default()
-    };
-    std::mem::swap(
-        &mut *shared.queue.lock().unwrap_or_else(|p| p.into_inner()),
-        &mut taken,
-    );
-    *last_taken = taken.events.len();
+fn take_queue(shared: &Shared) -> Queue {
+    let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+    let taken = std::mem::take(&mut *queue);
+    // The next window is likely as busy as this one: its room is made now, not grown (and
+    // copied) event by event under the handouts' lock.
+    queue.events.reserve(taken.events.len());
     taken
 }
 
