@@ -672,19 +672,20 @@ async fn paced_latency(
     let hand = paced(&handouts, options.phase).await??;
     let line = |run: &paced::PacedRun| {
         format!(
-            "{:>8.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms",
+            "{:>8.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  (as read {:>6.3} ms)",
             run.rate,
-            millis(run.percentile(0.50)),
-            millis(run.percentile(0.99))
+            millis(run.server.percentile(0.50)),
+            millis(run.server.percentile(0.99)),
+            millis(run.as_read.percentile(0.99))
         )
     };
-    let p99 = hand.percentile(0.99);
+    let p99 = hand.server.percentile(0.99);
     Ok(format!(
-        "paced at {rate:.0} req/s (half the maximum), {clients} connections, {:.0} s each, latency from when each request was due ({} handouts):\n  \
+        "paced at {rate:.0} req/s (half the maximum), {clients} connections, {:.0} s each, latency from when each request was due, less the generator's own delays; as read: with them ({} handouts):\n  \
          GET /healthz              {}\n  \
          POST /api/v1/credentials  {}   (target p99 ≤ {} ms: {})\n",
         options.phase.as_secs_f64(),
-        hand.answered(),
+        hand.server.count(),
         line(&health),
         line(&hand),
         PACED_P99_TARGET.as_millis(),
