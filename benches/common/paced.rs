@@ -9,8 +9,8 @@
 //! far as its answers need (a status and a Content-Length).
 //!
 //! The generator shares the machine with the server, and its thread is preempted too (on the
-//! 2-core VMs here, by the kernel's `kdamond` and the VM agent, for 2-4 ms at a time, while the
-//! other core idled). Time it lost so is its own, not the server's, and is taken out of the
+//! 2-core VMs here, by the kernel's `kdamond` and `khugepaged` and by the VM's agent, for 2-7 ms
+//! at a time, while the other core idled). Time it lost so is its own, not the server's, and is taken out of the
 //! server's latency: an answer counts as come when the kernel received it (`SO_TIMESTAMPNS`),
 //! not when the generator got round to reading it, and a request the generator sent late while
 //! a connection stood free is charged only from when it went out. Time a request waited because
